@@ -14,8 +14,6 @@ NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 DATA = ROOT / "data"
 SYNTHETIC = DATA / "synthetic"
-SYNTHETIC_FAIRFACE = SYNTHETIC / "fairface"
-SYNTHETIC_LFW = SYNTHETIC / "lfw"
 CACHE = DATA / "cache"
 CHECKPOINTS = DATA / "checkpoints"
 RESULTS = DATA / "results"
@@ -56,10 +54,15 @@ def checkpoints_dir(profile: str) -> Path:
     return path
 
 
-def dataset_root(source: str, dataset: str) -> Path | str:
+def synthetic_root(preset: str = "default") -> Path:
+    """Folder of one preset of the embedded synthetic dataset (holds ``fairface/`` and ``lfw/``)."""
+    return SYNTHETIC / preset
+
+
+def dataset_root(source: str, dataset: str, synthetic_preset: str = "default") -> Path | str:
     """Resolve a data-source parameter to a folder.
 
-    ``source`` is ``"synthetic"`` (the embedded generated set), ``"shared"`` (``../shared/data``),
+    ``source`` is ``"synthetic"`` (the embedded generated set, preset ``synthetic_preset``), ``"shared"`` (``../shared/data``),
     ``"hub"`` (returned unchanged: the loader fetches from the Hugging Face Hub), or a path
     (``~`` expanded; relative paths are taken from the repository root).
     ``dataset`` is ``"fairface"`` or ``"lfw"``.
@@ -67,7 +70,7 @@ def dataset_root(source: str, dataset: str) -> Path | str:
     if dataset not in ("fairface", "lfw"):
         raise ValueError(f"dataset must be 'fairface' or 'lfw', got {dataset!r}")
     if source == "synthetic":
-        return SYNTHETIC_FAIRFACE if dataset == "fairface" else SYNTHETIC_LFW
+        return synthetic_root(synthetic_preset) / dataset
     if source == "shared":
         return SHARED_FAIRFACE if dataset == "fairface" else SHARED_LFW
     if source == "hub":

@@ -1,0 +1,68 @@
+# Angular-margin losses and fairness: one-command build of the report series.
+#   make all            venv + synthetic data + execute every notebook (PROFILE=default) + render HTML
+#   make test           unit tests + notebook pairing check + nbval on every notebook (smoke profile)
+# Other profiles: make all PROFILE=real  (needs ../shared/data)  |  PROFILE=colab (GPU + internet)
+
+PROFILE ?= default
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+NBVAL_DIR := build/nbval/smoke
+export FACE_PROGRESS ?= plain
+export MPLBACKEND ?= Agg
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data all run report test unit nbval check-sync sync bench clean clean-all
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  PROFILE=$(PROFILE) (smoke | default | real | colab; see params/)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv (if missing) and install the project with its dev extras
+
+data: $(STAMP) ## Generate the embedded synthetic dataset (reused when present)
+	$(PY) -m lib.synthetic --preset default
+	$(PY) -m lib.synthetic --preset smoke
+
+all: setup run ## Everything: setup, data, execute all notebooks under PROFILE, render the report
+
+run: $(STAMP) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
+	$(PY) -m lib.notebooks run --profile $(PROFILE)
+
+report: $(STAMP) ## Re-render reports/PROFILE/*.html and the index from the executed notebooks
+	$(PY) -m lib.notebooks render --profile $(PROFILE)
+
+test: $(STAMP) check-sync ## The whole test suite: unit tests + check-sync + nbval (smoke profile)
+	rm -rf $(NBVAL_DIR)
+	$(PY) -m lib.notebooks prepare --profile smoke --out $(NBVAL_DIR)
+	$(PY) -m pytest tests $(NBVAL_DIR) --nbval-lax -p no:cacheprovider
+
+unit: $(STAMP) ## Unit tests only (fast)
+	$(PY) -m pytest tests
+
+nbval: $(STAMP) ## nbval (lax) on every notebook prepared with the smoke profile
+	rm -rf $(NBVAL_DIR)
+	$(PY) -m lib.notebooks prepare --profile smoke --out $(NBVAL_DIR)
+	$(PY) -m pytest $(NBVAL_DIR) --nbval-lax -p no:cacheprovider
+
+check-sync: $(STAMP) ## Check that every notebooks/*.py and its paired .ipynb have the same content
+	$(PY) -m lib.notebooks check-sync
+
+sync: $(STAMP) ## Rewrite notebooks/*.ipynb from the jupytext sources notebooks/*.py
+	$(PY) -m lib.notebooks sync
+
+bench: $(STAMP) ## Input-pipeline throughput benchmark (prints a side-by-side table)
+	$(PY) scripts/bench_pipeline.py
+
+clean: ## Remove generated reports/figures of non-committed profiles, caches and build files
+	rm -rf build reports/smoke reports/default figures/smoke figures/default data/cache data/checkpoints/smoke data/checkpoints/default data/results/smoke data/results/default
+
+clean-all: clean ## Also remove the synthetic data and the virtual environment
+	rm -rf data/synthetic $(VENV)
