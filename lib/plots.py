@@ -1,0 +1,97 @@
+"""Figures shared by the notebooks: one style, titled axes a reader understands without the code,
+and every figure exported as PNG to ``figures/<profile>/``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from lib import paths
+
+DPI = 110
+
+
+def setup_style() -> None:
+    """The house style: seaborn whitegrid, readable font sizes, a colour-blind-safe palette."""
+    sns.set_theme(style="whitegrid", context="notebook", palette="colorblind")
+    plt.rcParams.update({"figure.dpi": DPI, "savefig.dpi": DPI, "axes.titleweight": "bold",
+                         "figure.constrained_layout.use": True})
+
+
+def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
+    """Write ``fig`` to ``figures/<profile>/<name>.png`` (atomically) and return the path."""
+    target = paths.figures_dir(profile) / f"{name}.png"
+    tmp = target.with_name(f".{target.stem}.tmp.png")
+    fig.savefig(tmp, bbox_inches="tight")
+    tmp.replace(target)
+    return target
+
+
+def label_distribution(table: pd.DataFrame, column: str, ax: plt.Axes | None = None,
+                       title: str | None = None) -> plt.Axes:
+    """Share of each category of ``column`` per split (bars side by side; categories in canonical order)."""
+    ax = ax or plt.subplots(figsize=(7, 3.5))[1]
+    shares = (table.groupby("split", observed=True)[column].value_counts(normalize=True)
+              .rename("share").reset_index())
+    order = list(table[column].cat.categories) if hasattr(table[column], "cat") else None
+    sns.barplot(data=shares, x=column, y="share", hue="split", order=order, ax=ax)
+    ax.set_title(title or f"{column} distribution by split")
+    ax.set_ylabel("share of split")
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=30)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+    return ax
+
+
+def face_grid(rows: dict[str, list], title: str, cell: float = 1.3) -> plt.Figure:
+    """A grid of face images, one row per key (e.g. group) labelled on the left.
+
+    Each entry of a row is an image, or an ``(image, caption)`` pair whose caption is drawn under it.
+    """
+    ncols = max((len(images) for images in rows.values()), default=1)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(cell * ncols + 1.2, cell * len(rows)),
+                             squeeze=False, constrained_layout=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                image, caption = images[c] if isinstance(images[c], tuple) else (images[c], None)
+                ax.imshow(np.asarray(image))
+                if caption:
+                    ax.set_xlabel(caption, fontsize=7)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    captioned = any(isinstance(image, tuple) for images in rows.values() for image in images)
+    fig.subplots_adjust(wspace=0.3 if captioned else 0.04, hspace=0.55 if captioned else 0.06, left=0.14, top=0.93)
+    return fig
+
+
+def images_per_identity(counts: pd.Series, ax: plt.Axes | None = None, title: str | None = None) -> plt.Axes:
+    """Histogram of images per identity on log axes (LFW is long-tailed: most people have one image)."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    values = counts.to_numpy()
+    bins = np.unique(np.round(np.logspace(0, np.log10(max(values.max(), 2)) + 0.01, 30)))
+    ax.hist(values, bins=bins, color=sns.color_palette()[0], edgecolor="white")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("images of the identity (log scale)")
+    ax.set_ylabel("identities (log scale)")
+    ax.set_title(title or "Images per identity")
+    return ax
+
+
+def overlap_heatmap(matrix: pd.DataFrame, title: str, ax: plt.Axes | None = None) -> plt.Axes:
+    """Annotated heatmap of a count matrix (e.g. identities shared between folds)."""
+    ax = ax or plt.subplots(figsize=(5.5, 4.5))[1]
+    sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax)
+    ax.set_title(title)
+    return ax
