@@ -1,0 +1,287 @@
+"""Train-step throughput of the project's input pipeline vs its upper bound and vs the course code.
+
+SphereCNN at 96x96, batch 128, one optimizer (Adam) step per batch, measured side by side in one run:
+
+1. the real pipeline: ``lib.training.fit`` over a ``lib.imagecache`` uint8 cache (gather rows →
+   random flip on the batch → float + normalize → model → CosFace head → step);
+2. the upper bound: one pre-made float batch reused (model + head + step only);
+3. the course code: a ``Dataset`` that opens and decodes each JPEG with PIL and applies
+   ``transforms.Compose([Resize(96), RandomHorizontalFlip(), ToTensor(), Normalize(.5, .5)])`` every
+   epoch through a ``DataLoader``, and the course report's ``AngularPenaltySMLoss`` with its
+   per-sample Python loop building the softmax denominator (copied from the report).
+
+(1) is a single ``fit`` call (as in a notebook: one optimizer, per-epoch timing from its history) whose
+``eval_fn`` runs one round of (2) and of (3) between epochs, so the three alternate and a background
+load that comes and goes hits all three alike. Reported per pipeline: the best round's wall-clock
+throughput (the least disturbed by other processes on a shared machine), the median, and the median
+per CPU-second of this process (insensitive to being descheduled). Images: LFW from ``lib.paths.SHARED_LFW`` when present,
+else a few hundred generated JPEGs (250x250, like LFW) in a temporary folder.
+
+    python scripts/bench_pipeline.py [--rounds 5] [--batches 2] [--threads 1] [--workers 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+os.environ.setdefault("FACE_PROGRESS", "off")
+
+from lib import paths  # noqa: E402
+from lib.imagecache import build_cache  # noqa: E402
+from lib.models import SphereCNN  # noqa: E402
+from lib.training import fit, normalize_batch  # noqa: E402
+
+BATCH_SIZE = 128
+SIZE = 96
+
+
+# --------------------------------------------------------------------------------------------------
+# The course report's loss, copied as written (FACTS.md §1 lists its bugs); only for timing here.
+# --------------------------------------------------------------------------------------------------
+class AngularPenaltySMLoss(nn.Module):
+    def __init__(self, in_features, out_features, eps=1e-7, m=None):
+        super(AngularPenaltySMLoss, self).__init__()
+        self.m = 4.0 if not m else m
+        self.in_features = in_features
+        self.out_features = out_features
+        self.fc = nn.Linear(in_features, out_features, bias=False)
+        self.eps = eps
+
+    def forward(self, x, labels):
+        assert len(x) == len(labels)
+        assert torch.min(labels) >= 0
+        assert torch.max(labels) < self.out_features
+
+        for W in self.fc.parameters():
+            W = F.normalize(W, p=2, dim=1)
+
+        x = F.normalize(x, p=2, dim=1)
+
+        wf = self.fc(x)
+
+        numerator = torch.cos(
+            self.m
+            * torch.acos(
+                torch.clamp(
+                    torch.diagonal(wf.transpose(0, 1)[labels]),
+                    -1.0 + self.eps,
+                    1 - self.eps,
+                )
+            )
+        )
+
+        excl = torch.cat(
+            [torch.cat((wf[i, :y], wf[i, y + 1 :])).unsqueeze(0) for i, y in enumerate(labels)],
+            dim=0,
+        )
+        denominator = torch.exp(numerator) + torch.sum(torch.exp(excl), dim=1)
+        L = numerator - torch.log(denominator)
+
+        return -torch.mean(L)
+
+
+class CourseDataset(torch.utils.data.Dataset):
+    """Decode + transform every item on every access, as the course code did."""
+
+    def __init__(self, files, labels):
+        from torchvision import transforms
+
+        self.files, self.labels = files, labels
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize(SIZE),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
+            ]
+        )
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, index):
+        image = Image.open(self.files[index]).convert("RGB")
+        return self.transform(image), self.labels[index]
+
+
+# --------------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------------
+def lfw_images(n: int) -> tuple[list[str], np.ndarray, str] | None:
+    root = paths.SHARED_LFW / "lfw-deepfunneled"
+    if not root.is_dir():
+        return None
+    files = sorted(str(p) for p in root.glob("*/*.jpg"))[:n]
+    if len(files) < n:
+        return None
+    names = [Path(f).parent.name for f in files]
+    _, labels = np.unique(names, return_inverse=True)
+    return files, labels, f"LFW deep-funneled, first {n} files ({labels.max() + 1} identities)"
+
+
+def generated_images(n: int, folder: Path, classes: int = 64) -> tuple[list[str], np.ndarray, str]:
+    """Smooth random 250x250 JPEGs (upsampled noise, so they compress like photos, not like static)."""
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        path = folder / f"{i:05d}.jpg"
+        Image.fromarray(small).resize((250, 250), Image.Resampling.BICUBIC).save(path, quality=90)
+        files.append(str(path))
+    return files, rng.integers(0, classes, n), f"{n} generated 250x250 JPEGs ({classes} classes)"
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements. (1) is one `fit` call over several epochs, exactly as a notebook trains; its `eval_fn`
+# hook (called between epochs, outside the epoch timing) runs one round of (2) and one of (3), so the
+# three alternate and share whatever load the machine has.
+# --------------------------------------------------------------------------------------------------
+class Clock:
+    """Wall-clock and process-CPU seconds of a block; CPU time is immune to being descheduled by other
+    processes on a shared machine (it misses work done in DataLoader worker processes)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        self._sync()
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self._sync()
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def upper_bound_round(model, head, optimizer, batch, batch_labels, steps, device) -> Clock:
+    model.train()
+    with Clock(device) as clock:
+        for _ in range(steps):
+            loss = head(model(batch), batch_labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return clock
+
+
+def course_round(model, loss_fn, optimizer, loader, device) -> Clock:
+    model.train()
+    with Clock(device) as clock:
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = loss_fn(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return clock
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6, help="measured rounds per pipeline (after 1 warm-up)")
+    parser.add_argument("--batches", type=int, default=2, help="batches of 128 per round")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the course pipeline")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    n = args.batches * BATCH_SIZE
+    from lib.losses import make_head
+
+    with tempfile.TemporaryDirectory() as temp:
+        temp = Path(temp)
+        files, labels_np, source = lfw_images(n) or generated_images(n, temp)
+        labels = torch.as_tensor(labels_np, dtype=torch.int64)
+        classes = int(labels.max()) + 1
+
+        started = time.perf_counter()
+        cache = build_cache(files, SIZE, cache_dir=temp / "cache", key="bench", progress=False)
+        cache_seconds = time.perf_counter() - started
+
+        torch.manual_seed(0)
+        model_real, head_real = SphereCNN(), make_head("cosface", 512, classes)
+        model_bound, head_bound = SphereCNN().to(device), make_head("cosface", 512, classes).to(device)
+        bound_optimizer = torch.optim.Adam([*model_bound.parameters(), *head_bound.parameters()], lr=1e-3)
+        bound_batch = normalize_batch(cache[:BATCH_SIZE].to(device), *model_bound.input_normalization)
+        bound_labels = labels[:BATCH_SIZE].to(device)
+        model_course, loss_course = SphereCNN().to(device), AngularPenaltySMLoss(512, classes).to(device)
+        course_optimizer = torch.optim.Adam([*model_course.parameters(), *loss_course.parameters()], lr=1e-3)
+        loader = torch.utils.data.DataLoader(
+            CourseDataset(files, labels_np.tolist()), batch_size=BATCH_SIZE, shuffle=True, num_workers=args.workers,
+            persistent_workers=args.workers > 0,
+        )
+
+        clocks = {"real_cpu": [], "bound": [], "course": []}
+        cpu_mark = [time.process_time()]
+
+        def interleave(model, head, epoch):
+            clocks["real_cpu"].append(time.process_time() - cpu_mark[0])  # CPU time of the epoch just finished
+            clocks["bound"].append(
+                upper_bound_round(model_bound, head_bound, bound_optimizer, bound_batch, bound_labels,
+                                  args.batches, device)
+            )
+            clocks["course"].append(course_round(model_course, loss_course, course_optimizer, loader, device))
+            cpu_mark[0] = time.process_time()
+            return {}
+
+        history = fit(
+            model_real, head_real, cache, labels, epochs=args.rounds + 1, batch_size=BATCH_SIZE, lr=1e-3,
+            seed=0, device=device, eval_fn=interleave, progress=False,
+        ).history
+
+    # Drop round 0 (warm-up) everywhere.
+    wall = {
+        "real": [n / s for s in history["seconds"][1:]],
+        "bound": [n / c.wall for c in clocks["bound"][1:]],
+        "course": [n / c.wall for c in clocks["course"][1:]],
+    }
+    cpu = {
+        "real": [n / s for s in clocks["real_cpu"][1:]],
+        "bound": [n / c.cpu for c in clocks["bound"][1:]],
+        "course": [n / c.cpu for c in clocks["course"][1:]] if args.workers == 0 else None,
+    }
+    best = {name: max(values) for name, values in wall.items()}
+    median = {name: statistics.median(values) for name, values in wall.items()}
+    per_cpu = {name: statistics.median(values) if values else float("nan") for name, values in cpu.items()}
+
+    print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), batch {BATCH_SIZE}, "
+          f"{SIZE}x{SIZE}, {args.rounds} rounds x {args.batches} batches (+1 warm-up round), Adam lr 1e-3")
+    print(f"images: {source}; cache built once in {cache_seconds:.2f} s ({n / cache_seconds:.0f} images/s)")
+    rows = [
+        ("(1) real pipeline: fit() on uint8 cache, flip on batch, cosface", "real"),
+        ("(2) upper bound: one pre-made float batch reused, cosface", "bound"),
+        (f"(3) course: PIL decode + transforms per item (workers={args.workers}), loop loss", "course"),
+    ]
+    print(f"{'images/s':<70}{'best wall':>10}{'median wall':>12}{'median CPU':>11}")
+    for label, name in rows:
+        print(f"{label:<70}{best[name]:>10.1f}{median[name]:>12.1f}{per_cpu[name]:>11.1f}")
+    ratio = best["real"] / best["bound"]
+    print(f"ratio (1)/(2): {ratio:.3f} best wall, {median['real'] / median['bound']:.3f} median wall, "
+          f"{per_cpu['real'] / per_cpu['bound']:.3f} median CPU (target >= 0.9 on best wall): "
+          f"{'OK' if ratio >= 0.9 else 'BELOW TARGET'}")
+    print(f"speed-up (1)/(3): {best['real'] / best['course']:.2f}x best wall, "
+          f"{median['real'] / median['course']:.2f}x median wall, "
+          f"{per_cpu['real'] / per_cpu['course']:.2f}x median CPU")
+    return 0 if ratio >= 0.9 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""Training engine: batching, augmentation and normalization against brute force; determinism,
+bit-identical resume, NaN detection, epoch metrics, inference helpers; progress-bar modes."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib import progress as progress_module
+from lib.losses import make_head
+from lib.training import (
+    Augment,
+    augment_batch,
+    embed,
+    epoch_batches,
+    epoch_generator,
+    fit,
+    normalize_batch,
+    predict,
+    resolve_normalization,
+    shift_and_flip,
+)
+
+torch.set_num_threads(1)
+
+N_IMAGES, N_CLASSES, EMBEDDING = 30, 3, 8
+
+
+class TinyNet(nn.Module):
+    """A few hundred parameters; dropout so that the global RNG matters to resume."""
+
+    input_normalization = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4 * 7 * 7, EMBEDDING)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.conv(x)).flatten(1)))
+
+
+class CountingHead(nn.Module):
+    """CosFace-like head whose ``extra_metrics`` is a known per-step sequence (1, 2, 3, ...)."""
+
+    def __init__(self, poison_at: int | None = None):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(N_CLASSES, EMBEDDING))
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long))
+        self.poison_at = poison_at
+
+    def logits(self, embeddings):
+        return 10 * F.linear(F.normalize(embeddings), F.normalize(self.weight))
+
+    def forward(self, embeddings, labels):
+        self.iteration += 1
+        loss = F.cross_entropy(self.logits(embeddings), labels)
+        if self.poison_at is not None and int(self.iteration) == self.poison_at:
+            loss = loss * float("nan")
+        return loss
+
+    def extra_metrics(self):
+        return {"count": float(self.iteration)}
+
+
+@pytest.fixture(scope="module")
+def data():
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (N_IMAGES, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    labels = torch.arange(N_IMAGES) % N_CLASSES
+    return images, labels
+
+
+def fresh(seed=0, head="sphereface", dropout=0.1):
+    torch.manual_seed(seed)
+    model = TinyNet(dropout)
+    head = make_head(head, EMBEDDING, N_CLASSES) if isinstance(head, str) else head
+    return model, head
+
+
+SETTINGS = dict(
+    batch_size=8,
+    lr=3e-3,
+    optimizer="adam",
+    weight_decay=1e-4,
+    schedule="cosine",
+    seed=7,
+    device="cpu",
+    augment=Augment(flip=True, max_shift=2),
+    progress=False,
+)
+
+
+def same_state(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batches, augmentation, normalization
+# --------------------------------------------------------------------------------------------------
+def test_epoch_batches_are_seeded_permutations():
+    batches = epoch_batches(23, 5, seed=1, epoch=4)
+    assert [len(b) for b in batches] == [5, 5, 5, 5, 3]
+    assert sorted(torch.cat(batches).tolist()) == list(range(23))
+    again = epoch_batches(23, 5, seed=1, epoch=4)
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))
+    assert not torch.equal(torch.cat(batches), torch.cat(epoch_batches(23, 5, seed=1, epoch=5)))
+    assert not torch.equal(torch.cat(batches), torch.cat(epoch_batches(23, 5, seed=2, epoch=4)))
+    # seed and epoch are mixed, not added
+    assert not torch.equal(torch.cat(epoch_batches(23, 5, 1, 0)), torch.cat(epoch_batches(23, 5, 0, 1)))
+    assert [len(b) for b in epoch_batches(23, 5, 1, 4, drop_last=True)] == [5, 5, 5, 5]
+
+
+def test_normalize_batch_matches_formula():
+    images = torch.randint(0, 256, (4, 3, 5, 6), dtype=torch.uint8)
+    for name in ("course", "imagenet"):
+        mean, std = resolve_normalization(name)
+        expected = (images.double() / 255 - torch.tensor(mean).view(1, 3, 1, 1).double()) / torch.tensor(
+            std
+        ).view(1, 3, 1, 1).double()
+        got = normalize_batch(images, mean, std)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), expected, atol=1e-6, rtol=0)
+    assert resolve_normalization("auto", TinyNet()) == ((0.5,) * 3, (0.5,) * 3)
+
+
+def test_shift_and_flip_matches_brute_force():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 3, 7, 9), dtype=np.uint8)
+    shift_y, shift_x = rng.integers(-3, 4, 6), rng.integers(-3, 4, 6)
+    flip = np.array([True, False, True, False, True, True])
+    got = shift_and_flip(*(torch.from_numpy(a) for a in (images, shift_y, shift_x, flip)))
+    s = 3
+    for n in range(6):
+        padded = np.pad(images[n], ((0, 0), (s, s), (s, s)), mode="edge")
+        top, left = s - shift_y[n], s - shift_x[n]
+        expected = padded[:, top : top + 7, left : left + 9]
+        if flip[n]:
+            expected = expected[:, :, ::-1]
+        np.testing.assert_array_equal(got[n].numpy(), expected)
+
+
+def test_flip_only_augmentation_is_seeded_and_mirrors():
+    images = torch.randint(0, 256, (64, 3, 4, 5), dtype=torch.uint8)
+    out = augment_batch(images, Augment(flip=True), epoch_generator(0, 0, 1))
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    kept = (out == images).flatten(1).all(1)
+    assert bool((mirrored | kept).all()) and 10 < int(mirrored.sum()) < 54
+    assert torch.equal(out, augment_batch(images, Augment(flip=True), epoch_generator(0, 0, 1)))
+    assert torch.equal(augment_batch(images, Augment(flip=False), epoch_generator(0, 0, 1)), images)
+
+
+# --------------------------------------------------------------------------------------------------
+# fit
+# --------------------------------------------------------------------------------------------------
+def test_same_seed_same_weights(data):
+    images, labels = data
+    runs = []
+    for _ in range(2):
+        model, head = fresh()
+        runs.append(fit(model, head, images, labels, epochs=2, **SETTINGS))
+    assert same_state(runs[0].model, runs[1].model) and same_state(runs[0].head, runs[1].head)
+    pd.testing.assert_frame_equal(runs[0].history.drop(columns="seconds"), runs[1].history.drop(columns="seconds"))
+    model, head = fresh()
+    other = fit(model, head, images, labels, epochs=2, **{**SETTINGS, "seed": 8})
+    assert not torch.equal(other.model.fc.weight, runs[0].model.fc.weight)
+
+
+class Crash(Exception):
+    pass
+
+
+def make_eval(crash_at: int | None = None):
+    """Validation metrics that use the global RNG (so its checkpointed state matters), optionally crashing."""
+
+    def eval_fn(model, head, epoch):
+        if epoch == crash_at:
+            raise Crash
+        return {"val_noise": float(torch.rand(())), "val_norm": float(model.fc.weight.detach().norm())}
+
+    return eval_fn
+
+
+def test_resume_after_crash_is_identical(data, tmp_path):
+    images, labels = data
+    model, head = fresh()
+    straight = fit(
+        model, head, images, labels, epochs=3, eval_fn=make_eval(), checkpoint_dir=tmp_path / "a", **SETTINGS
+    )
+
+    model, head = fresh()
+    with pytest.raises(Crash):  # epoch 3 trains, then the process "dies" before its checkpoint
+        fit(
+            model, head, images, labels, epochs=3, eval_fn=make_eval(crash_at=3), checkpoint_dir=tmp_path / "b",
+            **SETTINGS,
+        )
+    stored = torch.load(tmp_path / "b" / "run.pt", weights_only=True)
+    assert stored["epoch"] == 2
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["run.pt"]  # no temporary files left
+
+    model, head = fresh(seed=123)  # a new process: different initial weights, all replaced by the checkpoint
+    resumed = fit(
+        model, head, images, labels, epochs=3, eval_fn=make_eval(), checkpoint_dir=tmp_path / "b", **SETTINGS
+    )
+    assert resumed.resumed_from_epoch == 2
+    assert same_state(resumed.model, straight.model)
+    assert same_state(resumed.head, straight.head)  # includes SphereFace's iteration counter
+    assert int(resumed.head.iteration) == 3 * 4
+    pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds"), straight.history.drop(columns="seconds"))
+
+
+def test_finished_run_returns_stored_result_without_training(data, tmp_path):
+    images, labels = data
+    model, head = fresh()
+    done = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path, run_name="x", **SETTINGS)
+    model, head = fresh(seed=5)
+
+    def must_not_run(*args):
+        raise AssertionError("eval_fn called although every epoch was done")
+
+    again = fit(
+        model, head, images, labels, epochs=2, checkpoint_dir=tmp_path, run_name="x", eval_fn=must_not_run, **SETTINGS
+    )
+    assert same_state(again.model, done.model) and same_state(again.head, done.head)
+    pd.testing.assert_frame_equal(again.history, done.history)
+
+
+def test_checkpoint_of_another_run_is_refused(data, tmp_path):
+    images, labels = data
+    model, head = fresh()
+    fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
+    with pytest.raises(ValueError, match="lr"):
+        fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **{**SETTINGS, "lr": 1.0})
+
+
+def test_nan_loss_stops_with_epoch_and_step(data, tmp_path):
+    images, labels = data
+    model, _ = fresh()
+    head = CountingHead(poison_at=4 + 3)  # 4 steps per epoch: the 3rd step of epoch 2
+    before = None
+
+    def remember(model, head, epoch):
+        nonlocal before
+        before = copy.deepcopy(model.state_dict())
+        return {}
+
+    with pytest.raises(FloatingPointError, match="epoch 2, step 3"):
+        fit(model, head, images, labels, epochs=3, eval_fn=remember, checkpoint_dir=tmp_path, **SETTINGS)
+    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 1
+    assert before is not None
+
+
+def test_epoch_metrics_are_sample_means(data):
+    """With lr=0 nothing changes, so the epoch loss/accuracy must equal full-set values computed directly."""
+    images, labels = data
+    model, _ = fresh(dropout=0.0)
+    head = CountingHead()
+    settings = {**SETTINGS, "lr": 0.0, "augment": None, "schedule": None, "batch_size": 7}  # 7 does not divide 30
+    result = fit(model, head, images, labels, epochs=1, **settings)
+    row = result.history.iloc[0]
+    with torch.no_grad():
+        x = (images.double() / 255 - 0.5) / 0.5
+        logits = head.logits(model(x.float()))
+        expected_loss = F.cross_entropy(logits, labels).item()
+        expected_accuracy = (logits.argmax(1) == labels).double().mean().item()
+    assert row["loss"] == pytest.approx(expected_loss, abs=1e-5)
+    assert row["train_accuracy"] == pytest.approx(expected_accuracy, abs=1e-12)
+    assert row["count"] == pytest.approx(np.mean([1, 2, 3, 4, 5]))  # 5 steps; extras averaged per step
+    assert list(result.history.columns[:3]) == ["epoch", "loss", "train_accuracy"]
+    _, predicted = predict(model, head, images, device="cpu")
+    assert row["train_accuracy"] == pytest.approx((predicted == labels).double().mean().item(), abs=1e-12)
+
+
+def test_schedule_reaches_zero_and_eval_every(data):
+    images, labels = data
+    model, head = fresh()
+    calls = []
+
+    def eval_fn(model, head, epoch):
+        calls.append(epoch)
+        return {"val_accuracy": 0.5}
+
+    result = fit(model, head, images, labels, epochs=3, eval_fn=eval_fn, eval_every=2, **SETTINGS)
+    assert calls == [2, 3]  # every 2nd epoch, and the last
+    assert result.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
+    assert result.history["val_accuracy"].isna().tolist() == [True, False, False]
+    assert "lambda" in result.history  # the SphereFace head's extra metric
+
+
+def test_bad_inputs_say_what_to_do(data):
+    images, labels = data
+    model, head = fresh()
+    with pytest.raises(ValueError, match="build_cache"):
+        fit(model, head, images.float(), labels, epochs=1, **SETTINGS)
+    with pytest.raises(ValueError, match="3 classes"):
+        fit(model, head, images, labels + 1, epochs=1, **SETTINGS)
+    with pytest.raises(ValueError, match="CUDA only"):
+        fit(model, head, images, labels, epochs=1, **{**SETTINGS, "amp": "bf16"})
+
+
+# --------------------------------------------------------------------------------------------------
+# Inference
+# --------------------------------------------------------------------------------------------------
+def test_embed_with_flip(data):
+    from lib.verification import fuse_flip
+
+    images, _ = data
+    model, _ = fresh(dropout=0.5)
+    model.train()
+    emb, emb_flipped = embed(model, images, batch_size=7, flip=True, device="cpu")
+    assert emb.shape == emb_flipped.shape == (N_IMAGES, EMBEDDING) and emb.dtype == torch.float32
+    assert model.training  # mode restored
+    direct, none = embed(model, images.flip(-1), batch_size=30, device="cpu")
+    assert none is None
+    torch.testing.assert_close(emb_flipped, direct)  # eval mode: dropout off, so deterministic
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(emb, model((images.float() / 255 - 0.5) / 0.5))
+    assert fuse_flip(emb.numpy(), emb_flipped.numpy()).shape == (N_IMAGES, EMBEDDING)
+    assert fuse_flip(emb.numpy(), emb_flipped.numpy(), mode="concat").shape == (N_IMAGES, 2 * EMBEDDING)
+
+
+# --------------------------------------------------------------------------------------------------
+# Progress bars
+# --------------------------------------------------------------------------------------------------
+def test_progress_modes(monkeypatch):
+    from tqdm import std
+
+    monkeypatch.setenv("FACE_PROGRESS", "off")
+    assert progress_module.progress(range(3)).disable
+    monkeypatch.setenv("FACE_PROGRESS", "plain")
+    bar = progress_module.progress(range(3))
+    assert type(bar) is std.tqdm and bar.mininterval == 30
+    assert list(bar) == [0, 1, 2]
+    monkeypatch.setenv("FACE_PROGRESS", "loud")
+    with pytest.raises(ValueError, match="FACE_PROGRESS"):
+        progress_module.progress(range(3))
+
+
+def test_batched_finite_check_names_the_first_bad_step():
+    """The GPU path checks the loss every 25 steps; it must still name the first bad one."""
+    from lib.training import _check_finite
+
+    losses = torch.ones(50)
+    _check_finite(losses, epoch=0, step=49, check_every=25)  # all finite: no error
+    losses[[31, 40]] = torch.tensor([float("inf"), float("nan")])
+    with pytest.raises(FloatingPointError, match="loss is inf at epoch 4, step 32 "):
+        _check_finite(losses, epoch=3, step=49, check_every=25)
