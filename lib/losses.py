@@ -441,8 +441,8 @@ class SphereFaceHead(MarginHead):
     The counter :attr:`iteration` is a buffer (saved in ``state_dict``) that advances by one after
     every ``forward`` in training mode, i.e. once per training step if the head is called once per
     step; forwards in eval mode use the current lambda and do not advance it. Step :math:`t`
-    (0-based) uses :math:`\lambda(t)`. :attr:`lambda_` and :meth:`extra_metrics` report the lambda
-    the *next* training forward will use. Inference logits are :math:`\|x\|\cos\theta_j`.
+    (0-based) uses :math:`\lambda(t)`. :attr:`lambda_` reports the lambda the *next* training forward
+    will use, :meth:`extra_metrics` the one the last step used. Inference logits are :math:`\|x\|\cos\theta_j`.
     """
 
     hparam_names = ("margin", "lambda_base", "lambda_gamma", "lambda_power", "lambda_min")
@@ -481,7 +481,10 @@ class SphereFaceHead(MarginHead):
         )
 
     def extra_metrics(self):
-        return {"lambda": self.lambda_}
+        """The lambda the *last* training step used (what a per-step log wants), λ(0) before any step."""
+        last_step = max(int(self.iteration) - 1, 0)
+        return {"lambda": sphereface_lambda(last_step, self.lambda_base, self.lambda_gamma,
+                                            self.lambda_power, self.lambda_min)}
 
     def _lambda_tensor(self, like: torch.Tensor) -> torch.Tensor:
         # Same formula as sphereface_lambda, on the buffer, so a training step never syncs the device.

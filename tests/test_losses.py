@@ -271,7 +271,9 @@ def test_lambda_schedule_matches_formula():
     for t in (0, 1, 100, 10_000):
         head.iteration.fill_(t)
         assert head.lambda_ == pytest.approx(max(5.0, 1000.0 / (1.0 + 0.12 * t)), rel=1e-15)
-        assert head.extra_metrics() == {"lambda": head.lambda_}
+        # extra_metrics logs the lambda the last training step used: λ(t-1), λ(0) before any step.
+        last = max(t - 1, 0)
+        assert head.extra_metrics()["lambda"] == pytest.approx(max(5.0, 1000.0 / (1.0 + 0.12 * last)), rel=1e-15)
 
 
 @pytest.mark.parametrize("iteration", [0, 3, 10_000])
