@@ -50,12 +50,29 @@ def load_profile(profile: str) -> dict:
     return config
 
 
+def declared_parameters(stem: str) -> set[str]:
+    """Names assigned in the ``parameters`` cell of notebook ``stem``."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb")))
+
+
 def notebook_parameters(profile: str, stem: str) -> dict:
-    """Parameters papermill injects into notebook ``stem`` under ``profile``."""
+    """Parameters papermill injects into notebook ``stem`` under ``profile``.
+
+    ``common`` values a notebook does not declare are left out; a per-notebook value it does not
+    declare is a typo in the profile and an error.
+    """
     config = load_profile(profile)
+    declared = declared_parameters(stem)
+    section = config.get(stem) or {}
+    unknown = sorted(set(section) - declared)
+    if unknown:
+        raise SystemExit(f"params/{profile}.yaml, section {stem}: {unknown} are not parameters of the notebook "
+                         f"(it declares {sorted(declared)})")
     parameters = {"profile": profile}
-    parameters.update(config.get("common") or {})
-    parameters.update(config.get(stem) or {})
+    parameters.update({k: v for k, v in (config.get("common") or {}).items() if k in declared})
+    parameters.update(section)
     return parameters
 
 
