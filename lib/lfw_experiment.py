@@ -122,9 +122,13 @@ def evaluate(model, data: View1Data, *, flip: bool = True, cv_seed: int = 0, dev
     features = pair_features(model, data, flip=flip, device=device)
     scores = pair_scores(features, data)
     same = data.same
+    # Ten folds, as LFW; a tiny test set (the smoke profile) gets as many as its smaller class allows.
+    n_folds = int(min(10, same.sum(), (~same).sum()))
+    if n_folds < 2:
+        raise ValueError(f"DevTest needs at least 2 matched and 2 mismatched pairs, has {same.sum()} and {(~same).sum()}")
     return VerificationResult(
         scores=scores,
-        cv=cross_validated_accuracy(scores, same, n_folds=10, seed=cv_seed),
+        cv=cross_validated_accuracy(scores, same, n_folds=n_folds, seed=cv_seed),
         fixed_accuracy=fixed_threshold_accuracy(scores, same, 0.5),
         roc=roc_metrics(scores, same),
         afs=angular_fisher_score(features, data.pair_image_names, normalize=False),
