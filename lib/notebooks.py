@@ -115,6 +115,8 @@ def sync() -> None:
 
     for source in notebook_sources():
         notebook = jupytext.read(source)
+        for number, cell in enumerate(notebook.cells):
+            cell.id = f"cell-{number:03d}"  # stable ids: re-syncing an unchanged source changes nothing
         target = source.with_suffix(".ipynb")
         notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
         _atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
