@@ -69,11 +69,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from lib import paths
-from lib.errors import DataError
 from lib.labels import AGES, GENDERS, SYNTHETIC_GROUPS
 from lib.progress import progress
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # bump on any change to the bytes written: ensure_synthetic then regenerates
 JPEG_QUALITY = 90
 FAIRFACE_SIZE = 224
 LFW_SIZE = 250
@@ -562,10 +561,12 @@ def _draw_face(pen: _Pen, a: Appearance, n: Nuisance) -> None:
             iris_r = a.eye_size * 0.52
             pen.ellipse(ex + 0.03 * n.yaw, ey, iris_r, min(iris_r, open_ry), a.iris, n=20)
             pen.ellipse(ex + 0.03 * n.yaw, ey, iris_r * 0.45, min(iris_r * 0.45, open_ry), (12, 10, 10), n=12)
-        lid = _ellipse_points(ex, ey, a.eye_size * 1.02, max(open_ry, 0.012) * 1.05, tilt, n=12, start=math.pi, stop=2 * math.pi)
+        lid = _ellipse_points(ex, ey, a.eye_size * 1.02, max(open_ry, 0.012) * 1.05, tilt, n=12,
+                              start=math.pi, stop=2 * math.pi)
         pen.line(lid, 0.022 if a.gender == "Male" else 0.032, (30, 22, 20))
         by = ey - 0.17 - 0.05 * n.brow_raise
-        brow = [[ex - side * a.eye_size * 1.1, by + 0.02], [ex, by - a.brow_arch], [ex + side * a.eye_size * 1.15, by + 0.03]]
+        brow = [[ex - side * a.eye_size * 1.1, by + 0.02], [ex, by - a.brow_arch],
+                [ex + side * a.eye_size * 1.15, by + 0.03]]
         pen.line(brow, a.brow_thickness, _mix(_shade(hair, 0.8), (30, 25, 20), 0.3))
 
     # nose
@@ -586,14 +587,18 @@ def _draw_face(pen: _Pen, a: Appearance, n: Nuisance) -> None:
     upper = np.stack([x + fx, curve - gap - a.lip_thickness * bulge * (1 - 0.25 * np.exp(-((x / w) * 6) ** 2))], axis=1)
     lower = np.stack([x + fx, curve + gap + a.lip_thickness * 1.2 * bulge], axis=1)
     if n.mouth_open:
-        pen.polygon(np.concatenate([np.stack([x + fx, curve - gap], 1), np.stack([x + fx, curve + gap], 1)[::-1]]), (60, 20, 25))
-        pen.polygon(np.concatenate([np.stack([x + fx, curve - gap], 1), np.stack([x + fx, curve - gap * 0.3], 1)[::-1]]), (235, 232, 225))
+        top_edge = np.stack([x + fx, curve - gap], 1)
+        pen.polygon(np.concatenate([top_edge, np.stack([x + fx, curve + gap], 1)[::-1]]), (60, 20, 25))  # mouth
+        teeth = np.stack([x + fx, curve - gap * 0.3], 1)
+        pen.polygon(np.concatenate([top_edge, teeth[::-1]]), (235, 232, 225))
     pen.polygon(np.concatenate([upper, np.stack([x + fx, curve - gap], 1)[::-1]]), _shade(a.lips, 0.9))
     pen.polygon(np.concatenate([np.stack([x + fx, curve + gap], 1), lower[::-1]]), a.lips)
-    pen.line(np.stack([x + fx, curve], 1) if not n.mouth_open else upper[:1], 0.012, _shade(a.lips, 0.55))
+    if not n.mouth_open:
+        pen.line(np.stack([x + fx, curve], 1), 0.012, _shade(a.lips, 0.55))
     if a.beard == "full" or (a.beard == "stubble" and a.hair_curl > 0.5):  # moustache
-        pen.polygon([[fx - w * 0.9, my - a.lip_thickness - 0.01], [fx, my - a.lip_thickness - 0.08],
-                     [fx + w * 0.9, my - a.lip_thickness - 0.01], [fx, my - a.lip_thickness - 0.03]], _shade(hair, 0.85))
+        top = my - a.lip_thickness
+        pen.polygon([[fx - w * 0.9, top - 0.01], [fx, top - 0.08], [fx + w * 0.9, top - 0.01], [fx, top - 0.03]],
+                    _shade(hair, 0.85))
 
     # glasses
     if a.glasses != "none" and not n.glasses_off:
@@ -603,7 +608,8 @@ def _draw_face(pen: _Pen, a: Appearance, n: Nuisance) -> None:
             if a.glasses == "round":
                 frame = _ellipse_points(ex, ey, r, r * 0.85, n=24)
             else:
-                frame = np.array([[ex - r, ey - r * 0.7], [ex + r, ey - r * 0.7], [ex + r, ey + r * 0.75], [ex - r, ey + r * 0.75]])
+                frame = np.array([[ex - r, ey - r * 0.7], [ex + r, ey - r * 0.7],
+                                  [ex + r, ey + r * 0.75], [ex - r, ey + r * 0.75]])
             pen.line(np.concatenate([frame, frame[:1]]), 0.028, a.frame)
             pen.line([[ex + side * r, ey - 0.03], [side * a.face_width * 0.98, ey + 0.02]], 0.025, a.frame)
         pen.line([[fx - a.eye_spacing + r, ey - 0.02], [fx + a.eye_spacing - r, ey - 0.02]], 0.028, a.frame)
@@ -767,7 +773,8 @@ def _plan_fairface(config: SyntheticConfig, seed: int):
         copies.add(duplicate["copy"])
     for split, table in tables.items():
         table["service_test"] = _balanced_subset(table["race"], table["gender"], rng).tolist()
-        for n, (file, age, gender, group) in enumerate(zip(table["file"], table["age"], table["gender"], table["race"]), 1):
+        rows = zip(table["file"], table["age"], table["gender"], table["race"])
+        for n, (file, age, gender, group) in enumerate(rows, 1):
             if file in copies:
                 continue
             key = (_DATASET_CODE["fairface"], _SPLIT_CODE[split], n)
@@ -935,14 +942,16 @@ def _plan_lfw(config: SyntheticConfig, seed: int):
         mismatched = _mismatched_pairs(rng, names, counts, people, config.pairs_per_fold, f"View 2 fold {k + 1}")
         view2 += _pair_lines(matched, mismatched)
     files["pairs.txt"] = view2
-    files["identities.csv"] = ["name,group,gender,age"] + [f"{names[p]},{groups[p]},{genders[p]},{ages[p]}" for p in everyone]
+    files["identities.csv"] = ["name,group,gender,age"] + [
+        f"{names[p]},{groups[p]},{genders[p]},{ages[p]}" for p in everyone]
 
     jobs, images_by_gender = [], {"Male": [], "Female": []}
     for p in everyone:
         person = Person((_DATASET_CODE["lfw"], int(p)), groups[p], genders[p], ages[p])
         for k in range(1, counts[p] + 1):
             file = f"{names[p]}_{k:04d}.jpg"
-            jobs.append(_Job(f"lfw/{LFW_IMAGE_FOLDER}/{names[p]}/{file}", person, (_DATASET_CODE["lfw"], int(p), k), LFW_SIZE, "lfw"))
+            image_key = (_DATASET_CODE["lfw"], int(p), k)
+            jobs.append(_Job(f"lfw/{LFW_IMAGE_FOLDER}/{names[p]}/{file}", person, image_key, LFW_SIZE, "lfw"))
             images_by_gender[genders[p]].append(file)
     summary = {
         "lfw_identities": n,
@@ -1073,8 +1082,10 @@ def ensure_synthetic(preset: str = "default", seed: int = 0, root: str | Path | 
     """
     root = Path(root) if root is not None else paths.synthetic_root(preset)
     metadata = read_metadata(root)
-    wanted = {"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION, "config": asdict(get_config(preset))}
-    if metadata is not None and all(metadata.get(key) == value for key, value in json.loads(json.dumps(wanted)).items()):
+    wanted = {"preset": preset, "seed": seed, "generator_version": GENERATOR_VERSION,
+              "config": asdict(get_config(preset))}
+    wanted = json.loads(json.dumps(wanted))  # as read back from JSON (tuples become lists)
+    if metadata is not None and all(metadata.get(key) == value for key, value in wanted.items()):
         return root
     return generate(root, preset=preset, seed=seed, workers=workers, show_progress=show_progress)
 

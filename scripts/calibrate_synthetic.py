@@ -100,7 +100,8 @@ class SmallCNN(nn.Module):
         super().__init__()
         blocks, channels = [], 3
         for out in (width, 2 * width, 4 * width, 4 * width):
-            blocks += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
+            blocks += [nn.Conv2d(channels, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(),
+                       nn.MaxPool2d(2)]
             channels = out
         self.features = nn.Sequential(*blocks, nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels * 16, embedding),
                                       nn.BatchNorm1d(embedding))
@@ -265,7 +266,8 @@ def main() -> None:
         scores = np.sum(test_embeddings[members[first]] * test_embeddings[members[second]], axis=1)
         auc[group] = float(roc_auc_score(same, scores))
     auc = pd.Series(auc)
-    print(f"\nVerification on pairsDevTest ({len(test_pairs)} pairs); identity CNN ({len(train_people)} DevTrain people, "
+    print(f"\nVerification on pairsDevTest ({len(test_pairs)} pairs); identity CNN "
+          f"({len(train_people)} DevTrain people, "
           f"{len(train_keys)} images, {args.identity_epochs} epochs) trained in {time.perf_counter() - t0:.0f} s")
     print(f"accuracy at the best threshold {accuracy_best:.3f} (t={threshold_test:.3f}); at DevTrain's best "
           f"threshold {accuracy_transfer:.3f} (t={threshold_train:.3f})")

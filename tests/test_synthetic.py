@@ -267,6 +267,20 @@ def test_metadata_describes_what_was_written(smoke):
     assert sorted(order) == GROUPS and all(difficulty[a] < difficulty[b] for a, b in zip(order, order[1:]))
 
 
+def test_the_project_loaders_read_it(smoke):
+    """The layout is the one lib.fairface and lib.lfw expect (protocol files beside an ``lfw/`` image folder)."""
+    from lib.fairface import load_fairface
+    from lib.lfw import load_lfw
+
+    table = load_fairface(smoke / "fairface")
+    assert len(table) == SMOKE["fairface_train"] + SMOKE["fairface_val"]
+    assert sorted(table["race"].astype(str).unique()) == GROUPS
+    lfw = load_lfw(smoke / "lfw")
+    assert len(lfw.pairs) == 10 * 2 * SMOKE["pairs_per_fold"]
+    assert len(lfw.images) == len(list((smoke / "lfw" / "lfw").rglob("*.jpg")))
+    assert lfw.attributes is not None and len(lfw.attributes) == SMOKE["lfw_identities"]
+
+
 # ----------------------------------------------------------------------------------- planted facts
 def test_group_prototypes_are_equidistant():
     prototypes = synthetic.GROUP_PROTOTYPES
@@ -322,11 +336,13 @@ def test_same_person_images_are_closer_than_different_people(smoke):
 
     def face(path):  # the face's middle, 16x16 gray
         with Image.open(path) as image:
-            return np.asarray(image.convert("L").crop((80, 70, 170, 170)).resize((16, 16), Image.BILINEAR), float).ravel()
+            middle = image.convert("L").crop((80, 70, 170, 170)).resize((16, 16), Image.BILINEAR)
+            return np.asarray(middle, dtype=np.float64).ravel()
 
     features = {name: np.stack([face(f) for f in files]) for name, files in people.items()}
     names = sorted(features)
-    within = [np.linalg.norm(x[i] - x[j]) for x in features.values() for i in range(len(x)) for j in range(i + 1, len(x))]
+    within = [np.linalg.norm(x[i] - x[j]) for x in features.values()
+              for i in range(len(x)) for j in range(i + 1, len(x))]
     between = [np.linalg.norm(features[a][i] - features[b][j]) for k, a in enumerate(names) for b in names[k + 1:]
                for i in range(len(features[a])) for j in range(len(features[b]))]
     assert mannwhitneyu(within, between, alternative="less").pvalue < 1e-4  # noise: p ~ 0.5
