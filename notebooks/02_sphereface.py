@@ -185,6 +185,7 @@ for ax, column, title in zip(axes, ["acc_10fold", "acc_fixed_0.5"],
         ax.plot(group["epoch"], group[column], marker="o", label=head_name)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     ax.set(title=title, xlabel="epoch", ylabel="DevTest verification accuracy")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
 axes[0].legend()
 plots.save_figure(fig, "02_accuracy_by_epoch", profile)
 plt.show()
