@@ -21,7 +21,8 @@ Usage::
     python scripts/calibrate_synthetic.py [--preset default] [--seed 0] [--root DIR] [--epochs 12]
                                           [--threads 2] [--json results.json]
 
-Runs in about two to four minutes on two CPU cores.
+Takes about 1.5 minutes on two idle CPU cores (generation aside); several times longer when the
+cores are shared.
 """
 
 from __future__ import annotations
