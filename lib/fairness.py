@@ -92,7 +92,12 @@ def wilson_interval(successes, n, alpha: float = 0.05) -> tuple[np.ndarray, np.n
         denominator = 1 + z**2 / n
         center = (p + z**2 / (2 * n)) / denominator
         half_width = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denominator
-    return center - half_width, center + half_width
+    lower, upper = center - half_width, center + half_width
+    # The bounds are exactly 0 at k = 0 and 1 at k = n; the formula can miss by rounding (2.8e-17 at 0/9),
+    # which would put the bound on the wrong side of the estimate.
+    lower = np.where((successes == 0) & (n > 0), 0.0, lower)
+    upper = np.where((successes == n) & (n > 0), 1.0, upper)
+    return lower, upper
 
 
 def _rate_table(successes: np.ndarray, groups, alpha: float, order) -> pd.DataFrame:
@@ -388,8 +393,9 @@ def group_accuracy_over_seeds(
     """Per-group accuracy from a long table of predictions of several training seeds.
 
     ``how="average"`` (recommended): accuracy per group and seed, then mean, ddof=1 std and a
-    Student-t interval over seeds (:func:`lib.verification.summarize_interval`). The interval reflects
-    training-seed variability of the group's accuracy. Columns:
+    Student-t interval over seeds (:func:`lib.verification.summarize_interval`), clipped to [0, 1]. The
+    interval reflects training-seed variability of the group's accuracy; with two seeds (t = 12.7) it is
+    nearly uninformative, so prefer three or more. Columns:
     ``group, n_seeds, n, accuracy, std, lower, upper, error`` (n = samples per seed, averaged).
 
     ``how="pool"``: all seeds' rows pooled as if they were one sample, with a Wilson interval. The point
@@ -422,8 +428,9 @@ def group_accuracy_over_seeds(
                 "n": float(rows["n"].mean()),
                 "accuracy": summary.mean,
                 "std": summary.std,
-                "lower": summary.lower,
-                "upper": summary.upper,
+                # An accuracy lies in [0, 1]; a t-interval over few seeds can reach past it.
+                "lower": max(0.0, summary.lower) if np.isfinite(summary.lower) else summary.lower,
+                "upper": min(1.0, summary.upper) if np.isfinite(summary.upper) else summary.upper,
                 "error": 1.0 - summary.mean,
             }
         )

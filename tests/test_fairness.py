@@ -65,6 +65,16 @@ def test_wilson_matches_statsmodels_including_edges():
         np.testing.assert_allclose(upper, ref_upper, atol=1e-12)
 
 
+def test_wilson_bounds_never_cross_the_estimate():
+    # Rounding once gave a lower bound of 2.8e-17 for 0 successes in 9, above the estimate 0.
+    n = np.arange(1, 200)
+    for k in (np.zeros_like(n), n):
+        lower, upper = wilson_interval(k, n)
+        assert np.all(lower <= k / n) and np.all(k / n <= upper)
+    lower, upper = wilson_interval(np.array([0]), np.array([0]))
+    assert np.isnan(lower[0]) and np.isnan(upper[0])
+
+
 def test_group_accuracy_matches_fairlearn():
     y_true, y_pred, groups = random_predictions()
     table = group_accuracy(y_true, y_pred, groups)
