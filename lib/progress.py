@@ -7,7 +7,8 @@ a line of saved output. The project's notebook runner sets ``FACE_PROGRESS=plain
 ``FACE_PROGRESS``:
 
 * unset or ``auto``: ``tqdm.auto.tqdm`` (a widget in Jupyter, text in a terminal);
-* ``plain``: ``tqdm.std.tqdm`` on stderr with ``mininterval=30`` (overridable by the caller);
+* ``plain``: ``tqdm.std.tqdm`` on stderr with ``mininterval=30`` (overridable by the caller), each bar's
+  final state kept as one log line;
 * ``off``: the bar is disabled (the iterable is still iterated normally).
 """
 
@@ -47,6 +48,9 @@ def progress(iterable=None, **kwargs):
         # A text bar in a saved notebook is a log, not an animation: no in-place width games.
         kwargs.setdefault("dynamic_ncols", False)
         kwargs.setdefault("ncols", 100)
+        # A bar closed with leave=False is "erased" by writing spaces, which a log keeps as a blank line;
+        # keeping the final state instead leaves one informative line per bar.
+        kwargs["leave"] = True
         return tqdm_std.tqdm(iterable, **kwargs)
     # Imported here: tqdm.auto warns at import time when ipywidgets is missing, even if never used.
     from tqdm import auto as tqdm_auto

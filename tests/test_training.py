@@ -340,6 +340,11 @@ def test_progress_modes(monkeypatch):
     bar = progress_module.progress(range(3))
     assert type(bar) is std.tqdm and bar.mininterval == 30
     assert list(bar) == [0, 1, 2]
+    import io
+
+    log = io.StringIO()  # a closed plain bar leaves its final line, not a line of blanks
+    list(progress_module.progress(range(3), desc="work", leave=False, file=log))
+    assert log.getvalue().rstrip().splitlines()[-1].lstrip("\r").startswith("work: 100%")
     monkeypatch.setenv("FACE_PROGRESS", "loud")
     with pytest.raises(ValueError, match="FACE_PROGRESS"):
         progress_module.progress(range(3))
