@@ -37,6 +37,7 @@ crop = 150  # centre crop (px) of the 250x250 LFW image before resizing; null ke
 epochs = 15
 batch_size = 128
 lr = 1e-3  # Adam, as in the course report
+schedule = None  # learning-rate schedule: None (constant, as the course) | "cosine" | "step"
 eval_every = 5  # DevTest accuracy every few epochs (the course printed it every 20)
 flip = True  # fuse the embeddings of each image and its mirror image
 max_shift = 0  # random translation (pixels) on top of the random flip
@@ -63,7 +64,8 @@ lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 checkpoints = paths.checkpoints_dir(profile) / "02_sphereface"
 notebook_start = time.perf_counter()
 display(Markdown(f"**Profile** `{profile}` · LFW from `{lfw_root}` · device `{resolve_device(device)}` · "
-                 f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr}"))
+                 f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr}, "
+                 f"schedule {schedule or 'constant'}"))
 
 # %% [markdown]
 # ## What the margin does, before any face: the paper's bounds on m
@@ -138,7 +140,7 @@ runs = []
 for head_name in heads:
     run = experiment.train_head(
         head_name, data, head_hparams=head_hparams.get(head_name, {}), model_name=model_name,
-        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
         eval_every=eval_every, flip=flip, max_shift=max_shift, checkpoint_dir=checkpoints, device=device,
     )
     runs.append(run)
