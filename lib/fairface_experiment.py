@@ -1,0 +1,375 @@
+"""Notebook 03's experiment: FairFace attribute classification (race by default, as in the course
+report) with a ResNet-18 embedding and one cosine-classifier head, the same engine for every head.
+
+What the course report did differently, and what is done here instead (FACTS.md §1):
+
+* validation images get **no** training augmentation (the report augmented them);
+* predictions come from ``head.logits`` — the same normalized classifier the loss trains (the report
+  predicted with unnormalized weights);
+* several seeds per head; a seed fixes the initialization, the batch order and the augmentation, so
+  two heads trained with the same seed see exactly the same batches.
+
+Every epoch the validation split is scored: overall accuracy, accuracy per race, and how many samples
+sit beyond CosReLU's clamp angle (the target cosine below ``m − 1``, θ_y > 130.5° for m = 0.35), the
+only place where CosReLU and CosFace differ.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import confusion_matrix
+
+from lib import fairface, paths
+from lib.errors import DataError
+from lib.imagecache import build_cache
+from lib.losses import make_head
+from lib.models import make_model
+from lib.tables import write_csv
+from lib.training import Augment, embed, fit, seed_everything
+
+TARGETS = ("race", "gender", "age")
+METADATA_COLUMNS = ("id", "race", "gender", "age", "service_test")
+COSRELU_MARGIN = 0.35
+# θ_y beyond which CosReLU clamps (cos θ_y − m < −1), for the default margin: 130.5°.
+CLAMP_ANGLE_DEGREES = math.degrees(math.acos(COSRELU_MARGIN - 1.0))
+BEYOND_CLAMP = "val_beyond_clamp"  # history column: fraction of validation samples with θ_y past that angle
+
+# File names of the per-head result tables, in the course report's spirit ("478 Results - COSRELU.csv").
+RESULT_NAMES = {
+    "cosine_softmax": "Softmax",
+    "cosrelu": "COSRELU",
+    "normsoftmax": "NormSoftmax",
+    "cosface": "CosFace",
+    "arcface": "ArcFace",
+    "softmax": "LinearSoftmax",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class FairFaceData:
+    """Decoded FairFace train/val images and the labels of one classification target."""
+
+    target: str
+    classes: tuple[str, ...]  # class id -> label, in lib.labels order
+    groups: tuple[str, ...]  # the race vocabulary (FairFace races or the synthetic groups)
+    train_images: torch.Tensor  # uint8 (N, 3, H, W)
+    train_labels: torch.Tensor  # int64 (N,)
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    train: pd.DataFrame  # metadata rows aligned with train_images (METADATA_COLUMNS)
+    val: pd.DataFrame
+    padding: str
+    skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "split", "error"]))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _decode_split(rows: pd.DataFrame, size: int, key: str, progress: bool, cache_dir) -> tuple[pd.DataFrame, torch.Tensor, pd.DataFrame]:
+    """Cache one split's images; unreadable images are dropped with a warning (never silently)."""
+    def decode(frame):
+        return build_cache(frame["image"].tolist(), size, key=key, cache_dir=cache_dir, progress=progress)
+
+    try:
+        return rows, decode(rows), rows.iloc[:0][["id", "split"]]
+    except DataError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # re-raised below with the whole count
+            kept, check = fairface.validate_images(rows)
+        if check.ok:
+            raise  # not a decoding problem (e.g. a missing file): keep the original message
+        warnings.warn(str(check), stacklevel=3)
+        if kept.empty:
+            raise DataError(f"no image of split {rows['split'].iloc[0]!r} can be decoded: {check}") from None
+        return kept, decode(kept), check.unreadable
+
+
+def load_classification(
+    source,
+    *,
+    padding: str = "0.25",
+    target: str = "race",
+    size: int = 64,
+    limit: int | None = None,
+    cache_dir=paths.CACHE,
+    progress: bool = True,
+) -> FairFaceData:
+    """Load FairFace (folder, ``"hub"`` or Hub parquet; see :func:`lib.fairface.load_fairface`), decode
+    every image once at ``size`` x ``size`` into the uint8 cache, and encode ``target`` as class ids.
+
+    ``limit`` keeps the first rows of each split (quick trials). Unreadable images are skipped with a
+    warning and listed in ``skipped``. ``cache_dir``: where the decoded images are memory-mapped.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    table = fairface.load_fairface(source, padding=padding, limit=limit)
+    classes = tuple(table[target].cat.categories)
+    groups = tuple(table["race"].cat.categories)
+    splits, skipped = {}, []
+    for split in ("train", "val"):
+        rows = table[table["split"] == split].reset_index(drop=True)
+        if rows.empty:
+            raise DataError(f"FairFace source {source} has no {split!r} images; notebook 03 needs train and val")
+        kept, images, bad = _decode_split(rows, size, key=f"fairface-{padding}-{split}", progress=progress,
+                                         cache_dir=cache_dir)
+        splits[split] = (kept, images)
+        skipped.append(bad)
+    (train, train_images), (val, val_images) = splits["train"], splits["val"]
+
+    def labels(rows):
+        return torch.as_tensor(rows[target].cat.codes.to_numpy(dtype=np.int64))
+
+    return FairFaceData(
+        target=target, classes=classes, groups=groups,
+        train_images=train_images, train_labels=labels(train),
+        val_images=val_images, val_labels=labels(val),
+        train=train.loc[:, list(METADATA_COLUMNS)], val=val.loc[:, list(METADATA_COLUMNS)],
+        padding=str(padding), skipped=pd.concat(skipped, ignore_index=True),
+    )
+
+
+def split_counts(data: FairFaceData) -> pd.DataFrame:
+    """Images per race and split (the groups whose accuracy is tracked), with totals."""
+    counts = pd.DataFrame({
+        "train": data.train["race"].value_counts().reindex(data.groups, fill_value=0),
+        "val": data.val["race"].value_counts().reindex(data.groups, fill_value=0),
+    })
+    counts.loc["total"] = counts.sum()
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------
+def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device="auto") -> dict[str, np.ndarray]:
+    """Predicted class ids (``head.logits``, no margin, no augmentation) and the cosine between each
+    embedding and its true class's weight row."""
+    embeddings, _ = embed(model, images, device=device)
+    was_training = head.training
+    head.eval()
+    try:
+        with torch.no_grad():
+            weight = head.weight.detach()
+            logits = head.logits(embeddings.to(weight.device)).float().cpu()
+            cosines = F.normalize(embeddings.double(), dim=1) @ F.normalize(weight.double().cpu(), dim=1).T
+    finally:
+        head.train(was_training)
+    labels = labels.cpu()
+    return {
+        "y_pred": logits.argmax(dim=1).numpy(),
+        "target_cosine": cosines[torch.arange(len(labels)), labels].numpy(),
+    }
+
+
+def validation_metrics(data: FairFaceData, y_pred: np.ndarray, target_cosine: np.ndarray,
+                       margin: float = COSRELU_MARGIN) -> dict[str, float]:
+    """``overall`` accuracy, accuracy per race (one key per group; NaN for an absent group) and the
+    fraction of samples with ``cos θ_y < margin − 1``."""
+    correct = y_pred == data.val_labels.numpy()
+    race = data.val["race"].astype(str).to_numpy()
+    metrics = {"overall": float(correct.mean())}
+    for group in data.groups:
+        members = race == group
+        metrics[group] = float(correct[members].mean()) if members.any() else float("nan")
+    metrics[BEYOND_CLAMP] = float(np.mean(target_cosine < margin - 1.0))
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class ClassifierRun:
+    """One trained (head, seed): per-epoch history, final validation predictions, wall time."""
+
+    head: str
+    seed: int
+    history: pd.DataFrame
+    predictions: pd.DataFrame
+    seconds: float
+    hparams: dict = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.predictions["correct"].mean())
+
+
+def train_classifier(
+    head_name: str,
+    data: FairFaceData,
+    *,
+    seed: int = 0,
+    head_hparams: dict | None = None,
+    weights: str | None = None,
+    embedding_dim: int = 512,
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-4,
+    optimizer: str = "adam",
+    schedule: str | None = None,
+    max_shift: int = 0,
+    checkpoint_dir=None,
+    device="auto",
+    progress: bool = True,
+) -> ClassifierRun:
+    """Train ResNet18Embedding + ``head_name`` on the train split, scoring the val split every epoch.
+
+    ``weights``: ``None`` (random initialization) or ``"imagenet"`` (needs internet or torch hub's cache).
+    Training augmentation: random horizontal flip plus a random shift of up to ``max_shift`` pixels.
+    """
+    head_hparams = dict(head_hparams or {})
+    seed_everything(seed)
+    model = make_model("resnet18", embedding_dim=embedding_dim, weights=weights)
+    head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
+    margin = float(head_hparams.get("margin", COSRELU_MARGIN)) if head_name == "cosrelu" else COSRELU_MARGIN
+
+    def eval_fn(model, head, epoch):
+        scored = classify(model, head, data.val_images, data.val_labels, device=device)
+        return validation_metrics(data, scored["y_pred"], scored["target_cosine"], margin)
+
+    start = time.perf_counter()
+    fitted = fit(
+        model, head, data.train_images, data.train_labels,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule, seed=seed,
+        device=device, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn, eval_every=1,
+        checkpoint_dir=checkpoint_dir, run_name=f"{head_name}-seed{seed}", drop_last=True, progress=progress,
+    )
+    scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device)
+    predictions = prediction_table(data, scored, head_name, seed)
+    history = fitted.history.assign(head=head_name, seed=seed)
+    return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start, head_hparams)
+
+
+def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int) -> pd.DataFrame:
+    """Per-sample validation predictions: ``id, y_true, y_pred`` (label strings), ``correct``, the
+    metadata columns, ``target_cosine``, ``head``, ``seed`` — what notebook 04 reads."""
+    classes = np.asarray(data.classes, dtype=object)
+    y_true = data.val_labels.numpy()
+    frame = data.val.reset_index(drop=True).copy()
+    for column in ("race", "gender", "age"):
+        frame[column] = frame[column].astype(str)
+    frame.insert(1, "y_true", classes[y_true])
+    frame.insert(2, "y_pred", classes[scored["y_pred"]])
+    frame.insert(3, "correct", scored["y_pred"] == y_true)
+    return frame.assign(target=data.target, target_cosine=scored["target_cosine"], head=head, seed=seed)
+
+
+def train_grid(heads, seeds, data: FairFaceData, *, head_hparams: dict | None = None, **kwargs) -> list[ClassifierRun]:
+    """Every head with every seed (same data and schedule); prints one line per finished run."""
+    head_hparams = head_hparams or {}
+    runs = []
+    for head_name in heads:
+        for seed in seeds:
+            run = train_classifier(head_name, data, seed=seed, head_hparams=head_hparams.get(head_name, {}), **kwargs)
+            runs.append(run)
+            print(f"{head_name:>15} seed {seed}: val accuracy {run.accuracy:.3f} "
+                  f"({run.history['seconds'].sum() / 60:.1f} min training)", flush=True)
+    return runs
+
+
+# --------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------
+def history_table(runs: list[ClassifierRun]) -> pd.DataFrame:
+    """All runs' per-epoch histories stacked (one row per head, seed, epoch)."""
+    return pd.concat([run.history for run in runs], ignore_index=True)
+
+
+def results_tables(runs: list[ClassifierRun], groups) -> dict[str, pd.DataFrame]:
+    """Per head, the course report's CSV: ``epoch, seed, loss, overall`` and one accuracy column per race."""
+    history = history_table(runs)
+    columns = ["epoch", "seed", "loss", "overall", *groups]
+    return {head: rows.loc[:, columns].reset_index(drop=True) for head, rows in history.groupby("head", sort=False)}
+
+
+def result_file_name(head: str) -> str:
+    return f"Results - {RESULT_NAMES.get(head, head)}.csv"
+
+
+def write_results(runs: list[ClassifierRun], groups, folder) -> list[Path]:
+    """Write ``Results - <HEAD>.csv`` per head into ``folder`` (atomically); return the paths."""
+    return [write_csv(table, Path(folder) / result_file_name(head)) for head, table in results_tables(runs, groups).items()]
+
+
+def predictions_table(runs: list[ClassifierRun]) -> pd.DataFrame:
+    return pd.concat([run.predictions for run in runs], ignore_index=True)
+
+
+def per_group_long(history: pd.DataFrame, groups) -> pd.DataFrame:
+    """Per-race accuracy by epoch as a long table (head, seed, epoch, group, accuracy)."""
+    present = [group for group in groups if group in history.columns]
+    return history.melt(id_vars=["head", "seed", "epoch"], value_vars=present, var_name="group", value_name="accuracy")
+
+
+def final_accuracy_table(runs: list[ClassifierRun], groups) -> pd.DataFrame:
+    """One row per (head, seed): final overall and per-race validation accuracy."""
+    rows = []
+    for run in runs:
+        by_race = run.predictions.groupby("race")["correct"].mean()
+        rows.append({"head": run.head, "seed": run.seed, "overall": run.accuracy,
+                     **{group: by_race.get(group, np.nan) for group in groups}})
+    return pd.DataFrame(rows)
+
+
+def summary_over_seeds(runs: list[ClassifierRun], confidence: float = 0.95) -> pd.DataFrame:
+    """Per head: final validation accuracy mean, std (ddof=1) and a Student-t interval over seeds."""
+    from lib.verification import summarize_interval
+
+    rows = []
+    for head in dict.fromkeys(run.head for run in runs):  # heads in training order
+        mine = [run for run in runs if run.head == head]
+        interval = summarize_interval(np.array([run.accuracy for run in mine]), confidence)
+        seconds = sum(run.history["seconds"].sum() for run in mine)
+        rows.append({"head": head, "seeds": len(mine), "accuracy": interval.mean, "std": interval.std,
+                     f"ci{int(confidence * 100)}_low": interval.lower, f"ci{int(confidence * 100)}_high": interval.upper,
+                     "training minutes": seconds / 60})
+    return pd.DataFrame(rows).set_index("head")
+
+
+def paired_seed_difference(runs: list[ClassifierRun], head_a: str, head_b: str, confidence: float = 0.95):
+    """Mean over seeds of (accuracy of a − accuracy of b), paired by seed (same init and batches), with
+    a Student-t interval; needs both heads trained with the same seeds."""
+    from lib.verification import summarize_interval
+
+    a = {run.seed: run.accuracy for run in runs if run.head == head_a}
+    b = {run.seed: run.accuracy for run in runs if run.head == head_b}
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
+    return summarize_interval(np.array([a[s] - b[s] for s in common]), confidence)
+
+
+def prediction_agreement(runs: list[ClassifierRun], head_a: str, head_b: str) -> float:
+    """Fraction of validation samples on which ``head_a`` and ``head_b`` predict the same class, over the
+    seeds both were trained with (same samples, same order)."""
+    a = {run.seed: run.predictions["y_pred"].to_numpy() for run in runs if run.head == head_a}
+    b = {run.seed: run.predictions["y_pred"].to_numpy() for run in runs if run.head == head_b}
+    common = sorted(set(a) & set(b))
+    if not common:
+        raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
+    return float(np.mean(np.concatenate([a[s] == b[s] for s in common])))
+
+
+def confusion_by_head(runs: list[ClassifierRun], classes) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Per head, the confusion matrix summed over seeds (rows: true class), for
+    :func:`lib.fairness_plots.confusion_matrices`."""
+    labels = list(classes)
+    out = {}
+    for run in runs:
+        matrix = confusion_matrix(run.predictions["y_true"], run.predictions["y_pred"], labels=labels)
+        previous = out.get(run.head, (0, labels))[0]
+        out[run.head] = (previous + matrix, labels)
+    return out
