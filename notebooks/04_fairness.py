@@ -52,6 +52,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import fairness_analysis as analysis, fairness_plots, paths, plots, synthetic
+from lib.errors import DataError
 from lib.labels import GENDERS
 
 plots.setup_style()
@@ -194,31 +195,40 @@ subsets.pivot(index="head", columns="group", values="accuracy").loc[heads]
 
 # %%
 scores = analysis.read_pair_scores(profile)
-faces, gender_report = analysis.lfw_face_groups(lfw_root, lfw_gender_folder)
-display(pd.Series({key: gender_report[key] for key in ("male_entries", "female_entries", "duplicate_entries",
-                                                       "in_both", "in_neither", "listed_not_on_disk")},
-                  name="gender lists").to_frame())
-display(Markdown(f"Images in both lists: {', '.join(gender_report['in_both_examples']) or 'none'}; "
-                 f"in neither (first five): {', '.join(gender_report['in_neither_examples']) or 'none'}."))
+try:
+    faces, gender_report = analysis.lfw_face_groups(lfw_root, lfw_gender_folder)
+except DataError as error:  # e.g. scikit-learn's lfw_home on Colab ships no gender lists
+    faces = gender_report = None
+    display(Markdown(f"**No gender labels for these LFW images; the LFW sections are skipped.** {error}"))
+if gender_report is not None:
+    display(pd.Series({key: gender_report[key] for key in ("male_entries", "female_entries", "duplicate_entries",
+                                                           "in_both", "in_neither", "listed_not_on_disk")},
+                      name="gender lists").to_frame())
+    display(Markdown(f"Images in both lists: {', '.join(gender_report['in_both_examples']) or 'none'}; "
+                     f"in neither (first five): {', '.join(gender_report['in_neither_examples']) or 'none'}."))
 
 # %%
-gender_rates, gender_notes = analysis.verification_by_group(scores, faces, "gender", verification_threshold,
-                                                            order=GENDERS)
-gender_notes
+gender_rates = gender_notes = None
+if faces is not None:
+    gender_rates, gender_notes = analysis.verification_by_group(scores, faces, "gender", verification_threshold,
+                                                                order=GENDERS)
+    display(gender_notes)
 
 # %%
-for head, rates in gender_rates.items():
-    fig = fairness_plots.error_rate_plot(rates, title=f"{head}: FMR and FNMR per gender (LFW DevTest)")
-    plots.save_figure(fig, f"04_lfw_gender_{head}", profile)
+if gender_rates is not None:
+    for head, rates in gender_rates.items():
+        fig = fairness_plots.error_rate_plot(rates, title=f"{head}: FMR and FNMR per gender (LFW DevTest)")
+        plots.save_figure(fig, f"04_lfw_gender_{head}", profile)
+        plt.show()
+    display(analysis.error_rate_table(gender_rates).set_index(["head", "group"]))
+
+# %%
+if faces is not None:
+    curves = analysis.per_group_roc_curves(scores, faces, "gender", order=GENDERS)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    fairness_plots.per_group_roc_plot(curves, style="head", ax=ax, title="LFW DevTest ROC per gender (both faces)")
+    plots.save_figure(fig, "04_lfw_gender_roc", profile)
     plt.show()
-analysis.error_rate_table(gender_rates).set_index(["head", "group"])
-
-# %%
-curves = analysis.per_group_roc_curves(scores, faces, "gender", order=GENDERS)
-fig, ax = plt.subplots(figsize=(7, 5))
-fairness_plots.per_group_roc_plot(curves, style="head", ax=ax, title="LFW DevTest ROC per gender (both faces)")
-plots.save_figure(fig, "04_lfw_gender_roc", profile)
-plt.show()
 
 # %% [markdown]
 # ### Synthetic profiles: per generated group
@@ -226,8 +236,7 @@ plt.show()
 # (`Group A` easiest … `Group G` hardest); the analysis should find the harder groups' error rates higher.
 
 # %%
-group_rates = None
-if "group" in faces.columns:
+if faces is not None and "group" in faces.columns:
     group_order = analysis.group_order(faces.loc[faces["group"] != analysis.UNKNOWN, "group"])
     group_rates, group_notes = analysis.verification_by_group(scores, faces, "group", verification_threshold,
                                                               order=group_order)
