@@ -352,6 +352,19 @@ def paired_seed_difference(runs: list[ClassifierRun], head_a: str, head_b: str, 
     return summarize_interval(np.array([a[s] - b[s] for s in common]), confidence)
 
 
+def target_angle_summary(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Per head (all seeds pooled): median angle θ_y between a validation embedding and its own class
+    weight, and the shares beyond CosReLU's clamp angle and beyond ArcFace's fallback angle π − 0.5."""
+    angles = np.degrees(np.arccos(np.clip(predictions["target_cosine"].to_numpy(dtype=float), -1, 1)))
+    frame = pd.DataFrame({"head": predictions["head"].to_numpy(), "angle": angles})
+    grouped = frame.groupby("head", sort=False)["angle"]
+    return pd.DataFrame({
+        "median θ_y (degrees)": grouped.median(),
+        "share beyond clamp angle": grouped.apply(lambda a: float(np.mean(a > CLAMP_ANGLE_DEGREES))),
+        "share beyond 151.4° (ArcFace fallback, m = 0.5)": grouped.apply(lambda a: float(np.mean(a > 180 - math.degrees(0.5)))),
+    })
+
+
 def prediction_agreement(runs: list[ClassifierRun], head_a: str, head_b: str) -> float:
     """Fraction of validation samples on which ``head_a`` and ``head_b`` predict the same class, over the
     seeds both were trained with (same samples, same order)."""

@@ -197,7 +197,8 @@ plt.show()
 # CosReLU departs from CosFace only for samples whose angle to their own class exceeds 130.5°. The first
 # table is the fraction of CosReLU's *training* samples in that branch per epoch (mean over the epoch's
 # batches and the seeds); the second, for every head, the fraction of *validation* samples that far from
-# their class weight after each epoch.
+# their class weight after each epoch; the third, for the final models, the median angle to the own class
+# weight and the shares beyond 130.5° and beyond ArcFace's fallback angle.
 
 # %%
 clamp_table = None
@@ -208,6 +209,16 @@ if "cosrelu" in heads:
     display(clamp_table)
 beyond = history.pivot_table(index="epoch", columns="head", values=experiment.BEYOND_CLAMP, aggfunc="mean")
 display(beyond[[h for h in heads if h in beyond.columns]])
+angles = experiment.target_angle_summary(predictions)
+display(angles)
+far_heads = angles.index[angles["share beyond clamp angle"] > 0.5].tolist()
+if far_heads:
+    display(Markdown(
+        f"**{', '.join(far_heads)}**: most validation embeddings sit more than {experiment.CLAMP_ANGLE_DEGREES:.1f}° "
+        f"from their own class weight — they point away from *every* class weight, and the prediction rests on "
+        f"small differences between cosines that are all strongly negative. For ArcFace (m = 0.5) beyond "
+        f"180° − 28.6° = 151.4° this is the fallback branch cos θ − m·sin m, so there it trains as a CosFace-like "
+        f"additive margin, not as an angular one."))
 if {"cosrelu", "cosface"} <= set(heads):
     agreement = experiment.prediction_agreement(runs, "cosrelu", "cosface")
     display(Markdown(f"CosReLU and CosFace trained with the same seed predict the same class for "

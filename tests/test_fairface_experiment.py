@@ -156,3 +156,12 @@ def test_paired_seed_difference_known_answer():
     summary = fx.summary_over_seeds([r for r in runs if r.seed != 9])
     assert summary.loc["a", "accuracy"] == pytest.approx(0.75) and summary.loc["a", "seeds"] == 3
     assert summary.loc["b", "training minutes"] == pytest.approx(3.0)
+
+
+def test_target_angle_summary_known_answer():
+    cosines = np.cos(np.radians([10, 100, 140, 160]))
+    predictions = pd.DataFrame({"head": ["a", "a", "b", "b"], "target_cosine": cosines})
+    table = fx.target_angle_summary(predictions)
+    assert table.loc["a", "median θ_y (degrees)"] == pytest.approx(55)
+    assert table.loc["a", "share beyond clamp angle"] == 0 and table.loc["b", "share beyond clamp angle"] == 1
+    assert table.loc["b", "share beyond 151.4° (ArcFace fallback, m = 0.5)"] == 0.5
