@@ -305,8 +305,11 @@ def _verdict(row) -> str:
 
 def conclusion(race_disparity: pd.DataFrame, gap_diff: pd.DataFrame, overall_tests: pd.DataFrame,
                gap_tests: pd.DataFrame, verification_notes: pd.DataFrame | None, reference: str,
-               n_seeds: int, alpha: float = 0.05) -> str:
-    """Markdown paragraphs stating what the tables show (every number taken from them)."""
+               n_seeds: int, alpha: float = 0.05, per_group: pd.DataFrame | None = None) -> str:
+    """Markdown paragraphs stating what the tables show (every number taken from them).
+
+    With ``per_group`` (:func:`per_group_accuracy`), a narrower gap is also split into what happened to
+    the reference's best and worst group: a gap can close because the best group got worse."""
     lines = []
     significant = gap_tests["p_value"] < alpha
     lines.append(
@@ -328,6 +331,18 @@ def conclusion(race_disparity: pd.DataFrame, gap_diff: pd.DataFrame, overall_tes
                      "margin neither narrows nor widens the gap by more than the intervals above can resolve.")
     else:
         lines.append("Measurable changes: " + ", ".join(f"`{row['head']}` ({_verdict(row)})" for row in changed) + ".")
+        if per_group is not None:
+            accuracy = per_group.pivot(index="group", columns="head", values="accuracy")
+            best, worst = accuracy[reference].idxmax(), accuracy[reference].idxmin()
+            for row in changed:
+                head = row["head"]
+                lines.append(
+                    f"For `{head}`, the reference's best group ({best}) changes by "
+                    f"{accuracy.loc[best, head] - accuracy.loc[best, reference]:+.3f} and its worst group ({worst}) by "
+                    f"{accuracy.loc[worst, head] - accuracy.loc[worst, reference]:+.3f}"
+                    + (" — the gap closes partly by levelling down, which is not a fairness gain."
+                       if accuracy.loc[best, head] < accuracy.loc[best, reference] else ".")
+                )
     pooled = overall_tests[overall_tests["seed"] == POOLED] if n_seeds > 1 else overall_tests
     accuracy_lines = [
         f"`{row['head']}` {row['accuracy'] - row[f'accuracy {reference}']:+.3f} (McNemar p = {row['p_value']:.2g})"

@@ -256,4 +256,4 @@ else:
 
 # %%
 display(Markdown(analysis.conclusion(race_disparity, gap_diff, overall_tests, race_gap_tests, gender_notes,
-                                     reference_head, n_seeds=len(seeds))))
+                                     reference_head, n_seeds=len(seeds), per_group=by_race)))
