@@ -35,6 +35,7 @@ from lib.losses import make_head
 from lib.models import make_model
 from lib.tables import write_csv
 from lib.training import Augment, embed, fit, seed_everything
+from lib.verification import summarize_interval
 
 TARGETS = ("race", "gender", "age")
 METADATA_COLUMNS = ("id", "race", "gender", "age", "service_test")
@@ -326,8 +327,6 @@ def final_accuracy_table(runs: list[ClassifierRun], groups) -> pd.DataFrame:
 
 def summary_over_seeds(runs: list[ClassifierRun], confidence: float = 0.95) -> pd.DataFrame:
     """Per head: final validation accuracy mean, std (ddof=1) and a Student-t interval over seeds."""
-    from lib.verification import summarize_interval
-
     rows = []
     for head in dict.fromkeys(run.head for run in runs):  # heads in training order
         mine = [run for run in runs if run.head == head]
@@ -342,8 +341,6 @@ def summary_over_seeds(runs: list[ClassifierRun], confidence: float = 0.95) -> p
 def paired_seed_difference(runs: list[ClassifierRun], head_a: str, head_b: str, confidence: float = 0.95):
     """Mean over seeds of (accuracy of a − accuracy of b), paired by seed (same init and batches), with
     a Student-t interval; needs both heads trained with the same seeds."""
-    from lib.verification import summarize_interval
-
     a = {run.seed: run.accuracy for run in runs if run.head == head_a}
     b = {run.seed: run.accuracy for run in runs if run.head == head_b}
     common = sorted(set(a) & set(b))

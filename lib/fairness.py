@@ -33,6 +33,7 @@ __all__ = [
     "disparity_summary",
     "McNemarResult",
     "mcnemar_exact",
+    "mcnemar_from_counts",
     "holm_adjust",
     "mcnemar_by_group",
     "GapBootstrap",
@@ -220,7 +221,12 @@ def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
     """
     correct_a, correct_b = _paired_correct(correct_a, correct_b)
     only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
-    return McNemarResult(len(correct_a), only_a, only_b, float(_mcnemar_p(only_a, only_b)))
+    return mcnemar_from_counts(len(correct_a), only_a, only_b)
+
+
+def mcnemar_from_counts(n: int, only_a: int, only_b: int) -> McNemarResult:
+    """Exact McNemar test from the discordant counts alone (e.g. counts summed over seeds)."""
+    return McNemarResult(int(n), int(only_a), int(only_b), float(_mcnemar_p(only_a, only_b)))
 
 
 def holm_adjust(p_values) -> np.ndarray:

@@ -146,8 +146,7 @@ def mcnemar_overall(predictions: pd.DataFrame, reference: str) -> pd.DataFrame:
                          "p_value": result.p_value})
             only_a, only_b, n = only_a + result.only_a, only_b + result.only_b, n + result.n
         if paired["seed"].nunique() > 1:
-            pooled = fairness.mcnemar_exact(  # rebuilt from the pooled discordant counts
-                np.r_[np.ones(only_a, bool), np.zeros(only_b, bool)], np.r_[np.zeros(only_a, bool), np.ones(only_b, bool)])
+            pooled = fairness.mcnemar_from_counts(n, only_a, only_b)
             rows.append({"head": head, "seed": POOLED, "n": n, "accuracy": paired["correct_a"].mean(),
                          f"accuracy {reference}": paired["correct_b"].mean(), "only head right": only_a,
                          f"only {reference} right": only_b, "p_value": pooled.p_value})
