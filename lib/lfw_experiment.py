@@ -160,6 +160,7 @@ def train_head(
     batch_size: int = 128,
     lr: float = 1e-3,
     optimizer: str = "adam",
+    weight_decay: float = 0.0,
     schedule: str | None = None,
     seed: int = 0,
     eval_every: int = 5,
@@ -187,8 +188,8 @@ def train_head(
     start = time.perf_counter()
     fitted = fit(
         model, head, data.train_images, data.train_labels,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule, seed=seed,
-        device=device, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn,
+        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+        schedule=schedule, seed=seed, device=device, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn,
         eval_every=eval_every, checkpoint_dir=checkpoint_dir,
         run_name=f"{head_name}-seed{seed}", progress=progress,
     )

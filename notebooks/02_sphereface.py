@@ -37,6 +37,7 @@ crop = 150  # centre crop (px) of the 250x250 LFW image before resizing; null ke
 epochs = 15
 batch_size = 128
 lr = 1e-3  # Adam, as in the course report
+weight_decay = 0.0  # L2 penalty added to the gradient by Adam (the course used none)
 schedule = None  # learning-rate schedule: None (constant, as the course) | "cosine" | "step"
 eval_every = 5  # DevTest accuracy every few epochs (the course printed it every 20)
 flip = True  # fuse the embeddings of each image and its mirror image
@@ -64,8 +65,9 @@ lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 checkpoints = paths.checkpoints_dir(profile) / "02_sphereface"
 notebook_start = time.perf_counter()
 display(Markdown(f"**Profile** `{profile}` · LFW from `{lfw_root}` · device `{resolve_device(device)}` · "
-                 f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr}, "
-                 f"schedule {schedule or 'constant'}"))
+                 f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr} "
+                 f"(weight decay {weight_decay}), schedule {schedule or 'constant'} · random flip"
+                 + (f" and shift ±{max_shift}px" if max_shift else "")))
 
 # %% [markdown]
 # ## What the margin does, before any face: the paper's bounds on m
@@ -140,7 +142,8 @@ runs = []
 for head_name in heads:
     run = experiment.train_head(
         head_name, data, head_hparams=head_hparams.get(head_name, {}), model_name=model_name,
-        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, seed=seed,
+        image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+        schedule=schedule, seed=seed,
         eval_every=eval_every, flip=flip, max_shift=max_shift, checkpoint_dir=checkpoints, device=device,
     )
     runs.append(run)

@@ -1,0 +1,47 @@
+"""lib.lfw_experiment.train_head: the notebook-02 training settings reach the engine."""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lib import lfw_experiment as experiment
+
+
+def _tiny_view1(n_train: int = 12, n_pairs: int = 20, size: int = 96) -> experiment.View1Data:
+    generator = torch.Generator().manual_seed(0)
+    pair_images = torch.randint(0, 256, (2 * n_pairs, 3, size, size), dtype=torch.uint8, generator=generator)
+    pairs = pd.DataFrame({
+        "name1": [f"p{i}" for i in range(n_pairs)], "index1": 1,
+        "name2": [f"q{i}" for i in range(n_pairs)], "index2": 1,
+        "same": [i % 2 == 0 for i in range(n_pairs)],
+        "path1": [f"p{i}/p{i}_0001.jpg" for i in range(n_pairs)],
+        "path2": [f"q{i}/q{i}_0001.jpg" for i in range(n_pairs)],
+    })
+    return experiment.View1Data(
+        train_images=torch.randint(0, 256, (n_train, 3, size, size), dtype=torch.uint8, generator=generator),
+        train_labels=torch.arange(n_train) % 3,
+        train_names=["a", "b", "c"],
+        pair_images=pair_images,
+        pair_image_names=np.array([f"p{i}" for i in range(n_pairs)] + [f"q{i}" for i in range(n_pairs)]),
+        pair_index=np.stack([np.arange(n_pairs), np.arange(n_pairs, 2 * n_pairs)], axis=1),
+        pairs=pairs,
+    )
+
+
+def _train(data, tmp_path, name, **kwargs):
+    return experiment.train_head(
+        "cosface", data, epochs=1, batch_size=6, eval_every=1, seed=0, device="cpu", progress=False,
+        checkpoint_dir=tmp_path / name, **kwargs,
+    )
+
+
+def test_train_head_passes_weight_decay_and_shift_to_the_engine(tmp_path):
+    data = _tiny_view1()
+    plain = _train(data, tmp_path, "plain")
+    decayed = _train(data, tmp_path, "decayed", weight_decay=0.5, max_shift=4)
+    config = torch.load(tmp_path / "decayed" / "cosface-seed0.pt", weights_only=False)["config"]
+    assert config["weight_decay"] == 0.5
+    assert config["augment"] == {"flip": True, "max_shift": 4}
+    # Different settings train different models, so the DevTest scores differ.
+    assert not np.allclose(plain.result.scores, decayed.result.scores)
+    assert len(decayed.history) == 1 and np.isfinite(decayed.history["acc_10fold"]).all()
