@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -240,3 +241,20 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
         threshold = float(np.mean(run.result.cv.thresholds))
         frames.append(base.assign(head=run.head, seed=run.seed, score=run.result.scores, threshold_10fold=threshold))
     return pd.concat(frames, ignore_index=True)
+
+
+SWEEP_COLUMNS = ["head", "epochs", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold", "std",
+                 "ci95_low", "ci95_high", "acc_fixed_0.5", "final_train_accuracy", "acc_10fold_by_epoch"]
+
+
+def sweep_table(folder) -> pd.DataFrame:
+    """The one-head setting trials of ``scripts/sweep_lfw_settings.py`` (one CSV per run in ``folder``),
+    best 10-fold accuracy first; an empty table with the same columns when there are none."""
+    files = sorted(Path(folder).glob("*.csv")) if Path(folder).is_dir() else []
+    if not files:
+        return pd.DataFrame(columns=["run", *SWEEP_COLUMNS]).set_index("run")
+    table = pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
+    missing = sorted(set(["run", *SWEEP_COLUMNS]) - set(table.columns))
+    if missing:
+        raise ValueError(f"sweep CSVs in {folder} lack columns {missing}; re-run scripts/sweep_lfw_settings.py")
+    return table.set_index("run")[SWEEP_COLUMNS].sort_values("acc_10fold", ascending=False)

@@ -263,6 +263,30 @@ display(Markdown(" ".join(lines)))
 #   test-set sampling, not training randomness.
 
 # %% [markdown]
+# ### Other settings tried on one head
+# Before a full run of all heads, alternative settings were tried on one head with
+# `scripts/sweep_lfw_settings.py` (the same `train_head` call, one setting changed): longer training, random
+# shifts, weight decay, a tighter crop. Each row is one training run scored like the table above; the row
+# of this notebook's own run of the same head is shown for comparison. They are single runs on one seed, so
+# differences of a point or two are within the fold-to-fold noise of the intervals.
+
+# %%
+sweep = experiment.sweep_table(paths.results_dir(profile) / "02_sweep")
+if sweep.empty:
+    print(f"No one-head trials for profile {profile!r} (scripts/sweep_lfw_settings.py writes them).")
+else:
+    display(sweep.round(3))
+    for head_name in sweep["head"].unique():
+        if head_name in table.index:
+            trial_best = sweep[sweep["head"] == head_name].iloc[0]
+            mine = table.loc[head_name]
+            display(Markdown(
+                f"Best trial for **{head_name}**: {trial_best['acc_10fold']:.3f} "
+                f"({trial_best['ci95_low']:.3f}–{trial_best['ci95_high']:.3f}; {trial_best.name}); this "
+                f"notebook's run: {mine['acc_10fold']:.3f} ({mine['ci95_low']:.3f}–{mine['ci95_high']:.3f}) "
+                f"after {int(mine['epochs'])} epochs."))
+
+# %% [markdown]
 # ### Scores saved for the fairness analysis
 # Per-pair cosine scores of every head go to `data/results/<profile>/02_lfw_pair_scores.csv`; notebook 04
 # reads them (no retraining).

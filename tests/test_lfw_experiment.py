@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from lib import lfw_experiment as experiment
@@ -45,3 +46,24 @@ def test_train_head_passes_weight_decay_and_shift_to_the_engine(tmp_path):
     # Different settings train different models, so the DevTest scores differ.
     assert not np.allclose(plain.result.scores, decayed.result.scores)
     assert len(decayed.history) == 1 and np.isfinite(decayed.history["acc_10fold"]).all()
+
+
+def _sweep_row(run, accuracy):
+    row = {column: 0.0 for column in experiment.SWEEP_COLUMNS}
+    row.update(run=run, head="sphereface", schedule="cosine", acc_10fold=accuracy, acc_10fold_by_epoch="5:0.1")
+    return pd.DataFrame([row])
+
+
+def test_sweep_table_collects_one_file_per_run_best_first(tmp_path):
+    _sweep_row("worse", 0.70).to_csv(tmp_path / "a.csv", index=False)
+    _sweep_row("better", 0.80).assign(extra=1).to_csv(tmp_path / "b.csv", index=False)
+    table = experiment.sweep_table(tmp_path)
+    assert list(table.index) == ["better", "worse"]
+    assert list(table.columns) == experiment.SWEEP_COLUMNS
+    assert experiment.sweep_table(tmp_path / "absent").empty
+
+
+def test_sweep_table_names_missing_columns(tmp_path):
+    _sweep_row("old", 0.7).drop(columns=["crop"]).to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(ValueError, match=r"\['crop'\].*sweep_lfw_settings"):
+        experiment.sweep_table(tmp_path)
