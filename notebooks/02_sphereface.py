@@ -275,7 +275,7 @@ sweep = experiment.sweep_table(paths.results_dir(profile) / "02_sweep")
 if sweep.empty:
     print(f"No one-head trials for profile {profile!r} (scripts/sweep_lfw_settings.py writes them).")
 else:
-    display(sweep.round(3))
+    display(sweep.style.format(precision=3).format("{:g}", subset=["weight_decay", "lr"]))
     for head_name in sweep["head"].unique():
         if head_name in table.index:
             trial_best = sweep[sweep["head"] == head_name].iloc[0]
@@ -299,4 +299,5 @@ scores_path.with_suffix(".tmp").replace(scores_path)
 table.to_csv(paths.results_dir(profile) / "02_summary.csv")
 history.to_csv(paths.results_dir(profile) / "02_history.csv", index=False)
 print(f"wrote {scores_path.relative_to(paths.ROOT)} ({len(scores):,} rows); "
-      f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min")
+      f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; training time stored in the "
+      f"checkpoints {history['seconds'].sum() / 60:.1f} min (a re-run reloads finished heads instead of training)")
