@@ -243,8 +243,8 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-SWEEP_COLUMNS = ["head", "epochs", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold", "std",
-                 "ci95_low", "ci95_high", "acc_fixed_0.5", "final_train_accuracy", "acc_10fold_by_epoch"]
+SWEEP_COLUMNS = ["head", "epochs", "optimizer", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold",
+                 "std", "ci95_low", "ci95_high", "acc_fixed_0.5", "final_train_accuracy", "acc_10fold_by_epoch"]
 
 
 def sweep_table(folder) -> pd.DataFrame:
