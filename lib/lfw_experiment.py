@@ -169,12 +169,14 @@ def train_head(
     max_shift: int = 0,
     checkpoint_dir=None,
     device="auto",
+    amp="auto",
     progress: bool = True,
 ) -> HeadRun:
     """Train ``model_name`` + ``head_name`` on DevTrain people and evaluate on DevTest.
 
     Every ``eval_every`` epochs the history gets the 10-fold and fixed-0.5 DevTest accuracies (as the
     course printed its test accuracy every 20 epochs). Checkpoints make a re-run resume or return at once.
+    ``amp`` is :func:`lib.training.fit`'s (``"bf16"`` trains in bfloat16 autocast on a CPU too).
     """
     head_hparams = dict(head_hparams or {})
     seed_everything(seed)
@@ -190,7 +192,7 @@ def train_head(
     fitted = fit(
         model, head, data.train_images, data.train_labels,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-        schedule=schedule, seed=seed, device=device, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn,
+        schedule=schedule, seed=seed, device=device, amp=amp, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn,
         eval_every=eval_every, checkpoint_dir=checkpoint_dir,
         run_name=f"{head_name}-seed{seed}", progress=progress,
     )
@@ -243,7 +245,7 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-SWEEP_COLUMNS = ["head", "epochs", "optimizer", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold",
+SWEEP_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold",
                  "std", "ci95_low", "ci95_high", "acc_fixed_0.5", "final_train_accuracy", "acc_10fold_by_epoch"]
 
 

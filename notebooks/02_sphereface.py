@@ -45,6 +45,7 @@ max_shift = 0  # random translation (pixels) on top of the random flip
 toy_identities = 6  # classes in the 2-D/3-D margin picture
 toy_steps = 600
 device = "auto"  # auto | cpu | cuda | mps
+amp = "auto"  # mixed precision: auto (bf16 on CUDA, off elsewhere) | bf16 (also on a CPU) | false
 
 # %%
 import time
@@ -67,7 +68,7 @@ notebook_start = time.perf_counter()
 display(Markdown(f"**Profile** `{profile}` · LFW from `{lfw_root}` · device `{resolve_device(device)}` · "
                  f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr} "
                  f"(weight decay {weight_decay}), schedule {schedule or 'constant'} · random flip"
-                 + (f" and shift ±{max_shift}px" if max_shift else "")))
+                 + (f" and shift ±{max_shift}px" if max_shift else "") + f" · mixed precision `{amp}`"))
 
 # %% [markdown]
 # ## What the margin does, before any face: the paper's bounds on m
@@ -144,7 +145,7 @@ for head_name in heads:
         head_name, data, head_hparams=head_hparams.get(head_name, {}), model_name=model_name,
         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         schedule=schedule, seed=seed,
-        eval_every=eval_every, flip=flip, max_shift=max_shift, checkpoint_dir=checkpoints, device=device,
+        eval_every=eval_every, flip=flip, max_shift=max_shift, checkpoint_dir=checkpoints, device=device, amp=amp,
     )
     runs.append(run)
     print(f"{head_name:>18}: 10-fold {run.result.cv.mean:.3f} ± {run.result.cv.std:.3f}, "

@@ -17,7 +17,11 @@ throughput (the least disturbed by other processes on a shared machine), the med
 per CPU-second of this process (insensitive to being descheduled). Images: LFW from ``lib.paths.SHARED_LFW`` when present,
 else a few hundred generated JPEGs (250x250, like LFW) in a temporary folder.
 
-    python scripts/bench_pipeline.py [--rounds 5] [--batches 2] [--threads 1] [--workers 0]
+With ``--amp bf16``, (1) and (2) run the backbone in bfloat16 autocast on channels-last tensors (as
+``fit(amp="bf16")`` does on a CPU), (3) stays float32 as the course wrote it, and a fourth round (4), the
+upper bound in float32, prints the bf16 gain side by side.
+
+    python scripts/bench_pipeline.py [--rounds 5] [--batches 2] [--threads 1] [--workers 0] [--amp off|bf16]
 """
 
 from __future__ import annotations
@@ -169,11 +173,13 @@ class Clock:
             torch.cuda.synchronize()
 
 
-def upper_bound_round(model, head, optimizer, batch, batch_labels, steps, device) -> Clock:
+def upper_bound_round(model, head, optimizer, batch, batch_labels, steps, device, bf16=False) -> Clock:
     model.train()
     with Clock(device) as clock:
         for _ in range(steps):
-            loss = head(model(batch), batch_labels)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                embeddings = model(batch)
+            loss = head(embeddings.float(), batch_labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -199,6 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the machine is shared)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for the course pipeline")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", default="off", choices=["off", "bf16"], help="precision of (1) and (2)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -218,10 +225,15 @@ def main(argv=None) -> int:
 
         torch.manual_seed(0)
         model_real, head_real = SphereCNN(), make_head("cosface", 512, classes)
-        model_bound, head_bound = SphereCNN().to(device), make_head("cosface", 512, classes).to(device)
+        bf16 = args.amp == "bf16"
+        memory_format = torch.channels_last if bf16 else torch.contiguous_format
+        model_bound = SphereCNN().to(device, memory_format=memory_format)
+        head_bound = make_head("cosface", 512, classes).to(device)
         bound_optimizer = torch.optim.Adam([*model_bound.parameters(), *head_bound.parameters()], lr=1e-3)
         bound_batch = normalize_batch(cache[:BATCH_SIZE].to(device), *model_bound.input_normalization)
         bound_labels = labels[:BATCH_SIZE].to(device)
+        model_fp32, head_fp32 = SphereCNN().to(device), make_head("cosface", 512, classes).to(device)
+        fp32_optimizer = torch.optim.Adam([*model_fp32.parameters(), *head_fp32.parameters()], lr=1e-3)
         model_course, loss_course = SphereCNN().to(device), AngularPenaltySMLoss(512, classes).to(device)
         course_optimizer = torch.optim.Adam([*model_course.parameters(), *loss_course.parameters()], lr=1e-3)
         loader = torch.utils.data.DataLoader(
@@ -229,22 +241,28 @@ def main(argv=None) -> int:
             persistent_workers=args.workers > 0,
         )
 
-        clocks = {"real_cpu": [], "bound": [], "course": []}
+        clocks = {"real_cpu": [], "bound": [], "course": [], "bound_fp32": []}
         cpu_mark = [time.process_time()]
 
         def interleave(model, head, epoch):
             clocks["real_cpu"].append(time.process_time() - cpu_mark[0])  # CPU time of the epoch just finished
             clocks["bound"].append(
-                upper_bound_round(model_bound, head_bound, bound_optimizer, bound_batch, bound_labels,
-                                  args.batches, device)
+                upper_bound_round(model_bound, head_bound, bound_optimizer,
+                                  bound_batch.contiguous(memory_format=memory_format), bound_labels,
+                                  args.batches, device, bf16=bf16)
             )
+            if bf16:
+                clocks["bound_fp32"].append(
+                    upper_bound_round(model_fp32, head_fp32, fp32_optimizer, bound_batch, bound_labels,
+                                      args.batches, device)
+                )
             clocks["course"].append(course_round(model_course, loss_course, course_optimizer, loader, device))
             cpu_mark[0] = time.process_time()
             return {}
 
         history = fit(
             model_real, head_real, cache, labels, epochs=args.rounds + 1, batch_size=BATCH_SIZE, lr=1e-3,
-            seed=0, device=device, eval_fn=interleave, progress=False,
+            seed=0, device=device, amp=args.amp if bf16 else False, eval_fn=interleave, progress=False,
         ).history
 
     # Drop round 0 (warm-up) everywhere.
@@ -252,23 +270,27 @@ def main(argv=None) -> int:
         "real": [n / s for s in history["seconds"][1:]],
         "bound": [n / c.wall for c in clocks["bound"][1:]],
         "course": [n / c.wall for c in clocks["course"][1:]],
+        **({"bound_fp32": [n / c.wall for c in clocks["bound_fp32"][1:]]} if bf16 else {}),
     }
     cpu = {
         "real": [n / s for s in clocks["real_cpu"][1:]],
         "bound": [n / c.cpu for c in clocks["bound"][1:]],
         "course": [n / c.cpu for c in clocks["course"][1:]] if args.workers == 0 else None,
+        **({"bound_fp32": [n / c.cpu for c in clocks["bound_fp32"][1:]]} if bf16 else {}),
     }
     best = {name: max(values) for name, values in wall.items()}
     median = {name: statistics.median(values) for name, values in wall.items()}
     per_cpu = {name: statistics.median(values) if values else float("nan") for name, values in cpu.items()}
 
     print(f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} thread(s), batch {BATCH_SIZE}, "
-          f"{SIZE}x{SIZE}, {args.rounds} rounds x {args.batches} batches (+1 warm-up round), Adam lr 1e-3")
+          f"{SIZE}x{SIZE}, {args.rounds} rounds x {args.batches} batches (+1 warm-up round), Adam lr 1e-3, "
+          f"(1)-(2) in {'bfloat16 autocast, channels-last' if bf16 else 'float32'}")
     print(f"images: {source}; cache built once in {cache_seconds:.2f} s ({n / cache_seconds:.0f} images/s)")
     rows = [
         ("(1) real pipeline: fit() on uint8 cache, flip on batch, cosface", "real"),
         ("(2) upper bound: one pre-made float batch reused, cosface", "bound"),
         (f"(3) course: PIL decode + transforms per item (workers={args.workers}), loop loss", "course"),
+        *([("(4) upper bound in float32 (as (2), no autocast)", "bound_fp32")] if bf16 else []),
     ]
     print(f"{'images/s':<70}{'best wall':>10}{'median wall':>12}{'median CPU':>11}")
     for label, name in rows:
@@ -280,6 +302,10 @@ def main(argv=None) -> int:
     print(f"speed-up (1)/(3): {best['real'] / best['course']:.2f}x best wall, "
           f"{median['real'] / median['course']:.2f}x median wall, "
           f"{per_cpu['real'] / per_cpu['course']:.2f}x median CPU")
+    if bf16:
+        print(f"bf16 gain (2)/(4): {best['bound'] / best['bound_fp32']:.2f}x best wall, "
+              f"{median['bound'] / median['bound_fp32']:.2f}x median wall, "
+              f"{per_cpu['bound'] / per_cpu['bound_fp32']:.2f}x median CPU")
     return 0 if ratio >= 0.9 else 1
 
 

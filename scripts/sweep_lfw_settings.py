@@ -26,9 +26,11 @@ from lib.tables import write_csv
 
 
 def run_name(args) -> str:
-    optimizer = "" if args.optimizer == "adam" else f"-{args.optimizer}"  # Adam runs keep their earlier names
+    # Adam float32 runs keep their earlier names
+    optimizer = "" if args.optimizer == "adam" else f"-{args.optimizer}"
+    amp = "" if args.amp == "off" else f"-{args.amp}"
     return (f"{args.head}-e{args.epochs}-{args.schedule or 'constant'}-crop{args.crop}-shift{args.max_shift}"
-            f"-wd{args.weight_decay:g}-lr{args.lr:g}{optimizer}-seed{args.seed}")
+            f"-wd{args.weight_decay:g}-lr{args.lr:g}{optimizer}{amp}-seed{args.seed}")
 
 
 def main(argv=None) -> None:
@@ -41,6 +43,7 @@ def main(argv=None) -> None:
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", default="adam", help="adam | adamw | sgd (momentum 0.9)")
+    parser.add_argument("--amp", default="off", help="off | bf16 (bfloat16 autocast, also on a CPU) | auto")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lfw-source", default="shared", help="shared | synthetic | a folder")
@@ -57,14 +60,14 @@ def main(argv=None) -> None:
     run = experiment.train_head(
         args.head, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         schedule=args.schedule, weight_decay=args.weight_decay, max_shift=args.max_shift, seed=args.seed,
-        eval_every=5, flip=True,
+        eval_every=5, flip=True, amp=False if args.amp == "off" else args.amp,
         checkpoint_dir=paths.checkpoints_dir(args.profile) / "02_sweep" / name,
     )
     row = experiment.summary_table([run]).reset_index()
     evaluated = run.history.dropna(subset=["acc_10fold"])
     row = row.assign(
         run=name, crop=args.crop, max_shift=args.max_shift, weight_decay=args.weight_decay, lr=args.lr,
-        optimizer=args.optimizer, schedule=args.schedule or "constant", batch_size=args.batch_size,
+        optimizer=args.optimizer, amp=args.amp, schedule=args.schedule or "constant", batch_size=args.batch_size,
         final_train_accuracy=float(run.history["train_accuracy"].iloc[-1]),
         acc_10fold_by_epoch=" ".join(f"{e}:{a:.3f}" for e, a in zip(evaluated["epoch"], evaluated["acc_10fold"])),
         threads=torch.get_num_threads(),

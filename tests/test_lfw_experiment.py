@@ -36,13 +36,15 @@ def _train(data, tmp_path, name, **kwargs):
     )
 
 
-def test_train_head_passes_weight_decay_and_shift_to_the_engine(tmp_path):
+def test_train_head_passes_weight_decay_shift_and_amp_to_the_engine(tmp_path):
     data = _tiny_view1()
     plain = _train(data, tmp_path, "plain")
-    decayed = _train(data, tmp_path, "decayed", weight_decay=0.5, max_shift=4)
+    decayed = _train(data, tmp_path, "decayed", weight_decay=0.5, max_shift=4, amp="bf16")
     config = torch.load(tmp_path / "decayed" / "cosface-seed0.pt", weights_only=False)["config"]
     assert config["weight_decay"] == 0.5
     assert config["augment"] == {"flip": True, "max_shift": 4}
+    assert config["amp"] == "bfloat16"
+    assert "amp" not in torch.load(tmp_path / "plain" / "cosface-seed0.pt", weights_only=False)["config"]
     # Different settings train different models, so the DevTest scores differ.
     assert not np.allclose(plain.result.scores, decayed.result.scores)
     assert len(decayed.history) == 1 and np.isfinite(decayed.history["acc_10fold"]).all()

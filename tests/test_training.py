@@ -302,8 +302,34 @@ def test_bad_inputs_say_what_to_do(data):
         fit(model, head, images.float(), labels, epochs=1, **SETTINGS)
     with pytest.raises(ValueError, match="3 classes"):
         fit(model, head, images, labels + 1, epochs=1, **SETTINGS)
-    with pytest.raises(ValueError, match="CUDA only"):
-        fit(model, head, images, labels, epochs=1, **{**SETTINGS, "amp": "bf16"})
+    with pytest.raises(ValueError, match="fp16 only on CUDA"):
+        fit(model, head, images, labels, epochs=1, **{**SETTINGS, "amp": "fp16"})
+
+
+def test_bf16_on_cpu_autocasts_the_backbone_and_resumes_identically(data, tmp_path):
+    images, labels = data
+    model, head = fresh()
+    full = fit(model, head, images, labels, epochs=2, **SETTINGS)
+    model, head = fresh()
+    half = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "a", eval_fn=make_eval(),
+               **{**SETTINGS, "amp": "bf16"})
+    stored = torch.load(tmp_path / "a" / "run.pt", weights_only=True)
+    assert stored["config"]["amp"] == "bfloat16"
+    # the same first epoch in bf16: close to float32, but not equal (autocast did act)
+    loss_fp32, loss_bf16 = full.history["loss"].iloc[0], half.history["loss"].iloc[0]
+    assert loss_bf16 != loss_fp32 and loss_bf16 == pytest.approx(loss_fp32, rel=0.05)
+    assert next(half.model.parameters()).dtype == torch.float32  # master weights stay float32
+
+    model, head = fresh()
+    with pytest.raises(Crash):  # dies during epoch 2, after epoch 1's checkpoint
+        fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "b", eval_fn=make_eval(crash_at=2),
+            **{**SETTINGS, "amp": "bf16"})
+    model, head = fresh(seed=9)
+    resumed = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "b", eval_fn=make_eval(),
+                  **{**SETTINGS, "amp": "bf16"})
+    assert same_state(resumed.model, half.model) and same_state(resumed.head, half.head)
+    with pytest.raises(ValueError, match="amp"):  # a float32 run does not silently continue a bf16 checkpoint
+        fit(*fresh(), images, labels, epochs=2, checkpoint_dir=tmp_path / "b", **SETTINGS)
 
 
 # --------------------------------------------------------------------------------------------------
