@@ -245,8 +245,9 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-SWEEP_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "weight_decay", "lr", "acc_10fold",
-                 "std", "ci95_low", "ci95_high", "acc_fixed_0.5", "final_train_accuracy", "acc_10fold_by_epoch"]
+SETTING_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "weight_decay", "lr"]
+SWEEP_COLUMNS = [*SETTING_COLUMNS, "acc_10fold", "std", "ci95_low", "ci95_high", "acc_fixed_0.5",
+                 "final_train_accuracy", "acc_10fold_by_epoch"]
 
 
 def sweep_table(folder) -> pd.DataFrame:
@@ -260,3 +261,12 @@ def sweep_table(folder) -> pd.DataFrame:
     if missing:
         raise ValueError(f"sweep CSVs in {folder} lack columns {missing}; re-run scripts/sweep_lfw_settings.py")
     return table.set_index("run")[SWEEP_COLUMNS].sort_values("acc_10fold", ascending=False)
+
+
+def precision_comparison(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Trials of :func:`sweep_table` that differ only in ``amp``: one row per setting, the 10-fold accuracy
+    per precision in columns (e.g. ``off``, ``bf16``); empty when no setting was run in two precisions."""
+    setting = [column for column in SETTING_COLUMNS if column != "amp"]
+    wide = sweep.pivot_table(index=setting, columns="amp", values="acc_10fold", aggfunc="first")
+    wide = wide.dropna()
+    return wide if wide.shape[1] >= 2 else wide.iloc[0:0]

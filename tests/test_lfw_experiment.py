@@ -69,3 +69,18 @@ def test_sweep_table_names_missing_columns(tmp_path):
     _sweep_row("old", 0.7).drop(columns=["crop"]).to_csv(tmp_path / "old.csv", index=False)
     with pytest.raises(ValueError, match=r"\['crop'\].*sweep_lfw_settings"):
         experiment.sweep_table(tmp_path)
+
+
+def test_precision_comparison_pairs_trials_that_differ_only_in_amp(tmp_path):
+    rows = [
+        _sweep_row("e30", 0.842).assign(epochs=30, amp="off"),
+        _sweep_row("e30-bf16", 0.841).assign(epochs=30, amp="bf16"),
+        _sweep_row("e40-shift4-bf16", 0.85).assign(epochs=40, max_shift=4, amp="bf16"),  # no float32 twin
+    ]
+    for i, row in enumerate(rows):
+        row.to_csv(tmp_path / f"{i}.csv", index=False)
+    pairs = experiment.precision_comparison(experiment.sweep_table(tmp_path))
+    assert len(pairs) == 1 and pairs.index[0][1] == 30  # (head, epochs, ...) of the one paired setting
+    assert pairs.iloc[0].to_dict() == {"bf16": 0.841, "off": 0.842}
+    lone = experiment.precision_comparison(experiment.sweep_table(tmp_path).iloc[[2]])
+    assert lone.empty
