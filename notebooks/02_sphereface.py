@@ -270,7 +270,10 @@ display(Markdown(" ".join(lines)))
 # shifts, weight decay, a tighter crop, SGD, and bfloat16 autocast on the CPU (`amp`: `off` = float32). Each
 # row is one training run scored like the table above; the row of this notebook's own run of the same head is
 # shown for comparison. They are single runs on one seed, so differences of a point or two are within the
-# fold-to-fold noise of the intervals.
+# fold-to-fold noise of the intervals. A trial with exactly this notebook's setting need not give the same
+# number: the trials ran with one torch thread each (two at a time), the notebook with the machine's default,
+# and a different thread count adds up the same sums in a different order, so the two trainings drift apart
+# about as two seeds would.
 
 # %%
 sweep = experiment.sweep_table(paths.results_dir(profile) / "02_sweep")
