@@ -192,8 +192,8 @@ def train_head(
     fitted = fit(
         model, head, data.train_images, data.train_labels,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-        schedule=schedule, seed=seed, device=device, amp=amp, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn,
-        eval_every=eval_every, checkpoint_dir=checkpoint_dir,
+        schedule=schedule, seed=seed, device=device, amp=amp, augment=Augment(flip=True, max_shift=max_shift),
+        eval_fn=eval_fn, eval_every=eval_every, checkpoint_dir=checkpoint_dir,
         run_name=f"{head_name}-seed{seed}", progress=progress,
     )
     result = evaluate(fitted.model, data, flip=flip, cv_seed=seed)

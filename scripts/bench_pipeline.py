@@ -232,8 +232,9 @@ def main(argv=None) -> int:
         bound_optimizer = torch.optim.Adam([*model_bound.parameters(), *head_bound.parameters()], lr=1e-3)
         bound_batch = normalize_batch(cache[:BATCH_SIZE].to(device), *model_bound.input_normalization)
         bound_labels = labels[:BATCH_SIZE].to(device)
-        model_fp32, head_fp32 = SphereCNN().to(device), make_head("cosface", 512, classes).to(device)
-        fp32_optimizer = torch.optim.Adam([*model_fp32.parameters(), *head_fp32.parameters()], lr=1e-3)
+        if bf16:  # round (4): the same upper bound in float32
+            model_fp32, head_fp32 = SphereCNN().to(device), make_head("cosface", 512, classes).to(device)
+            fp32_optimizer = torch.optim.Adam([*model_fp32.parameters(), *head_fp32.parameters()], lr=1e-3)
         model_course, loss_course = SphereCNN().to(device), AngularPenaltySMLoss(512, classes).to(device)
         course_optimizer = torch.optim.Adam([*model_course.parameters(), *loss_course.parameters()], lr=1e-3)
         loader = torch.utils.data.DataLoader(
