@@ -167,6 +167,8 @@ def train_head(
     eval_every: int = 5,
     flip: bool = True,
     max_shift: int = 0,
+    erase: float = 0.0,
+    dropout: float = 0.0,
     checkpoint_dir=None,
     device="auto",
     amp="auto",
@@ -177,10 +179,16 @@ def train_head(
     Every ``eval_every`` epochs the history gets the 10-fold and fixed-0.5 DevTest accuracies (as the
     course printed its test accuracy every 20 epochs). Checkpoints make a re-run resume or return at once.
     ``amp`` is :func:`lib.training.fit`'s (``"bf16"`` trains in bfloat16 autocast on a CPU too).
+    Regularization against over-fitting the ~9,500 training images: ``max_shift`` and ``erase``
+    (:class:`lib.training.Augment`), ``dropout`` before SphereCNN's embedding layer.
     """
     head_hparams = dict(head_hparams or {})
     seed_everything(seed)
     kwargs = {"input_size": image_size} if model_name.lower() in ("spherecnn", "sphereface4") else {}
+    if dropout:
+        if model_name.lower() != "spherecnn":
+            raise ValueError(f"dropout is an option of SphereCNN only, not of {model_name!r}")
+        kwargs["dropout"] = dropout
     model = make_model(model_name, embedding_dim=embedding_dim, **kwargs)
     head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
 
@@ -192,7 +200,8 @@ def train_head(
     fitted = fit(
         model, head, data.train_images, data.train_labels,
         epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-        schedule=schedule, seed=seed, device=device, amp=amp, augment=Augment(flip=True, max_shift=max_shift),
+        schedule=schedule, seed=seed, device=device, amp=amp,
+        augment=Augment(flip=True, max_shift=max_shift, erase=erase),
         eval_fn=eval_fn, eval_every=eval_every, checkpoint_dir=checkpoint_dir,
         run_name=f"{head_name}-seed{seed}", progress=progress,
     )
@@ -245,7 +254,8 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-SETTING_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "weight_decay", "lr"]
+SETTING_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "erase", "dropout",
+                   "weight_decay", "lr"]
 SWEEP_COLUMNS = [*SETTING_COLUMNS, "acc_10fold", "std", "ci95_low", "ci95_high", "acc_fixed_0.5",
                  "final_train_accuracy", "acc_10fold_by_epoch"]
 

@@ -42,6 +42,8 @@ schedule = None  # learning-rate schedule: None (constant, as the course) | "cos
 eval_every = 5  # DevTest accuracy every few epochs (the course printed it every 20)
 flip = True  # fuse the embeddings of each image and its mirror image
 max_shift = 0  # random translation (pixels) on top of the random flip
+erase = 0.0  # probability of random erasing (a grey rectangle, 2-33 % of the image) per training image
+dropout = 0.0  # dropout before SphereCNN's embedding layer while training (the course used none)
 toy_identities = 6  # classes in the 2-D/3-D margin picture
 toy_steps = 600
 device = "auto"  # auto | cpu | cuda | mps
@@ -68,7 +70,9 @@ notebook_start = time.perf_counter()
 display(Markdown(f"**Profile** `{profile}` · LFW from `{lfw_root}` · device `{resolve_device(device)}` · "
                  f"{model_name} at {image_size}px (crop {crop}) · {epochs} epochs, batch {batch_size}, Adam {lr} "
                  f"(weight decay {weight_decay}), schedule {schedule or 'constant'} · random flip"
-                 + (f" and shift ±{max_shift}px" if max_shift else "") + f" · mixed precision `{amp}`"))
+                 + (f" and shift ±{max_shift}px" if max_shift else "")
+                 + (f", random erasing p={erase}" if erase else "") + (f" · dropout {dropout}" if dropout else "")
+                 + f" · mixed precision `{amp}`"))
 
 # %% [markdown]
 # ## What the margin does, before any face: the paper's bounds on m
@@ -145,7 +149,8 @@ for head_name in heads:
         head_name, data, head_hparams=head_hparams.get(head_name, {}), model_name=model_name,
         image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
         schedule=schedule, seed=seed,
-        eval_every=eval_every, flip=flip, max_shift=max_shift, checkpoint_dir=checkpoints, device=device, amp=amp,
+        eval_every=eval_every, flip=flip, max_shift=max_shift, erase=erase, dropout=dropout,
+        checkpoint_dir=checkpoints, device=device, amp=amp,
     )
     runs.append(run)
     print(f"{head_name:>18}: 10-fold {run.result.cv.mean:.3f} ± {run.result.cv.std:.3f}, "
@@ -267,9 +272,9 @@ display(Markdown(" ".join(lines)))
 # ### Other settings tried on one head
 # Before a full run of all heads, alternative settings were tried on one head with
 # `scripts/sweep_lfw_settings.py` (the same `train_head` call, one setting changed): longer training, random
-# shifts, weight decay, a tighter crop, SGD, and bfloat16 autocast on the CPU (`amp`: `off` = float32). Each
-# row is one training run scored like the table above; the row of this notebook's own run of the same head is
-# shown for comparison. They are single runs on one seed, so differences of a point or two are within the
+# shifts, random erasing, dropout, weight decay, a tighter crop, SGD, and bfloat16 autocast on the CPU
+# (`amp`: `off` = float32). Each row is one training run scored like the table above; the row of this
+# notebook's own run of the same head is shown for comparison. They are single runs on one seed, so differences of a point or two are within the
 # fold-to-fold noise of the intervals. A trial with exactly this notebook's setting need not give the same
 # number: the trials ran with one torch thread each (two at a time), the notebook with the machine's default,
 # and a different thread count adds up the same sums in a different order, so the two trainings drift apart

@@ -29,8 +29,9 @@ def run_name(args) -> str:
     # Adam float32 runs keep their earlier names
     optimizer = "" if args.optimizer == "adam" else f"-{args.optimizer}"
     amp = "" if args.amp == "off" else f"-{args.amp}"
+    regularization = (f"-erase{args.erase:g}" if args.erase else "") + (f"-dropout{args.dropout:g}" if args.dropout else "")
     return (f"{args.head}-e{args.epochs}-{args.schedule or 'constant'}-crop{args.crop}-shift{args.max_shift}"
-            f"-wd{args.weight_decay:g}-lr{args.lr:g}{optimizer}{amp}-seed{args.seed}")
+            f"{regularization}-wd{args.weight_decay:g}-lr{args.lr:g}{optimizer}{amp}-seed{args.seed}")
 
 
 def main(argv=None) -> None:
@@ -40,6 +41,8 @@ def main(argv=None) -> None:
     parser.add_argument("--schedule", default="cosine", help="cosine | step | none")
     parser.add_argument("--crop", type=int, default=150)
     parser.add_argument("--max-shift", type=int, default=0)
+    parser.add_argument("--erase", type=float, default=0.0, help="random-erasing probability")
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout before SphereCNN's embedding layer")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--optimizer", default="adam", help="adam | adamw | sgd (momentum 0.9)")
@@ -60,13 +63,14 @@ def main(argv=None) -> None:
     run = experiment.train_head(
         args.head, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         schedule=args.schedule, weight_decay=args.weight_decay, max_shift=args.max_shift, seed=args.seed,
+        erase=args.erase, dropout=args.dropout,
         eval_every=5, flip=True, amp=False if args.amp == "off" else args.amp,
         checkpoint_dir=paths.checkpoints_dir(args.profile) / "02_sweep" / name,
     )
     row = experiment.summary_table([run]).reset_index()
     evaluated = run.history.dropna(subset=["acc_10fold"])
     row = row.assign(
-        run=name, crop=args.crop, max_shift=args.max_shift, weight_decay=args.weight_decay, lr=args.lr,
+        run=name, crop=args.crop, max_shift=args.max_shift, erase=args.erase, dropout=args.dropout, weight_decay=args.weight_decay, lr=args.lr,
         optimizer=args.optimizer, amp=args.amp, schedule=args.schedule or "constant", batch_size=args.batch_size,
         final_train_accuracy=float(run.history["train_accuracy"].iloc[-1]),
         acc_10fold_by_epoch=" ".join(f"{e}:{a:.3f}" for e, a in zip(evaluated["epoch"], evaluated["acc_10fold"])),

@@ -50,6 +50,16 @@ def test_train_head_passes_weight_decay_shift_and_amp_to_the_engine(tmp_path):
     assert len(decayed.history) == 1 and np.isfinite(decayed.history["acc_10fold"]).all()
 
 
+def test_train_head_passes_erasing_and_dropout_to_the_engine(tmp_path):
+    data = _tiny_view1()
+    _train(data, tmp_path, "regularized", erase=0.5, dropout=0.25, model_name="spherecnn")
+    config = torch.load(tmp_path / "regularized" / "cosface-seed0.pt", weights_only=False)["config"]
+    assert config["augment"] == {"flip": True, "max_shift": 0, "erase": 0.5}
+    assert config["model_dropout"] == 0.25
+    with pytest.raises(ValueError, match="SphereCNN only"):
+        _train(data, tmp_path, "other", dropout=0.25, model_name="sphereface4")
+
+
 def _sweep_row(run, accuracy):
     row = {column: 0.0 for column in experiment.SWEEP_COLUMNS}
     row.update(run=run, head="sphereface", schedule="cosine", acc_10fold=accuracy, acc_10fold_by_epoch="5:0.1")

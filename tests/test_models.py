@@ -44,6 +44,27 @@ def test_spherecnn_is_the_course_network():
     assert model(torch.zeros(2, 3, 96, 96)).shape == (2, 512)
 
 
+def test_spherecnn_dropout_acts_only_while_training():
+    torch.manual_seed(0)
+    plain = SphereCNN()
+    dropped = SphereCNN(dropout=0.5)
+    assert dropped.state_dict().keys() == plain.state_dict().keys()  # no weights: checkpoints interchange
+    dropped.load_state_dict(plain.state_dict())
+    images = torch.randn(4, 3, 96, 96)
+    plain.eval(), dropped.eval()
+    assert torch.equal(dropped(images), plain(images))
+    dropped.train()
+    flat = plain.features(images).flatten(1)
+    torch.manual_seed(1)
+    expected = plain.fc5(torch.nn.functional.dropout(flat, 0.5, True))
+    torch.manual_seed(1)
+    got = dropped(images)
+    torch.testing.assert_close(got, expected)
+    assert not torch.allclose(got, plain(images))
+    with pytest.raises(ValueError, match="dropout"):
+        SphereCNN(dropout=1.0)
+
+
 def test_spherecnn_rejects_other_sizes_with_a_hint():
     with pytest.raises(ValueError, match="96x96"):
         SphereCNN()(torch.zeros(1, 3, 112, 96))

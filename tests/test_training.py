@@ -18,6 +18,7 @@ from lib.training import (
     Augment,
     augment_batch,
     embed,
+    erase_rectangles,
     epoch_batches,
     epoch_generator,
     fit,
@@ -158,6 +159,44 @@ def test_flip_only_augmentation_is_seeded_and_mirrors():
     assert torch.equal(augment_batch(images, Augment(flip=False), epoch_generator(0, 0, 1)), images)
 
 
+def test_erase_rectangles_fills_exactly_the_rectangle():
+    images = torch.randint(0, 100, (3, 2, 6, 7), dtype=torch.uint8)
+    out = erase_rectangles(images, *(torch.tensor(v) for v in ([1, 0, 2], [2, 0, 3], [3, 6, 1], [4, 7, 2])),
+                           torch.tensor([True, True, False]))
+    expected = images.clone()
+    expected[0, :, 1:4, 2:6] = 128
+    expected[1] = 128  # the whole image
+    assert torch.equal(out, expected)  # image 2 untouched: apply is False
+    assert int(images.max()) < 100  # the input is not modified
+
+
+def test_random_erasing_area_rate_and_seed():
+    images = torch.zeros(400, 1, 20, 20, dtype=torch.uint8)
+    erase_all = Augment(flip=False, erase=1.0)
+    out = augment_batch(images, erase_all, epoch_generator(0, 0, 1))
+    erased = (out == 128).flatten(1).float().mean(1)
+    # 2–33 % of the area, up to rounding of the sides and clipping at the border
+    assert float(erased.min()) > 0 and float(erased.max()) <= 0.45
+    assert 0.12 < float(erased.mean()) < 0.2  # E[area] = 17.5 %, less what the border clips
+    assert torch.equal(out, augment_batch(images, erase_all, epoch_generator(0, 0, 1)))
+    half = augment_batch(images, Augment(flip=False, erase=0.5), epoch_generator(0, 0, 1))
+    assert 150 < int((half == 128).flatten(1).any(1).sum()) < 250
+    with pytest.raises(ValueError, match="probability"):
+        Augment(erase=1.5)
+
+
+def test_erase_off_draws_the_same_augmentation_as_before():
+    """erase=0 must not consume random numbers: earlier runs and checkpoints stay reproducible."""
+    images = torch.randint(0, 256, (16, 3, 9, 9), dtype=torch.uint8)
+    generator = epoch_generator(0, 0, 1)
+    flip = torch.rand(16, generator=generator) < 0.5
+    shifts = torch.randint(-2, 3, (2, 16), generator=generator)
+    expected = shift_and_flip(images, shifts[0], shifts[1], flip)
+    assert torch.equal(augment_batch(images, Augment(max_shift=2, erase=0.0), epoch_generator(0, 0, 1)), expected)
+    assert Augment(max_shift=2).config() == {"flip": True, "max_shift": 2}
+    assert Augment(erase=0.25).config() == {"flip": True, "max_shift": 0, "erase": 0.25}
+
+
 # --------------------------------------------------------------------------------------------------
 # fit
 # --------------------------------------------------------------------------------------------------
@@ -239,6 +278,20 @@ def test_checkpoint_of_another_run_is_refused(data, tmp_path):
     fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
     with pytest.raises(ValueError, match="lr"):
         fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **{**SETTINGS, "lr": 1.0})
+
+
+def test_regularization_settings_are_part_of_the_checkpoint(data, tmp_path):
+    """A run with random erasing or model dropout never continues a checkpoint made without it."""
+    images, labels = data
+    model, head = fresh()
+    fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
+    erasing = {**SETTINGS, "augment": Augment(flip=True, max_shift=2, erase=0.5)}
+    with pytest.raises(ValueError, match="augment"):
+        fit(*fresh(), images, labels, epochs=1, checkpoint_dir=tmp_path, **erasing)
+    model, head = fresh()
+    model.dropout = 0.5  # what lib.models.SphereCNN(dropout=0.5) exposes
+    with pytest.raises(ValueError, match="model_dropout"):
+        fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
 
 
 def test_nan_loss_stops_with_epoch_and_step(data, tmp_path):
