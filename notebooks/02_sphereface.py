@@ -28,7 +28,7 @@
 profile = "default"  # which params/<profile>.yaml produced this run
 seed = 0  # model initialisation, shuffling, augmentation and the DevTest CV folds
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
-lfw_source = "synthetic"  # synthetic | shared | a folder path (lfw/, lfw-deepfunneled/, sklearn's lfw_home)
+lfw_source = "synthetic"  # synthetic | shared | sklearn (download) | a folder path (lfw/, lfw-deepfunneled/, sklearn's lfw_home)
 heads = ["course_sphereface", "softmax", "normsoftmax", "sphereface", "cosface"]  # lib.losses names
 head_hparams = {}  # per-head overrides, e.g. {"cosface": {"margin": 0.4}}
 model_name = "spherecnn"  # the course network (lib.models)
@@ -57,13 +57,15 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import lfw, lfw_experiment as experiment, margin_geometry as geometry, paths, plots, synthetic
+from lib import download, lfw, lfw_experiment as experiment, margin_geometry as geometry, paths, plots, synthetic
 from lib.training import resolve_device
 
 plots.setup_style()
 pd.set_option("display.precision", 4)
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
+if lfw_source == "sklearn":
+    download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 checkpoints = paths.checkpoints_dir(profile) / "02_sphereface"
 notebook_start = time.perf_counter()
@@ -323,6 +325,6 @@ scores.to_csv(scores_path.with_suffix(".tmp"), index=False)
 scores_path.with_suffix(".tmp").replace(scores_path)
 table.to_csv(paths.results_dir(profile) / "02_summary.csv")
 history.to_csv(paths.results_dir(profile) / "02_history.csv", index=False)
-print(f"wrote {scores_path.relative_to(paths.ROOT)} ({len(scores):,} rows); "
+print(f"wrote {paths.shown(scores_path)} ({len(scores):,} rows); "
       f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; training time stored in the "
       f"checkpoints {history['seconds'].sum() / 60:.1f} min (a re-run reloads finished heads instead of training)")

@@ -78,7 +78,7 @@ def main(argv=None) -> None:
     )
     out = write_csv(row, paths.results_dir(args.profile) / "02_sweep" / f"{name}.csv")
     print(pd.Series(row.iloc[0]).to_string())
-    print(f"wrote {out.relative_to(paths.ROOT)}")
+    print(f"wrote {paths.shown(out)}")
 
 
 if __name__ == "__main__":
