@@ -33,7 +33,7 @@
 profile = "default"  # which params/<profile>.yaml produced this run
 seeds = [0, 1]  # one training run per head and seed (initialisation, batch order, augmentation)
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
-lfw_source = "synthetic"  # synthetic | shared | a folder path (lfw/, lfw-deepfunneled/, sklearn's lfw_home)
+lfw_source = "synthetic"  # synthetic | shared | sklearn (download) | a folder path (lfw/, lfw-deepfunneled/, sklearn's lfw_home)
 heads = ["course_sphereface", "softmax", "normsoftmax", "sphereface", "cosface"]  # lib.losses names
 head_hparams = {}  # per-head overrides, e.g. {"cosface": {"margin": 0.4}}
 model = "spherecnn"  # the course network (lib.models)
@@ -67,7 +67,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, paths, plots, synthetic, training
+from lib import download, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, paths, plots, synthetic, training
 from lib.settings import RunSettings
 
 # Every run's settings come from the parameters above; building them first checks every value before any work.
@@ -78,6 +78,8 @@ plots.setup_style()
 pd.set_option("display.precision", 4)
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
+if lfw_source == "sklearn":
+    download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 checkpoints = paths.checkpoints_dir(profile) / "02_sphereface"
 notebook_start = time.perf_counter()
@@ -346,6 +348,6 @@ display(Markdown(" ".join(lines)))
 
 # %%
 written = experiment.write_results(data, runs, paths.results_dir(profile))
-print("wrote " + ", ".join(str(path.relative_to(paths.ROOT)) for path in written.values()))
+print("wrote " + ", ".join(paths.shown(path) for path in written.values()))
 print(f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; training time stored in the checkpoints "
       f"{history['seconds'].sum() / 60:.1f} min (a re-run reloads finished runs instead of training)")

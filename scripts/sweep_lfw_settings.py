@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     row = pd.DataFrame([{**experiment.trial_row(run), "threads": torch.get_num_threads()}])
     out = write_csv(row, paths.results_dir(known.profile) / "02_sweep" / f"{run.run_name}.csv")
     print(row.iloc[0].to_string())
-    print(f"wrote {out.relative_to(paths.ROOT)}")
+    print(f"wrote {paths.shown(out)}")
 
 
 if __name__ == "__main__":
