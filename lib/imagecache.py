@@ -12,16 +12,17 @@ a notebook re-run reuses the file instead of decoding again. The file name holds
 * the *content* of every source: a BLAKE2b digest of each file's bytes (or of the JPEG bytes of a Hub
   row), in order. Size and modification time are not trusted: an image corrupted in place, or replaced
   by another of the same size and time stamp, changes the key and the cache is rebuilt. Hashing reads
-  every source on every load, in a thread pool (hashlib releases the GIL); measured on a 2-core CPU
-  with the files in the page cache: 0.3-0.5 s for LFW's 13,233 files (117 MB) and 0.5 s for the
-  18,500 FairFace 0.25 files (109 MB), against minutes for decoding them (``scripts/bench_cache_hash.py``);
+  every source on every load; measured with ``scripts/bench_cache_hash.py`` on a shared 2-core CPU, files
+  in the page cache: 0.31-0.35 s for LFW's 13,233 files (117 MB), 0.36-0.45 s for the 18,500 FairFace
+  0.25 files (109 MB), against minutes for decoding them;
 * the output size and the crop, and a format version.
 
 Files are written atomically: pixels go to a temporary file that is renamed into place, then a small
 JSON sidecar is written (also by rename); a cache counts as complete only when its sidecar exists and
 matches, so an interrupted build is simply rebuilt. The sidecar records the digest of the decoded
 pixels (:func:`cache_digest`); on reuse the pixel file is hashed again and rebuilt, with a warning,
-if it no longer matches (0.2 s per 263 MB). ``cache_digest(images)`` is the data identity of a run.
+if it no longer matches (0.28-0.31 s for LFW DevTrain's 263 MB at 96 px). ``cache_digest(images)`` is the
+data identity of a run.
 
 Source images must be at least ``MIN_SOURCE_SIDE`` (16) pixels on each side after the crop: a smaller
 one (a 1x1 placeholder, a thumbnail) holds no face to speak of, and is refused with its name instead of
@@ -106,22 +107,22 @@ def _content_digest(ref, index: int) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def source_digests(refs: Sequence, workers: int | None = None) -> list[bytes]:
-    """The content digest of every reference, in order, hashed in a thread pool."""
-    workers = workers or _default_workers()
-    if workers == 1 or len(refs) < 256:
-        return [_content_digest(ref, index) for index, ref in enumerate(refs)]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(_content_digest, refs, range(len(refs)), chunksize=256))
+def source_digests(refs: Sequence) -> list[bytes]:
+    """The content digest of every reference, in order.
+
+    One thread: per file, the work (open, read about 9 kB, hash) is too short for a thread pool to pay
+    off; on the 2-core machine of ``scripts/bench_cache_hash.py`` a pool of two was 2-3x slower.
+    """
+    return [_content_digest(ref, index) for index, ref in enumerate(refs)]
 
 
-def cache_key(refs: Sequence, size, crop=None, workers: int | None = None) -> str:
+def cache_key(refs: Sequence, size, crop=None) -> str:
     """A 20-hex-digit hash of the sources' contents (in order), the output size, the crop and the format version.
 
     Paths and time stamps do not enter it: the same images moved to another folder give the same key,
     and an image changed in place (even with its size and time stamp restored) gives another.
     """
-    return _key(source_digests(refs, workers), _as_pair(size, "size"), _as_pair(crop, "crop"))
+    return _key(source_digests(refs), _as_pair(size, "size"), _as_pair(crop, "crop"))
 
 
 def _key(digests: list[bytes], size: tuple[int, int], crop: tuple[int, int] | None) -> str:
@@ -138,7 +139,7 @@ def cache_digest(images) -> str:
     ``images`` is a tensor or NumPy array, e.g. what :func:`build_cache` returned. For a tensor loaded
     from a cache file the digest recorded (and verified) in its sidecar is returned without reading the
     pixels, as long as the tensor has not been modified in place since; anything else (a slice, a copy,
-    an in-memory build, an edited tensor) is hashed, about 0.2 s per 263 MB. Equal arrays give equal
+    an in-memory build, an edited tensor) is hashed, about 0.3 s per 263 MB. Equal arrays give equal
     digests whichever way they were obtained.
     """
     if isinstance(images, torch.Tensor):
@@ -290,7 +291,7 @@ class ImageCache:
 
     def paths_for(self, refs: Sequence, key: str | None = None) -> tuple[Path, Path]:
         """``(pixel file, JSON sidecar)`` for these references; ``key`` is a readable name prefix."""
-        return self._paths(source_digests(refs, self.workers), key)
+        return self._paths(source_digests(refs), key)
 
     def load(self, refs: Iterable, key: str | None = None) -> torch.Tensor:
         """uint8 tensor (N, 3, H, W) of ``refs`` (paths or encoded bytes), built once and then reused."""
@@ -308,7 +309,7 @@ class ImageCache:
             _warn_upscaled(record, len(refs), self.size, name)
             return torch.from_numpy(out)
 
-        digests = source_digests(refs, self.workers)
+        digests = source_digests(refs)
         data_path, meta_path = self._paths(digests, key)
         meta = {
             "version": FORMAT_VERSION,
