@@ -38,8 +38,8 @@
 # %% tags=["parameters"]
 profile = "default"  # whose saved results to read: data/results/<profile>/
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
-lfw_source = "synthetic"  # synthetic | shared | a folder path (for the gender lists and identities)
-lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW)
+lfw_source = "synthetic"  # synthetic | shared | sklearn | a folder path (for the gender lists and identities)
+lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW, else data/lfw_gender/)
 reference_head = "cosine_softmax"  # the report's "softmax": every other head is compared with it
 verification_threshold = "10fold"  # "10fold" (notebook 02's threshold) or a false-match rate, e.g. 0.01
 n_boot = 2000  # bootstrap resamples for the gap differences
@@ -51,7 +51,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fairness_analysis as analysis, fairness_plots, paths, plots, synthetic
+from lib import download, fairness_analysis as analysis, fairness_plots, paths, plots, synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
 
@@ -61,6 +61,8 @@ pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
+if lfw_source == "sklearn":
+    download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 
 predictions = analysis.read_predictions(profile)
@@ -197,7 +199,7 @@ subsets.pivot(index="head", columns="group", values="accuracy").loc[heads]
 scores = analysis.read_pair_scores(profile)
 try:
     faces, gender_report = analysis.lfw_face_groups(lfw_root, lfw_gender_folder)
-except DataError as error:  # e.g. scikit-learn's lfw_home on Colab ships no gender lists
+except DataError as error:  # e.g. a gender folder without the two lists
     faces = gender_report = None
     display(Markdown(f"**No gender labels for these LFW images; the LFW sections are skipped.** {error}"))
 if gender_report is not None:
