@@ -306,7 +306,7 @@ COMMON: dict[str, Rule] = {
     "seed": whole(0),
     "synthetic_preset": synthetic_preset(),
     "fairface_source": data_source("FairFace", ("synthetic", "shared", "hub")),
-    "lfw_source": data_source("LFW", ("synthetic", "shared")),
+    "lfw_source": data_source("LFW", ("synthetic", "shared", "sklearn")),
     "fairface_padding": choice("0.25", "1.25", 0.25, 1.25),
     "device": device(),
 }
@@ -324,25 +324,30 @@ SPECS: dict[str, dict[str, Rule]] = {
         "hash_lfw": flag(),
     },
     "02_sphereface": {
-        **_pick("profile", "seed", "synthetic_preset", "lfw_source", "device"),
+        **_pick("profile", "synthetic_preset", "lfw_source", "device"),
+        "seeds": whole_list(0),
         "heads": head_names(),
         "head_hparams": head_overrides(),
-        "model_name": model_name(),
+        "model": model_name(),
+        "embedding_dim": whole(1),
         "image_size": whole(1),
         "crop": optional(whole(1, 250)),  # LFW images are 250x250
         "epochs": whole(1),
         "batch_size": whole(1),
+        "optimizer": choice("adam", "adamw", "sgd"),
         "lr": number(above=0.0),
         "weight_decay": number(0.0),
         "schedule": choice(None, "cosine", "step"),
-        "eval_every": whole(1),
         "flip": flag(),
         "max_shift": whole(0),
         "erase": probability(),
         "dropout": probability(below_one=True),
+        "amp": choice("auto", "bf16", "fp16", True, False, None, "off"),
+        "validation_fraction": number(above=0.0, below=1.0),
+        "eval_every": whole(1),
+        "fuse_flip": flag(),
         "toy_identities": whole(2),
         "toy_steps": whole(1),
-        "amp": choice("auto", "bf16", "fp16", True, False, None, "off"),
     },
     "03_cosrelu_vs_softmax": {
         **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),
@@ -371,8 +376,8 @@ SPECS: dict[str, dict[str, Rule]] = {
 
 # The head-vs-head comparisons each notebook reports (first minus second), in its order.
 COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "02_sphereface": (("sphereface", "softmax"), ("cosface", "softmax"), ("sphereface", "course_sphereface"),
-                      ("cosface", "sphereface")),
+    "02_sphereface": (("sphereface", "softmax"), ("cosface", "softmax"), ("normsoftmax", "softmax"),
+                      ("sphereface", "course_sphereface"), ("cosface", "sphereface")),
     "03_cosrelu_vs_softmax": (("cosrelu", "cosine_softmax"), ("cosrelu", "cosface"), ("cosface", "normsoftmax"),
                               ("arcface", "normsoftmax")),
 }
@@ -431,7 +436,8 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
     if check_paths:
         for name, dataset in (("fairface_source", "fairface"), ("lfw_source", "lfw")):
             source = values.get(name)
-            if name in values and source != "synthetic" and SPECS[stem][name].problem(source) is None:
+            # synthetic and sklearn sources are generated or downloaded by the notebooks when missing
+            if name in values and source not in ("synthetic", "sklearn") and SPECS[stem][name].problem(source) is None:
                 root = paths.dataset_root(source, dataset, "default")
                 if root != "hub" and not Path(root).is_dir():
                     where = "the real-data folder (setting FACE_SHARED_DATA)" if source == "shared" else "a folder"
