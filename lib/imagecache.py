@@ -52,7 +52,7 @@ from lib.errors import DataError
 from lib.progress import progress as progress_bar
 from lib.tables import write_text
 
-__all__ = ["ImageCache", "MIN_SOURCE_SIDE", "build_cache", "cache_digest", "cache_key", "decode_resized"]
+__all__ = ["ImageCache", "MIN_SOURCE_SIDE", "build_cache", "cache_digest", "cache_key", "decode_resized", "source_digests"]
 
 FORMAT_VERSION = 2  # 2: content-hash keys, pixel digest and upscale count in the sidecar
 MIN_SOURCE_SIDE = 16  # px: a smaller source (after the crop) is refused rather than upscaled
