@@ -61,11 +61,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fairface_experiment as experiment, fairness_analysis, fairness_plots, losses, paths, plots, synthetic
+from lib import fairface_experiment as experiment, fairness_analysis, fairness_plots, losses, parameters, paths, plots, synthetic
 from lib.tables import write_csv
 from lib.training import resolve_device
 
 plots.setup_style()
+parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 140)
 if fairface_source == "synthetic":
