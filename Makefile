@@ -10,7 +10,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
-export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data all run report test unit nbval check-sync sync bench clean clean-all

@@ -3,6 +3,8 @@ and every figure exported as PNG to ``figures/<profile>/``."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -22,13 +24,37 @@ def setup_style() -> None:
                          "figure.constrained_layout.use": True})
 
 
-def save_figure(fig: plt.Figure, name: str, profile: str) -> Path:
-    """Write ``fig`` to ``figures/<profile>/<name>.png`` (atomically) and return the path."""
+def save_figure(fig: plt.Figure, name: str, profile: str, *, show: bool = True) -> Path:
+    """Write ``fig`` to ``figures/<profile>/<name>.png`` (atomically) and return the path.
+
+    Inside a Jupyter kernel (and with ``show``) the written PNG is also displayed, tagged with its file
+    name (output metadata ``{"figure": "<name>.png"}``), and the figure is closed: the executed
+    notebook and its HTML page then show exactly the exported image once, whatever matplotlib backend
+    the kernel runs, and a following ``plt.show()`` draws nothing twice.
+    """
     target = paths.figures_dir(profile) / f"{name}.png"
-    tmp = target.with_name(f".{target.stem}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    tmp.replace(target)
+    # A unique temporary name: two runs saving the same figure never write into each other's file.
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.png")
+    try:
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if show and _in_kernel():
+        from IPython.display import Image, display
+
+        display(Image(data=target.read_bytes(), format="png"), metadata={"figure": target.name})
+        plt.close(fig)
     return target
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (papermill, nbval, JupyterLab), False in scripts and tests."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return getattr(get_ipython(), "kernel", None) is not None
 
 
 def label_distribution(table: pd.DataFrame, column: str, ax: plt.Axes | None = None,
