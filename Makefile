@@ -1,7 +1,7 @@
 # Angular-margin losses and fairness: one-command build of the report series.
 #   make all            venv + synthetic data + execute every notebook (PROFILE=default) + render HTML
 #   make test           unit tests + notebook pairing check + nbval on every notebook (smoke profile)
-# Other profiles: make all PROFILE=real  (needs ../shared/data)  |  PROFILE=colab (GPU + internet)
+# Other profiles: make all PROFILE=real  (needs the real data folder, FACE_SHARED_DATA)  |  PROFILE=colab (GPU + internet)
 
 PROFILE ?= default
 PYTHON ?= python3
