@@ -50,7 +50,7 @@
 #    clamped to ±(1 − ε) before `torch.acos` (no gradient beyond the clamp).
 # 2. *A non-monotonic target logit* (lines 30–39): `numerator = torch.cos(self.m * torch.acos(torch.clamp(...)))`.
 #    With m = 4, cos(4θ) falls from θ = 0° to 45° and rises again up to 90°, so between 45° and 90° the loss
-#    rewards moving a feature *away* from its class. SphereFace uses ψ(θ) = (−1)^k cos(mθ) − 2k for
+#    rewards moving a feature *away* from its class. SphereFace uses ψ(θ) = (−1)ᵏ cos(mθ) − 2k for
 #    θ ∈ [kπ/m, (k+1)π/m], which keeps falling (Liu et al. 2017, following L-Softmax, Liu et al. 2016).
 # 3. *No scale and no annealing*: the logits are unscaled (cosines of unit features), and the paper's λ,
 #    which starts as a plain softmax and phases the margin in, is absent.
@@ -372,7 +372,8 @@ print(f"wrote {scores_path.relative_to(paths.ROOT)} ({len(scores):,} rows); "
 # The course report's fixed-0.5 accuracy by epochs trained (its README) beside this run's course loss at
 # the same fixed 0.5 and with the 10-fold threshold, and the best corrected head with the 10-fold
 # threshold; blank where a side has no evaluation at that epoch. This run's numbers are read back from
-# `data/results/<profile>/02_history.csv`, written above.
+# `data/results/<profile>/02_history.csv`, written above. Only the `real` profile trains on LFW: in the
+# synthetic profiles this run's columns come from generated faces and compare with nothing in the report.
 
 # %%
 from lib import course_reports

@@ -343,6 +343,7 @@ print(f"wrote {len(predictions):,} predictions; notebook time {(time.perf_counte
 # run's mean and spread over seeds; then accuracy by epoch, the course report's FairFace 1.25 run beside this
 # run's heads (this run's crop is the profile's `fairface_padding`; its image size, initialisation and
 # number of epochs are in the header above). Read back from `data/results/<profile>/Results - <HEAD>.csv`.
+# In the synthetic profiles this run's columns come from generated faces and compare with nothing in the report.
 
 # %%
 from lib import course_reports
