@@ -429,6 +429,13 @@ def _run_record(out_dir: Path, stem: str, notebook) -> dict:
     return record
 
 
+def _figure_caption(name: str) -> str:
+    """``02_accuracy_by_epoch.png`` -> ``accuracy by epoch``."""
+    stem = Path(name).stem
+    stem = stem[3:] if stem[:2].isdigit() and stem[2:3] == "_" else stem
+    return stem.replace("_", " ")
+
+
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
@@ -466,7 +473,8 @@ def index_page(profile: str, entries: list[IndexEntry]) -> str:
         if seconds is not None:
             timing += f"{', ' if timing else ''}wall time {_duration(float(seconds))}"
         figures = "\n".join(
-            f'<a href="{entry.stem}.html"><img src="{uri}" alt="{html.escape(name)}" title="{html.escape(name)}"></a>'
+            f'<figure><a href="{entry.stem}.html"><img src="{uri}" alt="{html.escape(name)}"></a>'
+            f"<figcaption>{html.escape(_figure_caption(name))}</figcaption></figure>"
             for name, uri in entry.thumbnails)
         sections.append(f"""<section>
 <h2><a href="{entry.stem}.html">{html.escape(entry.title)}</a></h2>
@@ -488,6 +496,7 @@ h2 {{ margin-bottom: .2rem; }} h2 a {{ text-decoration: none; }}
 .summary {{ font-size: .95rem; }} .summary table {{ border-collapse: collapse; }}
 .summary td, .summary th {{ border: 1px solid #ccc; padding: .1rem .4rem; }}
 .thumbs {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
+.thumbs figure {{ margin: 0; }} .thumbs figcaption {{ font-size: .8rem; color: #555; text-align: center; }}
 .thumbs img {{ max-width: 18rem; max-height: 14rem; border: 1px solid #ccc; background: #fff; }}
 table.run th {{ text-align: left; padding-right: 1rem; font-weight: 600; }}
 code {{ background: #f3f3f3; padding: 0 .2rem; }}
@@ -496,7 +505,8 @@ code {{ background: #f3f3f3; padding: 0 .2rem; }}
 <p>Report for the <code>{profile_html}</code> profile (parameters in <code>params/{profile_html}.yaml</code>),
 rendered {stamp}. Re-run with <code>make all PROFILE={profile_html}</code>. Each page below is self-contained:
 its figures are embedded, and every figure is also exported as PNG to <code>figures/{profile_html}/</code> in
-the repository.</p>
+the repository. Wall times are those of the notebook runs themselves: a re-run reloads trained models from
+their checkpoints instead of training again, so it can be much shorter than the first.</p>
 <h2>Run</h2>
 <table class="run">
 <tr><th>profile</th><td>{profile_html}</td></tr>

@@ -97,6 +97,7 @@ def test_render_embeds_figures_and_builds_a_self_contained_index(project, tmp_pa
     assert "<strong>bold</strong>" in index and "<code>code</code>" in index and "**" not in index
     assert "ends the introduction." in index  # the whole introduction, not its first paragraph
     assert index.count('src="data:image/jpeg;base64,') == 1  # the thumbnail, embedded
+    assert "<figcaption>tiny curve</figcaption>" in index
     for expected in ("abc1234", "3.11.7", "2.3.0", "Test CPU 9000", "2.1 min"):
         assert expected in index
     # Copied anywhere alone, every link of the index still resolves inside the copy.
