@@ -1,7 +1,7 @@
 # Angular-margin losses and fairness: one-command build of the report series.
 #   make all            venv + synthetic data + execute every notebook (PROFILE=default) + render HTML
 #   make test           unit tests + notebook pairing check + nbval on every notebook (smoke profile)
-# Other profiles: make all PROFILE=real  (needs ../shared/data)  |  PROFILE=colab (GPU + internet)
+# Other profiles: make all PROFILE=real  (needs the real data folder, FACE_SHARED_DATA)  |  PROFILE=colab (GPU + internet)
 # Installation: a virtual environment in VENV (default .venv), or VENV=none to install into PYTHON itself,
 # keeping the torch already installed there (the default on Google Colab, where COLAB_RELEASE_TAG is set).
 
@@ -18,7 +18,6 @@ STAMP := $(VENV)/.installed
 endif
 NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
-export MPLBACKEND ?= Agg
 
 .DEFAULT_GOAL := help
 .PHONY: help setup data all run report test unit nbval check-sync sync bench clean clean-all

@@ -114,6 +114,16 @@ def find_duplicates(table: pd.DataFrame, hashes: list[str] | None = None) -> pd.
     return duplicated[columns].sort_values(["group", "split", "id"]).reset_index(drop=True)
 
 
+def duplicate_sets_to_show(duplicates: pd.DataFrame, limit: int = 5) -> list[int]:
+    """Ids (``group``) of at most ``limit`` duplicate sets for a figure: sets with conflicting labels
+    first, then sets spanning train and validation, then the rest; by id within each kind."""
+    if duplicates.empty:
+        return []
+    firsts = duplicates.drop_duplicates("group")
+    rank = (firsts["conflicting_labels"] == "").astype(int) * 2 + (firsts["scope"] != "across splits").astype(int)
+    return [int(g) for g in firsts.assign(rank=rank).sort_values(["rank", "group"])["group"].head(limit)]
+
+
 def duplicate_summary(duplicates: pd.DataFrame) -> pd.DataFrame:
     """Per scope: number of duplicate groups, images involved, and groups with conflicting labels."""
     if duplicates.empty:

@@ -82,8 +82,8 @@ def load_fairface(
     """Load FairFace from a folder, the Hub (``source="hub"``) or a folder of Hub parquet files.
 
     The kind of folder is detected from its contents: label CSVs mean the official layout, parquet
-    files the Hub layout. ``padding`` picks the Hub config (``"0.25"`` or ``"1.25"``: the crop side
-    is 1.25x or 2.25x the face box); a CSV folder holds one padding already and ignores it.
+    files the Hub layout. ``padding`` picks the Hub config (``"0.25"`` or ``"1.25"``: dlib's crop side
+    is (1 + 2p)x the aligned face box, 1.5x or 3.5x); a CSV folder holds one padding already and ignores it.
     ``limit`` keeps the first ``limit`` rows of each split, in file order (deterministic).
     """
     splits = _check_splits(splits)

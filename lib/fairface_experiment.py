@@ -1,7 +1,8 @@
 """Notebook 03's experiment: FairFace attribute classification (race by default, as in the course
 report) with a ResNet-18 embedding and one cosine-classifier head, the same engine for every head.
 
-What the course report did differently, and what is done here instead (FACTS.md §1):
+What the course report did differently, and what is done here instead (its code: ``Y-LEBBAR/COMP478_Project``,
+``src/dataset.py`` at 97ca878, ``src/model.py`` at d79555b; quoted in notebook 03):
 
 * validation images get **no** training augmentation (the report augmented them);
 * predictions come from ``head.logits`` — the same normalized classifier the loss trains (the report

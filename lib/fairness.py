@@ -1,5 +1,6 @@
 """Fairness statistics: per-group accuracy with intervals, disparity summaries, paired head-vs-head
-tests, and per-group verification error rates (FACTS.md §6).
+tests, and per-group verification error rates at one global threshold (NIST FRVT Part 3, NISTIR 8280;
+the STD and SER disparity summaries of RFW, Wang et al., ICCV 2019).
 
 Groups are any hashable labels (FairFace race strings, synthetic "Group A".., gender). Tables list
 groups in ``order`` when given (e.g. ``lib.labels.RACES``; groups absent from the data are left out),
@@ -307,7 +308,7 @@ def paired_bootstrap_gap_difference(
     described by how many of the 4 joint outcomes (A right/wrong × B right/wrong) it draws, which is
     Multinomial(n_g, observed frequencies) — the same distribution as resampling indices, far cheaper.
 
-    Caveat (FACTS.md §6): the bootstrap distribution of a max−min gap is biased **upward** (resampling
+    Caveat: the bootstrap distribution of a max−min gap is biased **upward** (resampling
     noise adds spread, and max − min of noisy values exceeds that of the true ones), so a gap interval
     excluding 0 is no proof of a disparity; use :func:`permutation_test_gap` for "is there a gap at
     all". The bias partly cancels in a difference of two gaps but not exactly.
@@ -508,7 +509,7 @@ def verification_error_rates(
 
     A pair belongs to a group when both faces do; other pairs are reported as ``"mixed"``. Use one
     global threshold for all groups — e.g. :func:`threshold_at_far` on all pairs, or a k-fold threshold —
-    never a per-group one (FACTS.md §6). Decision rule: match ⇔ score > threshold.
+    never a per-group one (as NISTIR 8280 measures demographic differentials). Decision rule: match ⇔ score > threshold.
     """
     scores, same = as_scores(scores), as_binary(same)
     pair_group = pair_groups(group1, group2)

@@ -7,7 +7,8 @@ The synthetic dataset uses neutral group names in the same CSV column (``race``)
 
 from __future__ import annotations
 
-# Order of the FairFace authors' released model (and of FACTS.md); not sorted, not the Hub's order.
+# Order of the FairFace authors' released model (dchen236/FairFace, predict.py `assign_labels`, at 195801a);
+# not sorted, not the Hub's order.
 RACES = (
     "White",
     "Black",

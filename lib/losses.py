@@ -519,7 +519,7 @@ class CourseSphereFaceHead(MarginHead):
     .. math:: f = \hat x W^\top, \qquad n = \cos(m \arccos(\mathrm{clamp}(f_y, -1+\epsilon, 1-\epsilon))),
     .. math:: L = -\frac1N\sum_i \Big[n_i - \log\big(e^{n_i} + \textstyle\sum_{j\ne y_i} e^{f_{ij}}\big)\Big]
 
-    Bugs kept (FACTS.md section 1): (1) its ``for W in self.fc.parameters(): W = F.normalize(W)``
+    Bugs kept (the course code: ``sonnygeorge/sphereface``, ``model.py`` at 0ac96a0, lines 23-47): (1) its ``for W in self.fc.parameters(): W = F.normalize(W)``
     rebinds a loop variable, so the weights are **never normalized** and :math:`f_y = \|w_y\|\cos\theta_y`
     is clamped (zero gradient) once it passes :math:`\pm(1-\epsilon)`; (2) :math:`\cos(m\arccos c)` is
     not monotonic beyond :math:`\theta = \pi/m` (see :func:`course_target_logit`); (3) no scale and no

@@ -627,9 +627,34 @@ def _title(title: str, features: np.ndarray, labels: np.ndarray) -> str:
     return f"{title}\nAFS {angular_fisher_score(features, labels, normalize=True):.2g}"
 
 
+def _sample_phrase(results: Mapping[str, object], split: str) -> str:
+    """Which samples the panels show, in words (the AFS in the titles is computed on them)."""
+    embeddings = [r for r in results.values() if isinstance(r, ToyEmbedding)]
+    if not embeddings:
+        return "the given features"
+    if split == "heldout":
+        return "held-out images"
+    if split == "train" or all(r.is_train.all() for r in embeddings):
+        return "training images"
+    return "all images (training and held-out)"
+
+
+def _explain(fig: plt.Figure, results: Mapping[str, object], split: str, weight_handles: list, weight_labels: list) -> None:
+    """A caption saying what colours, lines and markers are, and on which images the score is computed."""
+    samples = _sample_phrase(results, split)
+    fig.suptitle(f"Toy embeddings of {samples}: one colour per identity. Titles: the head and the normalized "
+                 f"Angular Fisher score on the {samples}\n(within-class over between-class angular scatter; "
+                 f"lower = identities more compact)", fontsize=10)
+    dot = plt.Line2D([], [], ls="none", marker="o", ms=5, color="grey")
+    fig.legend([dot, *weight_handles], [f"a feature of one {samples[:-1] if samples.endswith('images') else 'sample'} "
+                                        "(colour = identity)", *weight_labels],
+               loc="outside lower center", ncols=1 + len(weight_handles), frameon=False, fontsize=9)
+
+
 def plot_features_2d(results: Mapping[str, object], bins: int = 90, split: str = "all") -> plt.Figure:
     """Two rows per setting: the raw 2-D features (class-weight directions as lines), and a histogram
-    of the feature angles per class (weight directions as dashed lines). Titles give the normalized AFS.
+    of the feature angles per class (weight directions as dashed lines). Titles give the normalized AFS;
+    a caption and a legend below say what colours and lines are and on which images the AFS is computed.
 
     ``results`` maps a title to a :class:`ToyEmbedding` or a ``(features, labels[, class_weights])``
     tuple (weights in sorted-label order); ``split`` ("all", "train", "heldout") picks the samples of a
@@ -660,12 +685,19 @@ def plot_features_2d(results: Mapping[str, object], bins: int = 90, split: str =
         ax_angle.tick_params(labelsize=7)
     axes[0, 0].set_ylabel("raw 2-D features")
     axes[1, 0].set_ylabel("count per class")
+    if any(_unpack(r, split)[2] is not None for r in results.values()):
+        _explain(fig, results, split,
+                 [plt.Line2D([], [], color="grey", lw=1.2), plt.Line2D([], [], color="grey", ls="--", lw=1)],
+                 ["the head's weight direction of the identity (top)", "its angle (bottom)"])
+    else:
+        _explain(fig, results, split, [], [])
     return fig
 
 
 def plot_features_3d(results: Mapping[str, object], split: str = "all") -> plt.Figure:
     """Normalized 3-D features on the unit sphere, one panel per setting; class-weight directions as
-    large outlined stars. Titles give the normalized AFS. Arguments as for :func:`plot_features_2d`."""
+    large outlined stars. Titles give the normalized AFS; caption and legend as in :func:`plot_features_2d`.
+    Arguments as for :func:`plot_features_2d`."""
     fig = plt.figure(figsize=(3.6 * len(results), 3.9), layout="constrained")
     u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 25), np.linspace(0, np.pi, 13))
     sphere = np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v)
@@ -687,4 +719,8 @@ def plot_features_3d(results: Mapping[str, object], split: str = "all") -> plt.F
                        edgecolors="k", linewidths=0.6, depthshade=False)
         ax.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), box_aspect=(1, 1, 1), xticks=[], yticks=[], zticks=[])
         ax.set_title(_title(title, features, labels), fontsize=10)
+    star = plt.Line2D([], [], ls="none", marker="*", ms=11, mfc="grey", mec="k", mew=0.6)
+    has_weights = any(_unpack(r, split)[2] is not None for r in results.values())
+    _explain(fig, results, split, [star] if has_weights else [],
+             ["the head's weight direction of the identity"] if has_weights else [])
     return fig

@@ -7,7 +7,7 @@ Each model carries ``input_normalization`` (per-channel mean, std applied to pix
 and ``input_size`` ((H, W) it was built for, or ``None`` when any size ≥ 32 works);
 ``lib.training`` reads them when asked for ``normalize="auto"``.
 
-* :class:`SphereCNN` — the course report's network, unchanged (FACTS.md §1).
+* :class:`SphereCNN` — the course report's network, unchanged (``sonnygeorge/sphereface``, ``model.py`` at 0ac96a0).
 * :class:`SphereFace4` — the SphereFace paper's 4-layer CNN (Liu et al. 2017, Table 2).
 * :class:`ResNet18Embedding` — torchvision's ResNet-18 trunk + a linear embedding (the FairFace report).
 """

@@ -12,17 +12,30 @@ Command line (what the Makefile calls)::
     python -m lib.notebooks check-sync                 # .py and .ipynb say the same thing
     python -m lib.notebooks sync                       # rewrite each .ipynb from its .py
 
-Executed copies go to ``reports/<profile>/`` and never back into the paired notebooks. Every output file
-is written to a temporary name first and renamed, so a crash leaves the previous report intact.
+Executed copies go to ``reports/<profile>/`` and never back into the paired notebooks, each with a small
+``NN_name.run.json`` beside it (wall time, git commit, Python/torch versions, device, CPU/GPU model) that
+the index page shows. Every output file is written to a unique temporary name first and renamed, so a
+crash (or a second run at the same time) never leaves a half-written file.
+
+The kernel draws with IPython's inline backend and ``lib.plots.save_figure`` displays each exported
+PNG, so every figure is in the executed notebook and embedded in its HTML page (a page opened alone
+shows them). The kernel's printed progress (epochs, heads, seeds) streams to this process's terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import html
+import io
+import json
 import os
+import platform
+import subprocess
 import sys
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -30,8 +43,34 @@ import yaml
 
 from lib import paths
 
-# The notebook runner asks progress bars to stay quiet (see lib.progress).
-PROGRESS_ENV = {"FACE_PROGRESS": "plain", "MPLBACKEND": "Agg", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+# Environment of the kernels the runner starts: plain progress lines instead of redrawn bars (see
+# lib.progress) and IPython's inline matplotlib backend (never Agg: with Agg `plt.show()` draws nothing
+# into the notebook). The repository root goes first on PYTHONPATH so that the kernel imports this
+# checkout's `lib`, not another copy installed in the environment.
+KERNEL_ENV = {
+    "FACE_PROGRESS": "plain",
+    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+    "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+}
+
+# Figures shown as thumbnails on the index, per notebook, in this order; names that a run did not
+# produce are skipped, and a notebook without any of them gets its first figures.
+KEY_FIGURES = {
+    "01_data_audit": ["01_fairface_label_distributions", "01_fairface_faces_per_group", "01_lfw_fold_overlap"],
+    "02_sphereface": ["02_accuracy_by_epoch", "02_det", "02_roc", "02_score_histograms", "02_toy_features_3d"],
+    "03_cosrelu_vs_softmax": ["03_accuracy_and_loss", "03_per_race_final", "03_confusion"],
+    "04_fairness": ["04_race_forest", "04_gap_differences", "04_lfw_gender_roc"],
+}
+THUMBNAILS_PER_NOTEBOOK = 3
+THUMBNAIL_WIDTH = 360
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository when inside it (for messages)."""
+    try:
+        return str(path.relative_to(paths.ROOT))
+    except ValueError:
+        return str(path)
 
 
 def notebook_sources() -> list[Path]:
@@ -44,7 +83,7 @@ def load_profile(profile: str) -> dict:
     path = paths.PARAMS / f"{profile}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in paths.PARAMS.glob("*.yaml"))
-        raise SystemExit(f"unknown profile {profile!r}: no {path.relative_to(paths.ROOT)} (known: {', '.join(known)})")
+        raise SystemExit(f"unknown profile {profile!r}: no {_shown(path)} (known: {', '.join(known)})")
     with open(path) as handle:
         config = yaml.safe_load(handle) or {}
     return config
@@ -120,27 +159,54 @@ def sync() -> None:
         target = source.with_suffix(".ipynb")
         notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
         _atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
-        print(f"synced {target.relative_to(paths.ROOT)}")
+        print(f"synced {_shown(target)}")
+
+
+def _unique_temp(path: Path, suffix: str = ".tmp") -> Path:
+    """A hidden name beside ``path`` that no other process or thread uses."""
+    return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a unique temporary file and a rename."""
+    tmp = _unique_temp(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def kernel_environment():
+    """Set :data:`KERNEL_ENV` (and the repository root on ``PYTHONPATH``) for kernels started inside."""
+    saved = {name: os.environ.get(name) for name in (*KERNEL_ENV, "PYTHONPATH")}
+    os.environ.update(KERNEL_ENV)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.ROOT), saved["PYTHONPATH"]) if p)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def prepare(profile: str, out_dir: Path, names: list[str] | None = None) -> list[Path]:
     """Inject ``profile``'s parameters into copies of the notebooks without executing them (for nbval)."""
     import papermill
 
+    sources = select(names)
+    parameters = {source.stem: notebook_parameters(profile, source.stem) for source in sources}  # checks the profile
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for source in select(names):
+    for source in sources:
         target = out_dir / f"{source.stem}.ipynb"
         papermill.execute_notebook(
             str(source.with_suffix(".ipynb")),
             str(target),
-            parameters=notebook_parameters(profile, source.stem),
+            parameters=parameters[source.stem],
             prepare_only=True,
             progress_bar=False,
         )
@@ -149,40 +215,98 @@ def prepare(profile: str, out_dir: Path, names: list[str] | None = None) -> list
 
 
 def execute(profile: str, names: list[str] | None = None) -> list[Path]:
-    """Execute the notebooks with papermill under ``profile`` into ``reports/<profile>/``."""
+    """Execute the notebooks with papermill under ``profile`` into ``reports/<profile>/``.
+
+    Each notebook runs into a uniquely named hidden file that is renamed to ``NN_name.ipynb`` when it
+    finishes (or to ``NN_name.failed.ipynb``, as far as it ran, when a cell fails); its wall time and
+    the run's environment go to ``NN_name.run.json``. The kernel's output streams to this terminal.
+    """
     import papermill
 
-    os.environ.update(PROGRESS_ENV)
+    load_profile(profile)  # an unknown profile stops here, before reports/<profile>/ exists
+    sources = select(names)
+    parameters = {source.stem: notebook_parameters(profile, source.stem) for source in sources}
     storage = (load_profile(profile).get("common") or {}).get("storage_dir")
     if storage and not os.environ.get(paths.STORAGE_ENV):  # the environment variable wins over the profile
         os.environ[paths.STORAGE_ENV] = str(storage)  # read by lib.paths in each notebook's kernel
     out_dir = paths.reports_dir(profile)
     written = []
-    for source in select(names):
+    for source in sources:
         target = out_dir / f"{source.stem}.ipynb"
-        partial = out_dir / f".{source.stem}.running.ipynb"
+        partial = _unique_temp(target, suffix=".running.ipynb")
+        started = datetime.now(timezone.utc)
         start = time.perf_counter()
         print(f"[{profile}] executing {source.stem} ...", flush=True)
         try:
-            papermill.execute_notebook(
-                str(source.with_suffix(".ipynb")),
-                str(partial),
-                parameters=notebook_parameters(profile, source.stem),
-                cwd=str(paths.NOTEBOOKS),
-                kernel_name="python3",
-                progress_bar=False,
-            )
-        except Exception:
+            with kernel_environment():
+                papermill.execute_notebook(
+                    str(source.with_suffix(".ipynb")),
+                    str(partial),
+                    parameters=parameters[source.stem],
+                    cwd=str(paths.NOTEBOOKS),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    stdout_file=sys.stdout,
+                    stderr_file=sys.stderr,
+                )
+        except BaseException:
             failed = out_dir / f"{source.stem}.failed.ipynb"
             if partial.exists():
                 os.replace(partial, failed)
                 print(f"[{profile}] {source.stem} FAILED; the notebook as far as it ran: {failed}", file=sys.stderr)
             raise
+        wall_seconds = time.perf_counter() - start
         os.replace(partial, target)
         (out_dir / f"{source.stem}.failed.ipynb").unlink(missing_ok=True)
-        print(f"[{profile}] {source.stem} done in {time.perf_counter() - start:.0f} s", flush=True)
+        record = {"notebook": source.stem, "profile": profile, "started": started.isoformat(timespec="seconds"),
+                  "wall_seconds": round(wall_seconds, 1),
+                  **run_environment(parameters[source.stem].get("device", "auto"))}
+        _atomic_write_text(run_record_path(out_dir, source.stem), json.dumps(record, indent=2) + "\n")
+        print(f"[{profile}] {source.stem} done in {wall_seconds:.0f} s", flush=True)
         written.append(target)
     return written
+
+
+def run_record_path(out_dir: Path, stem: str) -> Path:
+    """Where :func:`execute` records the wall time and environment of notebook ``stem``."""
+    return out_dir / f"{stem}.run.json"
+
+
+def run_environment(device: str = "auto") -> dict:
+    """What a reader needs to judge a run's numbers and times: commit, versions, device, processor."""
+    environment = {"git_commit": _git_commit(), "python": platform.python_version(),
+                   "platform": platform.platform(terse=True), "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+    try:
+        import torch
+    except ImportError:
+        return {**environment, "torch": None, "device": device, "gpu": None}
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    resolved = ("cuda" if cuda else "mps" if mps else "cpu") if device in (None, "auto") else str(device)
+    return {**environment, "torch": torch.__version__, "device": resolved,
+            "gpu": torch.cuda.get_device_name(0) if cuda else None}
+
+
+def _git_commit() -> str | None:
+    """The checkout's commit, with ``+dirty`` when tracked files differ from it; None outside git."""
+    try:
+        commit = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if changed else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def render(profile: str) -> Path:
@@ -190,24 +314,38 @@ def render(profile: str) -> Path:
     import nbformat
     from nbconvert import HTMLExporter
 
-    out_dir = paths.reports_dir(profile)
+    load_profile(profile)
+    out_dir = paths.REPORTS / profile
+    executed = [(source, out_dir / f"{source.stem}.ipynb") for source in notebook_sources()]
+    executed = [(source, path) for source, path in executed if path.exists()]
+    if not executed:
+        raise SystemExit(f"no executed notebooks in {_shown(out_dir)}/: run "
+                         f"`make run PROFILE={profile}` (or `python -m lib.notebooks run --profile {profile}`) first")
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     entries = []
-    for source in notebook_sources():
-        executed = out_dir / f"{source.stem}.ipynb"
-        if not executed.exists():
-            continue
-        notebook = nbformat.read(executed, as_version=4)
+    for source, path in executed:
+        notebook = nbformat.read(path, as_version=4)
         body, _ = exporter.from_notebook_node(notebook)
         _atomic_write_text(out_dir / f"{source.stem}.html", body)
-        entries.append((source.stem, _title(notebook, source.stem), _summary(notebook)))
-        print(f"rendered {(out_dir / f'{source.stem}.html').relative_to(paths.ROOT)}")
+        entries.append(IndexEntry(
+            stem=source.stem, title=_title(notebook, source.stem), summary_html=_summary_html(notebook),
+            thumbnails=_thumbnails(notebook, source.stem, profile), record=_run_record(out_dir, source.stem, notebook)))
+        print(f"rendered {_shown(out_dir / f'{source.stem}.html')}")
     index = out_dir / "index.html"
-    _atomic_write_text(index, _index_page(profile, entries))
-    print(f"wrote {index.relative_to(paths.ROOT)}")
+    _atomic_write_text(index, index_page(profile, entries))
+    print(f"wrote {_shown(index)}")
     return index
+
+
+class IndexEntry:
+    """One notebook on the index page."""
+
+    def __init__(self, stem: str, title: str, summary_html: str, thumbnails: list[tuple[str, str]], record: dict):
+        self.stem, self.title, self.summary_html = stem, title, summary_html
+        self.thumbnails = thumbnails  # (figure name, data: URI of a small PNG)
+        self.record = record  # run.json contents (may be empty)
 
 
 def _title(notebook, fallback: str) -> str:
@@ -219,50 +357,165 @@ def _title(notebook, fallback: str) -> str:
     return fallback
 
 
-def _summary(notebook) -> str:
-    """The first paragraph after the title, as a one-line description for the index."""
+def _summary_markdown(notebook) -> str:
+    """The notebook's introduction: its first markdown cell without the title line, whole."""
     for cell in notebook.cells:
         if cell.cell_type != "markdown":
             continue
-        paragraphs = [p.strip() for p in cell.source.split("\n\n") if p.strip() and not p.startswith("#")]
-        if paragraphs:
-            return " ".join(paragraphs[0].split())
+        lines = [line for line in cell.source.splitlines() if not line.startswith("# ")]
+        text = "\n".join(lines).strip()
+        if text:
+            return text
     return ""
 
 
-def _index_page(profile: str, entries: list[tuple[str, str, str]]) -> str:
-    figures = paths.FIGURES / profile
-    pngs = sorted(figures.glob("*.png")) if figures.is_dir() else []
-    rows = "\n".join(
-        f'<li><a href="{stem}.html">{html.escape(title)}</a> '
-        f'<small>(<a href="{stem}.ipynb">executed notebook</a>)</small>'
-        f"<p>{html.escape(summary)}</p></li>"
-        for stem, title, summary in entries
-    )
-    figure_links = "\n".join(
-        f'<li><a href="../../figures/{profile}/{p.name}">{html.escape(p.name)}</a></li>' for p in pngs
-    )
+def _summary_html(notebook) -> str:
+    """The introduction rendered from markdown to HTML (bold, code, lists, links, tables)."""
+    from nbconvert.filters import markdown2html
+
+    return markdown2html(_summary_markdown(notebook))
+
+
+def _figure_outputs(notebook) -> list[tuple[str | None, bytes]]:
+    """(figure file name or None, PNG bytes) of every image output, in order."""
+    images = []
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "image/png" in data:
+                png = data["image/png"]
+                png = "".join(png) if isinstance(png, list) else png
+                images.append((output.get("metadata", {}).get("figure"), base64.b64decode(png)))
+    return images
+
+
+def _thumbnails(notebook, stem: str, profile: str) -> list[tuple[str, str]]:
+    """Small embedded copies of the notebook's key figures (see :data:`KEY_FIGURES`).
+
+    Taken from the executed notebook's own outputs; for a notebook executed before figures were
+    displayed, from the exported PNGs in ``figures/<profile>/``. Embedded as data URIs, so the index
+    keeps working when ``reports/<profile>/`` is copied anywhere alone.
+    """
+    shown = {name: png for name, png in _figure_outputs(notebook) if name}
+    if not shown:
+        folder = paths.FIGURES / profile
+        shown = {p.name: p.read_bytes() for p in sorted(folder.glob(f"{stem[:2]}_*.png"))} if folder.is_dir() else {}
+    wanted = [f"{name}.png" for name in KEY_FIGURES.get(stem, [])]
+    chosen = [name for name in wanted if name in shown] or list(shown)
+    return [(name, _thumbnail_uri(shown[name])) for name in chosen[:THUMBNAILS_PER_NOTEBOOK]]
+
+
+def _thumbnail_uri(png: bytes) -> str:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(png)) as image:
+        flat = Image.new("RGB", image.size, "white")  # transparent parts on white, as on the page
+        flat.paste(image.convert("RGBA"), mask=image.convert("RGBA"))
+    if flat.width > THUMBNAIL_WIDTH:
+        flat = flat.resize((THUMBNAIL_WIDTH, round(flat.height * THUMBNAIL_WIDTH / flat.width)), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    flat.save(buffer, format="JPEG", quality=85, optimize=True)  # a tenth of a PNG's size for face grids
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _run_record(out_dir: Path, stem: str, notebook) -> dict:
+    """The notebook's ``run.json``; without one, papermill's own start time and duration."""
+    path = run_record_path(out_dir, stem)
+    if path.exists():
+        return json.loads(path.read_text(encoding="utf-8"))
+    meta = notebook.metadata.get("papermill", {})
+    record = {}
+    if meta.get("duration") is not None:
+        record["wall_seconds"] = round(float(meta["duration"]), 1)
+    if meta.get("start_time"):
+        record["started"] = str(meta["start_time"])[:19]
+    return record
+
+
+def _figure_caption(name: str) -> str:
+    """``02_accuracy_by_epoch.png`` -> ``accuracy by epoch``."""
+    stem = Path(name).stem
+    stem = stem[3:] if stem[:2].isdigit() and stem[2:3] == "_" else stem
+    return stem.replace("_", " ")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+METADATA_FIELDS = [("git_commit", "git commit"), ("python", "Python"), ("torch", "PyTorch"), ("device", "device"),
+                   ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("gpu", "GPU"), ("platform", "platform")]
+
+
+def _metadata_rows(entries: list[IndexEntry]) -> str:
+    """The run's environment once (from the most recent record), and where notebooks differ from it."""
+    records = [e.record for e in entries if "python" in e.record]
+    if not records:
+        return "<tr><td colspan=2>not recorded (executed before run records existed)</td></tr>"
+    newest = max(records, key=lambda r: r.get("started", ""))
+    rows = []
+    for key, label in METADATA_FIELDS:
+        values = {e.stem[:2]: e.record.get(key) for e in entries if "python" in e.record}
+        value = newest.get(key)
+        text = html.escape(str(value)) if value not in (None, "") else "none"
+        differing = sorted(stem for stem, v in values.items() if v != value)
+        if differing:
+            text += " <small>(" + "; ".join(f"notebook {s}: {html.escape(str(values[s]))}" for s in differing) + ")</small>"
+        rows.append(f"<tr><th>{label}</th><td>{text}</td></tr>")
+    return "\n".join(rows)
+
+
+def index_page(profile: str, entries: list[IndexEntry]) -> str:
+    """The index: per notebook its title, introduction, key-figure thumbnails and wall time; the
+    run's environment once. Only relative links to files inside ``reports/<profile>/``."""
+    sections = []
+    for entry in entries:
+        seconds = entry.record.get("wall_seconds")
+        timing = f"executed {html.escape(str(entry.record.get('started', '')).replace('T', ' ')[:16])} UTC" \
+            if entry.record.get("started") else ""
+        if seconds is not None:
+            timing += f"{', ' if timing else ''}wall time {_duration(float(seconds))}"
+        figures = "\n".join(
+            f'<figure><a href="{entry.stem}.html"><img src="{uri}" alt="{html.escape(name)}"></a>'
+            f"<figcaption>{html.escape(_figure_caption(name))}</figcaption></figure>"
+            for name, uri in entry.thumbnails)
+        sections.append(f"""<section>
+<h2><a href="{entry.stem}.html">{html.escape(entry.title)}</a></h2>
+<p class="meta">{timing} · <a href="{entry.stem}.ipynb">executed notebook</a></p>
+<div class="summary">{entry.summary_html}</div>
+<div class="thumbs">{figures}</div>
+</section>""")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    profile_html = html.escape(profile)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>Angular-margin losses and fairness: report ({html.escape(profile)})</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Angular-margin losses and fairness: report ({profile_html})</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 52rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; }}
-li {{ margin-bottom: 1rem; }} li p {{ margin: .2rem 0 0 0; color: #444; }}
+body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.5; color: #222; }}
+section {{ border-top: 1px solid #ddd; padding-top: .5rem; margin-top: 1.5rem; }}
+h2 {{ margin-bottom: .2rem; }} h2 a {{ text-decoration: none; }}
+.meta {{ color: #555; font-size: .9rem; margin-top: 0; }}
+.summary {{ font-size: .95rem; }} .summary table {{ border-collapse: collapse; }}
+.summary td, .summary th {{ border: 1px solid #ccc; padding: .1rem .4rem; }}
+.thumbs {{ display: flex; flex-wrap: wrap; gap: .6rem; }}
+.thumbs figure {{ margin: 0; }} .thumbs figcaption {{ font-size: .8rem; color: #555; text-align: center; }}
+.thumbs img {{ max-width: 18rem; max-height: 14rem; border: 1px solid #ccc; background: #fff; }}
+table.run th {{ text-align: left; padding-right: 1rem; font-weight: 600; }}
 code {{ background: #f3f3f3; padding: 0 .2rem; }}
 </style></head><body>
 <h1>Angular-margin losses and their fairness for face recognition</h1>
-<p>Report for the <code>{html.escape(profile)}</code> profile (<code>params/{html.escape(profile)}.yaml</code>),
-rendered {stamp}. Re-run with <code>make all PROFILE={html.escape(profile)}</code>.</p>
-<h2>Notebooks</h2>
-<ol>
-{rows}
-</ol>
-<h2>Figures</h2>
-<p>Every figure is also exported as PNG to <code>figures/{html.escape(profile)}/</code>.</p>
-<ul>
-{figure_links}
-</ul>
+<p>Report for the <code>{profile_html}</code> profile (parameters in <code>params/{profile_html}.yaml</code>),
+rendered {stamp}. Re-run with <code>make all PROFILE={profile_html}</code>. Each page below is self-contained:
+its figures are embedded, and every figure is also exported as PNG to <code>figures/{profile_html}/</code> in
+the repository. Wall times are those of the notebook runs themselves: a re-run reloads trained models from
+their checkpoints instead of training again, so it can be much shorter than the first.</p>
+<h2>Run</h2>
+<table class="run">
+<tr><th>profile</th><td>{profile_html}</td></tr>
+{_metadata_rows(entries)}
+</table>
+{"".join(sections)}
 </body></html>
 """
 

@@ -128,7 +128,7 @@ def synthetic_root(preset: str = "default") -> Path:
 def dataset_root(source: str, dataset: str, synthetic_preset: str = "default") -> Path | str:
     """Resolve a data-source parameter to a folder.
 
-    ``source`` is ``"synthetic"`` (the embedded generated set, preset ``synthetic_preset``), ``"shared"`` (``../shared/data``),
+    ``source`` is ``"synthetic"`` (the embedded generated set, preset ``synthetic_preset``), ``"shared"`` (the real data folder, :data:`SHARED_DATA`),
     ``"hub"`` (returned unchanged: the loader fetches from the Hugging Face Hub), ``"sklearn"`` (LFW only:
     scikit-learn's ``lfw_home`` under :data:`SKLEARN_DATA`, which ``lib.download.ensure_sklearn_lfw``
     fills), or a path (``~`` expanded; relative paths are taken from the repository root).
@@ -171,5 +171,5 @@ def lfw_gender_folder(lfw_root: str | os.PathLike, folder: str | os.PathLike | N
 
 
 def shared_data_available() -> bool:
-    """True when the real data folder (``../shared/data``) is present with both datasets."""
+    """True when the real data folder (``FACE_SHARED_DATA``) is present with both datasets."""
     return SHARED_FAIRFACE.is_dir() and SHARED_LFW.is_dir()

@@ -8,7 +8,7 @@ Conventions used by every function here:
   :func:`best_threshold` lie between observed scores, so the strictness only matters for a
   hand-picked threshold that equals a score exactly.
 
-The LFW protocol (FACTS.md §5): for each of the 10 folds pick the accuracy-maximizing threshold on the
+The LFW protocol (Huang et al., LFW tech. report 07-49, 2007): for each of the 10 folds pick the accuracy-maximizing threshold on the
 other 9 folds, apply it to the held-out fold, report mean ± standard error.
 """
 
@@ -153,7 +153,7 @@ def best_threshold(scores, same) -> float:
     Tie-breaking (deterministic): of the runs of consecutive candidates that reach the maximal
     accuracy, take the lowest-threshold run and return the middle of it, ``(first + last) / 2``;
     every threshold in that interval has the same, maximal accuracy. Reference repos use other grids
-    (e.g. ``np.arange(-1, 1, 0.001)``) and tie rules, which moves the third decimal (FACTS.md §5).
+    (e.g. ``np.arange(-1, 1, 0.001)``) and tie rules, which moves the third decimal.
     """
     scores, same = _scores_and_labels(scores, same)
     candidates, accuracies = _candidate_accuracies(scores, same)
@@ -240,9 +240,8 @@ def cross_validated_accuracy(scores, same, n_folds: int = 10, seed: int = 0) -> 
 def fixed_threshold_accuracy(scores, same, threshold: float = 0.5) -> float:
     """Accuracy at a hand-fixed cosine threshold — the SphereFace course report's method.
 
-    Kept only to reproduce that report: a fixed 0.5 **under-reports** badly (on simulated scores 0.595
-    vs 0.690 with fitted thresholds, FACTS.md §5), because margin-trained models put genuine pairs at
-    cosines of ~0.2–0.6. Use :func:`ten_fold_accuracy` or :func:`cross_validated_accuracy`.
+    Kept only to reproduce that report: a fixed 0.5 **under-reports** badly (notebook 02 shows both
+    columns side by side), because margin-trained models put genuine pairs at cosines of ~0.2–0.6. Use :func:`ten_fold_accuracy` or :func:`cross_validated_accuracy`.
     """
     scores, same = _scores_and_labels(scores, same)
     return _accuracy_at(scores, same, threshold)

@@ -29,7 +29,7 @@ synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | 
 fairface_source = "synthetic"  # synthetic | shared | hub | a folder path
 lfw_source = "synthetic"  # synthetic | shared | sklearn (download) | a folder path (lfw/, lfw-deepfunneled/, or sklearn's lfw_home)
 fairface_padding = "0.25"  # FairFace crop margin: "0.25" or "1.25" (only used by the Hub source)
-audit_full_labels = False  # also audit ../shared/data/fairface/labels_full (real profile)
+audit_full_labels = False  # also audit the full release label files (real data folder, fairface/labels_full)
 hash_lfw = True  # hash every LFW image to find exact duplicates
 
 # %%
@@ -78,9 +78,9 @@ audit.split_sizes(faces)
 # split would weight some groups more than others; FairFace was collected to keep race roughly balanced.
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+fig, axes = plt.subplots(1, 3, figsize=(15, 4), width_ratios=[7, 2.5, 9])
 for ax, column in zip(axes, ("race", "gender", "age")):
-    plots.label_distribution(faces, column, ax=ax, title=f"{column.capitalize()} by split")
+    plots.label_distribution(faces, column, ax=ax, title=f"{column.capitalize()} by split", legend=column == "age")
 fig.suptitle(f"FairFace label distributions ({profile})")
 plots.save_figure(fig, "01_fairface_label_distributions", profile)
 plt.show()
@@ -166,16 +166,15 @@ display(Markdown(
 
 # %%
 if len(duplicates):
-    # Show conflicting-label sets first, then sets spanning train and val, then the rest.
-    firsts = duplicates.drop_duplicates("group").assign(
-        rank=lambda d: (d["conflicting_labels"] == "").astype(int) * 2 + (d["scope"] != "across splits").astype(int))
+    # Conflicting-label sets first, then sets spanning train and val, then the rest; one row per set
+    # (keyed by its id: two sets with the same scope and conflict must not share a row).
     dup_rows = {}
-    for group in firsts.sort_values(["rank", "group"])["group"].head(5):
+    for group in audit.duplicate_sets_to_show(duplicates, limit=6):
         members = duplicates[duplicates["group"] == group]
         refs = faces.set_index("id").loc[members["id"], "image"]
         captions = [f"{r.id}\n{r.race}, {r.gender}, {r.age}" for r in members.itertuples()]
         conflict = members["conflicting_labels"].iloc[0]
-        label = f"{members['scope'].iloc[0]}\n" + (f"conflict: {conflict}" if conflict else "labels agree")
+        label = f"set {group}: {members['scope'].iloc[0]}\n" + (f"conflict: {conflict}" if conflict else "labels agree")
         dup_rows[label] = [(fairface.decode_image(ref, size=96), c) for ref, c in zip(refs, captions)]
     fig = plots.face_grid(dup_rows, title="Byte-identical images (file, labels under each copy)", cell=1.6)
     plots.save_figure(fig, "01_fairface_duplicates", profile)
@@ -184,8 +183,10 @@ if len(duplicates):
 # %% [markdown]
 # ### Padding 0.25 vs 1.25: same images, different crop
 # FairFace is released twice: `padding=0.25` and `padding=1.25`. Both contain **the same photographs of the
-# same people with the same labels**; only the crop margin around the detected face differs (dlib's padding:
-# the crop side is about 1.25x vs 2.25x the tight face box), so the 1.25 crops show hair, ears, neck and
+# same people with the same labels**; only the crop margin around the detected face differs. The padding is
+# that of dlib's face-chip extraction (`get_face_chip`), whose documentation says "a padding of 0.5 would
+# double the width of the cropped area, a value of 1 would triple it": the crop side is (1 + 2p) times the
+# aligned face box, **1.5x for 0.25 and 3.5x for 1.25**, so the 1.25 crops show hair, ears, neck and
 # background. The FairFace course report called 0.25 the "small" and 1.25 the "larger" dataset and
 # attributed its 2–3 point gain to data size. That is wrong: the number of images is identical, so any
 # difference is an effect of **context around the face** (and of resolution per face), not of more data.
@@ -234,8 +235,10 @@ plt.show()
 
 # %%
 lfw_sample = faces_lfw.images.sample(n=min(16, len(faces_lfw.images)), random_state=seed)
-fig = plots.face_grid({"": [fairface.decode_image(p, size=112) for p in lfw_sample["path"]]},
-                      title="Random LFW images", cell=1.1)
+samples = [(fairface.decode_image(p, size=112), name.replace("_", " ")) for p, name in
+           zip(lfw_sample["path"], lfw_sample["name"])]
+fig = plots.face_grid({f"row {i}": samples[i:i + 8] for i in range(0, len(samples), 8)},
+                      title=f"Random LFW images with their identity ({profile})", cell=1.3, row_labels=False)
 plots.save_figure(fig, "01_lfw_samples", profile)
 plt.show()
 
@@ -318,3 +321,18 @@ else:
 # * Padding 0.25 vs 1.25 is a crop-context comparison on the same images, not a data-size comparison.
 # * On LFW, models trained on View 1 DevTrain are scored on View 1 DevTest with a cross-validated threshold;
 #   View 2 shares many identities with DevTrain and would overstate accuracy.
+
+# %% [markdown]
+# ## References
+# * K. Kärkkäinen, J. Joo. *FairFace: Face Attribute Dataset for Balanced Race, Gender, and Age for Bias
+#   Measurement and Mitigation.* WACV 2021; its repository `joojs/fairface` (README: faces cropped with
+#   dlib's `get_face_chip()`, padding 0.25 and 1.25).
+# * D. E. King. *Dlib-ml: A Machine Learning Toolkit.* JMLR 10, 2009; the documentation of
+#   `get_face_chip_details` (`dlib/image_transforms/interpolation_abstract.h`): "a padding of 0.5 would
+#   double the width of the cropped area, a value of 1 would triple it".
+# * G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller. *Labeled Faces in the Wild: A Database for Studying
+#   Face Recognition in Unconstrained Environments.* UMass Amherst TR 07-49, 2007 (View 1, View 2).
+# * G. B. Huang, M. Mattar, H. Lee, E. Learned-Miller. *Learning to Align from Scratch.* NIPS 2012
+#   (the deep-funneled LFW images).
+#
+# Full list, with what each source contributes: `README.md`, *References*.

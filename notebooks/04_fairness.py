@@ -20,7 +20,8 @@
 # This notebook trains nothing. It reads the per-image predictions notebook 03 saved (FairFace race
 # classification, every head and seed) and the per-pair scores notebook 02 saved (LFW View 1 DevTest
 # verification, every head), and asks how unequal the errors are across groups, whether a margin head
-# changes that, and how sure we can be. Definitions follow `FACTS.md` §6 (RFW, NIST FRVT Part 3, fairlearn):
+# changes that, and how sure we can be. Definitions follow RFW (Wang et al., ICCV 2019), NIST FRVT Part 3
+# (NISTIR 8280, 2019) and fairlearn (see References at the end):
 #
 # * per group: accuracy with a 95 % interval — over training seeds (Student-t) when there are several,
 #   a Wilson interval over images when there is one;
@@ -260,3 +261,20 @@ else:
 # %%
 display(Markdown(analysis.conclusion(race_disparity, gap_diff, overall_tests, race_gap_tests, gender_notes,
                                      reference_head, n_seeds=len(seeds), per_group=by_race)))
+
+# %% [markdown]
+# ## References
+# * M. Wang, W. Deng, J. Hu, X. Tao, Y. Huang. *Racial Faces in-the-Wild: Reducing Racial Bias by Information
+#   Maximization Adaptation Network.* ICCV 2019 (RFW: the standard deviation across groups and the skewed
+#   error ratio).
+# * P. Grother, M. Ngan, K. Hanaoka. *Face Recognition Vendor Test (FRVT) Part 3: Demographic Effects.*
+#   NISTIR 8280, NIST, 2019 (false match and false non-match rates per group at one global threshold).
+# * E. B. Wilson. *Probable Inference, the Law of Succession, and Statistical Inference.* JASA 22, 1927.
+# * Q. McNemar. *Note on the Sampling Error of the Difference between Correlated Proportions or Percentages.*
+#   Psychometrika 12, 1947.
+# * S. Holm. *A Simple Sequentially Rejective Multiple Test Procedure.* Scand. J. Statistics 6, 1979.
+# * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7, 1979.
+# * S. Bird et al. *Fairlearn: A toolkit for assessing and improving fairness in AI.* Microsoft, MSR-TR-2020-32,
+#   2020 (group metrics as differences and ratios; the tests compare with `fairlearn.metrics.MetricFrame`).
+#
+# Full list, with what each source contributes: `README.md`, *References*.

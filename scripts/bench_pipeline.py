@@ -58,7 +58,8 @@ SIZE = 96
 
 
 # --------------------------------------------------------------------------------------------------
-# The course report's loss, copied as written (notebook 02 lists its bugs); only for timing here.
+# The course report's loss, copied as written (sonnygeorge/sphereface, model.py at 0ac96a0; its bugs are
+# listed in lib.losses.CourseSphereFaceHead and quoted in notebook 02); only for timing here.
 # --------------------------------------------------------------------------------------------------
 class AngularPenaltySMLoss(nn.Module):
     def __init__(self, in_features, out_features, eps=1e-7, m=None):

@@ -1,7 +1,7 @@
 """Shared pytest fixtures and the ``real_data`` skip rule.
 
-Tests marked ``@pytest.mark.real_data`` read ``../shared/data`` (see ``lib.paths``); without it
-they are skipped with the reason shown by ``pytest -ra``.
+Tests marked ``@pytest.mark.real_data`` read the real data folder (``FACE_SHARED_DATA``, see
+``lib.paths``); without it they are skipped with the reason shown by ``pytest -ra``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ FAIRFACE_RACES = ["White", "Black", "Latino_Hispanic", "East Asian", "Southeast 
 FAIRFACE_GENDERS = ["Male", "Female"]
 FAIRFACE_AGES = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"]
 SYNTHETIC_GROUPS = [f"Group {letter}" for letter in "ABCDEFG"]
-# ClassLabel orders of HuggingFaceM4/FairFace. Only the race order is checked (FACTS.md §2); the age
+# ClassLabel orders of HuggingFaceM4/FairFace. Only the race order is taken from the Hub dataset; the age
 # and gender orders are plausible guesses. Tests also use shuffled orders so mapping by string is
 # exercised for every column.
 HUB_RACE_ORDER = ["East Asian", "Indian", "Black", "White", "Middle Eastern", "Latino_Hispanic", "Southeast Asian"]

@@ -128,7 +128,7 @@ def test_every_notebook_runs_with_the_colab_profile_offline(storage, tmp_path, m
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")])))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    for name, value in notebooks.PROGRESS_ENV.items():
+    for name, value in notebooks.KERNEL_ENV.items():
         monkeypatch.setenv(name, value)
     hub_copy = fixtures.build_fairface_parquet(tmp_path / "hub", n_train=42, n_val=14)
     overrides = {**OVERRIDES, "fairface_source": str(hub_copy.root)}

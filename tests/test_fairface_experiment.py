@@ -61,7 +61,7 @@ def test_missing_split_is_a_clear_error(small_fairface):
 
 
 def test_clamp_angle():
-    assert fx.CLAMP_ANGLE_DEGREES == pytest.approx(130.54, abs=0.01)  # FACTS.md §3: 130.5°
+    assert fx.CLAMP_ANGLE_DEGREES == pytest.approx(130.54, abs=0.01)  # degrees(arccos(0.35 - 1)) = 130.54
 
 
 def test_classify_matches_predict_and_brute_force_cosines(data):

@@ -1,0 +1,67 @@
+"""Opening ``notebooks/NN_*.ipynb`` and running all reproduces the ``default`` profile's settings.
+
+Each notebook's ``parameters`` cell holds the defaults a reader gets when editing interactively;
+papermill injects ``params/default.yaml`` (``common`` values the notebook declares, then its own
+section) for ``make all``. The two must agree value for value.
+"""
+
+from __future__ import annotations
+
+import ast
+from numbers import Real
+
+import papermill
+import pytest
+
+from lib import notebooks, paths
+
+
+def parameter_cell_defaults(stem: str) -> dict:
+    """Name -> value of every assignment in notebook ``stem``'s parameters cell (literals only)."""
+    declared = papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb"))
+    values = {}
+    for name, info in declared.items():
+        try:
+            values[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError) as error:
+            raise AssertionError(f"notebooks/{stem}.py: the default of {name!r} ({info['default']}) is not a "
+                                 f"literal, so the profile cannot be compared with it") from error
+    return values
+
+
+def same_value(a, b) -> bool:
+    """Equal and of the same kind: 1 == 1.0 counts, True == 1 and '1e-3' == 0.001 do not."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, Real) and isinstance(b, Real):
+        return a == b
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+# Notebooks whose parameters cell still differs from params/default.yaml (owners: see the reason).
+# strict=True: once fixed, the XPASS fails and the entry must be removed.
+KNOWN_MISMATCHES = {
+    "02_sphereface": "parameters cell has epochs 15, batch_size 128, eval_every 5, toy_steps 600; "
+                     "params/default.yaml has 4, 64, 2, 300 (notebook 02's code cells belong to the lead)",
+}
+
+
+@pytest.mark.parametrize("stem", [source.stem for source in notebooks.notebook_sources()])
+def test_parameter_cell_matches_the_default_profile(stem, request):
+    if stem in KNOWN_MISMATCHES:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_MISMATCHES[stem], strict=True))
+    defaults = parameter_cell_defaults(stem)
+    expected = notebooks.notebook_parameters("default", stem)
+    mismatches = {name: {"parameters cell": defaults.get(name, "<not declared>"), "params/default.yaml": value}
+                  for name, value in expected.items() if not same_value(defaults.get(name), value)}
+    assert not mismatches, f"notebooks/{stem}.py parameters cell vs params/default.yaml: {mismatches}"
+
+
+def test_same_value_is_strict_about_kinds():
+    assert same_value(1, 1.0) and same_value([0, 1], [0, 1]) and same_value({"a": [1]}, {"a": [1.0]})
+    assert not same_value(True, 1) and not same_value("1e-3", 0.001) and not same_value(None, 0)
+    assert not same_value([0, 1], [0, 1, 2]) and not same_value({"a": 1}, {"b": 1})

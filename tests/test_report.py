@@ -1,0 +1,232 @@
+"""The report runner and renderer (lib.notebooks) and figure export (lib.plots.save_figure).
+
+A profile, notebook folder, report folder and figure folder are built under ``tmp_path`` (the
+module-level folders of ``lib.paths`` are monkeypatched), so nothing here touches ``reports/``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html.parser
+import io
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import nbformat  # noqa: E402
+import pytest  # noqa: E402
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from lib import notebooks, paths, plots  # noqa: E402
+
+INTRO = ("# 01 · A tiny notebook\n\nIt checks **bold** and `code` in the summary.\n\n"
+         "* a first point,\n* a second point that ends the introduction.")
+
+
+def _png(width=300, height=200, colour=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """Empty params/notebooks/reports/figures folders under tmp_path, with a ``tiny`` profile."""
+    for name in ("PARAMS", "NOTEBOOKS", "REPORTS", "FIGURES"):
+        folder = tmp_path / name.lower()
+        folder.mkdir()
+        monkeypatch.setattr(paths, name, folder)
+    (tmp_path / "params" / "tiny.yaml").write_text("common:\n  seed: 0\n")
+    return tmp_path
+
+
+def _executed_notebook(figure_name="01_tiny_curve.png") -> nbformat.NotebookNode:
+    image = new_output("display_data", data={"image/png": base64.b64encode(_png()).decode("ascii"),
+                                             "text/plain": "<IPython.core.display.Image object>"},
+                       metadata={"figure": figure_name})
+    notebook = new_notebook(cells=[new_markdown_cell(INTRO), new_code_cell("1 + 1", outputs=[image])])
+    notebook.metadata["papermill"] = {"duration": 12.5, "start_time": "2024-05-01T10:00:00"}
+    return notebook
+
+
+def _write_executed(project, record: dict | None = None) -> Path:
+    (project / "notebooks" / "01_tiny.py").write_text("# %%\n1 + 1\n")
+    out = project / "reports" / "tiny"
+    out.mkdir()
+    nbformat.write(_executed_notebook(), out / "01_tiny.ipynb")
+    if record is not None:
+        (out / "01_tiny.run.json").write_text(json.dumps(record))
+    return out
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.targets = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.targets.append(value)
+
+
+def _links(page: str) -> list[str]:
+    parser = _Links()
+    parser.feed(page)
+    return parser.targets
+
+
+# ------------------------------------------------------------------------------------------- render
+def test_render_embeds_figures_and_builds_a_self_contained_index(project, tmp_path):
+    record = {"notebook": "01_tiny", "started": "2024-05-01T10:00:00+00:00", "wall_seconds": 125.0,
+              "git_commit": "abc1234", "python": "3.11.7", "torch": "2.3.0", "device": "cpu",
+              "cpu": "Test CPU 9000", "cpu_count": 2, "gpu": None, "platform": "Linux"}
+    out = _write_executed(project, record)
+
+    notebooks.render("tiny")
+
+    page = (out / "01_tiny.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 1  # the figure is inside the page, not linked
+    index = (out / "index.html").read_text()
+    assert "<strong>bold</strong>" in index and "<code>code</code>" in index and "**" not in index
+    assert "ends the introduction." in index  # the whole introduction, not its first paragraph
+    assert index.count('src="data:image/jpeg;base64,') == 1  # the thumbnail, embedded
+    assert "<figcaption>tiny curve</figcaption>" in index
+    for expected in ("abc1234", "3.11.7", "2.3.0", "Test CPU 9000", "2.1 min"):
+        assert expected in index
+    # Copied anywhere alone, every link of the index still resolves inside the copy.
+    copy = shutil.copytree(out, tmp_path / "elsewhere" / "copy")
+    local = [t for t in _links(index) if not t.startswith(("data:", "http://", "https://", "#"))]
+    assert local and all((copy / t).is_file() for t in local), local
+
+
+def test_index_falls_back_to_papermill_timing_and_exported_figures(project):
+    out = _write_executed(project)  # no run.json: executed before run records existed
+    notebook = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    notebook.cells[1].outputs = []  # and no figure outputs in the notebook
+    nbformat.write(notebook, out / "01_tiny.ipynb")
+    (project / "figures" / "tiny").mkdir()
+    (project / "figures" / "tiny" / "01_tiny_exported.png").write_bytes(_png(colour=(0, 0, 250)))
+
+    notebooks.render("tiny")
+
+    index = (out / "index.html").read_text()
+    assert "wall time 12 s" in index
+    assert index.count('src="data:image/jpeg;base64,') == 1
+    assert "../" not in index
+
+
+def test_thumbnail_is_small_and_keeps_the_picture():
+    uri = notebooks._thumbnail_uri(_png(width=1200, height=600, colour=(10, 200, 10)))
+    data = base64.b64decode(uri.split(",", 1)[1])
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.size == (notebooks.THUMBNAIL_WIDTH, notebooks.THUMBNAIL_WIDTH // 2)
+        red, green, blue = image.convert("RGB").getpixel((50, 50))
+    assert green > 180 and red < 40 and blue < 40
+
+
+def test_render_without_executed_notebooks_says_what_to_run(project):
+    (project / "notebooks" / "01_tiny.py").write_text("# %%\n1\n")
+    with pytest.raises(SystemExit, match="make run PROFILE=tiny"):
+        notebooks.render("tiny")
+
+
+@pytest.mark.parametrize("command", ["execute", "render", "prepare"])
+def test_unknown_profile_fails_before_creating_a_folder(project, command):
+    (project / "notebooks" / "01_tiny.py").write_text("# %%\n1\n")
+    calls = {"execute": lambda: notebooks.execute("nope"), "render": lambda: notebooks.render("nope"),
+             "prepare": lambda: notebooks.prepare("nope", project / "build" / "nope")}
+    with pytest.raises(SystemExit, match="unknown profile 'nope'.*known: tiny"):
+        calls[command]()
+    assert not (project / "reports" / "nope").exists()
+    assert not (project / "build" / "nope").exists()
+
+
+# ------------------------------------------------------------------------------------- atomic writes
+def test_atomic_write_text_never_shows_a_torn_file_to_a_reader(tmp_path):
+    target = tmp_path / "page.html"
+    texts = ["a" * 3_000_000, "b" * 2_000_000]
+    notebooks._atomic_write_text(target, texts[0])
+    errors, torn, stop = [], [], threading.Event()
+
+    def write(text):
+        try:
+            for _ in range(25):
+                notebooks._atomic_write_text(target, text)
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    def read():
+        while not stop.is_set():
+            content = target.read_text()
+            if content not in texts:
+                torn.append(len(content))
+
+    reader = threading.Thread(target=read)
+    writers = [threading.Thread(target=write, args=(text,)) for text in texts]
+    reader.start()
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+    stop.set()
+    reader.join()
+    assert not errors and not torn
+    assert [p.name for p in tmp_path.iterdir()] == ["page.html"]  # no temporary file left behind
+
+
+def test_save_figure_writes_atomically_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "FIGURES", tmp_path)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1])
+    target = plots.save_figure(fig, "01_line", "tiny")
+    assert target == tmp_path / "tiny" / "01_line.png" and target.read_bytes().startswith(b"\x89PNG")
+    good = target.read_bytes()
+
+    def broken_savefig(*args, **kwargs):
+        Path(args[0]).write_bytes(b"half a png")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", broken_savefig)
+    with pytest.raises(OSError, match="disk full"):
+        plots.save_figure(fig, "01_line", "tiny")
+    assert target.read_bytes() == good
+    assert [p.name for p in (tmp_path / "tiny").iterdir()] == ["01_line.png"]
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------- executing with a real kernel
+@pytest.mark.slow
+def test_execute_shows_every_figure_once_and_records_the_run(project):
+    """Runs a two-figure notebook through papermill with the runner's kernel environment."""
+    import jupytext
+
+    source = project / "notebooks" / "01_tiny.py"
+    source.write_text(
+        '# %% [markdown]\n# # 01 · Tiny\n#\n# Two figures.\n\n# %% tags=["parameters"]\nprofile = "tiny"\n\n'
+        f"# %%\nimport matplotlib.pyplot as plt\nfrom pathlib import Path\nfrom lib import paths, plots\n"
+        f"paths.FIGURES = Path({str(paths.FIGURES)!r})  # the kernel is another process: no monkeypatch there\n"
+        "fig, ax = plt.subplots()\nax.plot([0, 1])\nplots.save_figure(fig, '01_saved', profile)\nplt.show()\n\n"
+        "# %%\nfig, ax = plt.subplots()\nax.plot([1, 0])\nplt.show()  # shown, not exported\n")
+    paired = jupytext.read(source)
+    paired.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(paired, source.with_suffix(".ipynb"))
+
+    notebooks.execute("tiny")
+
+    out = project / "reports" / "tiny"
+    executed = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2  # the exported figure once (not again by plt.show), and the inline one
+    assert [o.get("metadata", {}).get("figure") for o in images] == ["01_saved.png", None]
+    exported = (project / "figures" / "tiny" / "01_saved.png").read_bytes()
+    assert base64.b64decode(images[0]["data"]["image/png"]) == exported
+    record = json.loads((out / "01_tiny.run.json").read_text())
+    assert record["wall_seconds"] > 0 and record["python"] and record["device"] in ("cpu", "cuda", "mps")
+    assert not list(out.glob(".*"))  # the running copy was renamed, nothing hidden is left
