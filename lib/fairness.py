@@ -1,5 +1,8 @@
 """Fairness statistics: per-group accuracy with intervals, disparity summaries, paired head-vs-head
-tests, and per-group verification error rates (FACTS.md §6).
+tests, and per-group verification error rates. Definitions follow RFW (Wang et al., ICCV 2019:
+per-group accuracy and its standard deviation), NIST FRVT Part 3 (Grother et al., NISTIR 8280, 2019:
+FMR and FNMR per group at one global threshold) and fairlearn's ``MetricFrame``; the skewed error ratio
+is max / min group error.
 
 Groups are any hashable labels (FairFace race strings, synthetic "Group A".., gender). Tables list
 groups in ``order`` when given (e.g. ``lib.labels.RACES``; groups absent from the data are left out),
@@ -11,7 +14,9 @@ Which test answers which question:
 * "is there a gap between groups at all?" — :func:`permutation_test_gap` (preferred, see below);
 * "do heads A and B differ, overall or within a group?" — :func:`mcnemar_exact`,
   :func:`mcnemar_by_group` (Holm-corrected across groups);
-* "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference`.
+* "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference` (one trained model each);
+  across training seeds, :mod:`lib.head_comparison`;
+* several tests at once — :func:`adjust_p_values` (Holm 1979; Benjamini & Hochberg 1995).
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ __all__ = [
     "mcnemar_exact",
     "mcnemar_from_counts",
     "holm_adjust",
+    "benjamini_hochberg_adjust",
+    "adjust_p_values",
     "mcnemar_by_group",
     "GapBootstrap",
     "paired_bootstrap_gap_difference",
@@ -243,6 +250,36 @@ def holm_adjust(p_values) -> np.ndarray:
     return adjusted
 
 
+def benjamini_hochberg_adjust(p_values) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (false-discovery-rate control), in the input order.
+
+    Sorted ascending, ``p̃_(j) = min_{i≥j} min(1, m·p_(i)/i)``.
+    """
+    p_values = np.asarray(p_values, dtype=np.float64)
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    scaled = np.minimum(1.0, p_values[order] * m / np.arange(1, m + 1))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum.accumulate(scaled[::-1])[::-1]
+    return adjusted
+
+
+P_VALUE_CORRECTIONS = {"holm": holm_adjust, "bh": benjamini_hochberg_adjust}
+
+
+def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values (``"holm"`` or ``"bh"``); NaN entries (tests that could not be run)
+    stay NaN and do not count towards the family size."""
+    if method not in P_VALUE_CORRECTIONS:
+        raise ValueError(f"method must be one of {sorted(P_VALUE_CORRECTIONS)}, got {method!r}")
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p_values.shape, np.nan)
+    finite = np.isfinite(p_values)
+    if finite.any():
+        adjusted[finite] = P_VALUE_CORRECTIONS[method](p_values[finite])
+    return adjusted
+
+
 def mcnemar_by_group(correct_a, correct_b, groups, alpha: float = 0.05, order=None) -> pd.DataFrame:
     """Exact McNemar per group, Holm-corrected across the groups.
 
@@ -307,7 +344,7 @@ def paired_bootstrap_gap_difference(
     described by how many of the 4 joint outcomes (A right/wrong × B right/wrong) it draws, which is
     Multinomial(n_g, observed frequencies) — the same distribution as resampling indices, far cheaper.
 
-    Caveat (FACTS.md §6): the bootstrap distribution of a max−min gap is biased **upward** (resampling
+    Caveat: the bootstrap distribution of a max−min gap is biased **upward** (resampling
     noise adds spread, and max − min of noisy values exceeds that of the true ones), so a gap interval
     excluding 0 is no proof of a disparity; use :func:`permutation_test_gap` for "is there a gap at
     all". The bias partly cancels in a difference of two gaps but not exactly.
@@ -508,7 +545,7 @@ def verification_error_rates(
 
     A pair belongs to a group when both faces do; other pairs are reported as ``"mixed"``. Use one
     global threshold for all groups — e.g. :func:`threshold_at_far` on all pairs, or a k-fold threshold —
-    never a per-group one (FACTS.md §6). Decision rule: match ⇔ score > threshold.
+    never a per-group one (NISTIR 8280 fixes the threshold for all groups). Decision rule: match ⇔ score > threshold.
     """
     scores, same = as_scores(scores), as_binary(same)
     pair_group = pair_groups(group1, group2)
