@@ -51,12 +51,17 @@ BEYOND_CLAMP = "val_beyond_clamp"  # history column: fraction of validation samp
 FALLBACK_SHARE = "val_fallback_share"  # history column: fraction of validation samples in the head's fallback branch
 
 # Notebook 03's head settings where they differ from lib.losses' defaults (a notebook's ``head_hparams``
-# overrides them per head). ArcFace: s = 30 like the other scaled heads, m = 0.5, and the margin only where
-# θ_y < 90° (``easy_margin``). From a random initialisation its plain form collapses here: with s = 64 (the
-# committed real run) and with s = 30 alike, after one or two epochs most validation embeddings sit beyond
-# π − m = 151.4° from their own class weight, in the fallback branch; notebook 03 shows the measurement.
+# overrides them per head). ArcFace: s = 30 like the other scaled heads and a margin of m = 0.1 rad. Its
+# pull towards the own class weight, sin(θ_y + m), is weaker than a plain cosine's sin θ_y beyond
+# θ_y = (π − m)/2; trained from random weights at 32 px, the s = 30 heads keep their validation embeddings
+# near 85° from their class weight, so only m below about π − 2·85° ≈ 0.17 rad leaves those samples a net
+# pull. Measured (scripts/arcface_regime_trial.py): m = 0.5 at s = 64 (the paper's values) or s = 30 put
+# most validation samples in the fallback branch beyond π − m within two or three epochs; m = 0.5 with the
+# easy margin left the margin on for a few percent of them at most; m = 0.2 drifted past 90°. On the
+# two-class gender target every setting tried, m = 0.1 included, moved most validation embeddings beyond
+# 90° from their own class weight: lib.head_comparison flags such runs as collapsed.
 HEAD_HPARAMS = {
-    "arcface": {"scale": 30.0, "margin": 0.5, "easy_margin": True},
+    "arcface": {"scale": 30.0, "margin": 0.1},
 }
 
 # File names of the per-head result tables, in the course report's spirit ("478 Results - COSRELU.csv").
@@ -178,8 +183,9 @@ def resolve_head_hparams(head_name: str, overrides: dict | None = None) -> dict:
 @dataclass(frozen=True)
 class FallbackBranch:
     """Where a head's target logit stops being its margin formula: samples with ``cos θ_y < max_cosine``
-    (θ_y beyond ``angle`` degrees). There CosReLU's target is the constant −s (no gradient to the target)
-    and ArcFace's is ``cos θ_y − m·sin m`` (a CosFace-like additive margin)."""
+    (θ_y beyond ``angle`` degrees), where the head's margin formula no longer applies: CosReLU's target is
+    the constant −s (no gradient to the target), ArcFace's is ``cos θ_y − m·sin m`` (a CosFace-like
+    additive margin), or plain ``cos θ_y`` with the easy margin."""
 
     name: str
     max_cosine: float
@@ -193,11 +199,13 @@ class FallbackBranch:
 
 
 def fallback_branch(head) -> FallbackBranch | None:
-    """The fallback or clamp branch of a built head (``None`` for heads without one, and for ArcFace with
-    ``easy_margin``, whose margin simply switches off beyond 90°)."""
+    """The fallback or clamp branch of a built head: CosReLU's clamp, ArcFace's fallback beyond π − m, or
+    with ``easy_margin`` the region beyond 90° where its margin is off; ``None`` for heads without one."""
     if isinstance(head, CosReLUHead):
         return FallbackBranch("clamp", head.margin - 1.0)
-    if isinstance(head, ArcFaceHead) and not head.easy_margin:
+    if isinstance(head, ArcFaceHead):
+        if head.easy_margin:
+            return FallbackBranch("no margin", 0.0)
         return FallbackBranch("fallback", math.cos(math.pi - head.margin))
     return None
 

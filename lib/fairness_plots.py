@@ -241,15 +241,15 @@ VERDICT_STYLES = {  # marker face, label
     "resolved": ("black", "resolved (corrected)"),
     "not resolved": ("white", "not resolved"),
     "not compared": ("lightgrey", "not compared (collapsed head)"),
-    "one seed": ("white", "one seed: no interval"),
+    "no verdict": ("none", "no verdict (too few seeds)"),
 }
 
 
 def _verdict_kind(verdict: str) -> str:
     if verdict.startswith("not compared"):
         return "not compared"
-    if verdict.startswith("no interval"):
-        return "one seed"
+    if verdict.startswith("no interval") or verdict.startswith("no verdict"):
+        return "no verdict"
     return "not resolved" if verdict == "not resolved" else "resolved"
 
 
@@ -267,8 +267,9 @@ def difference_forest(
     xlabel: str = "difference (percentage points)",
 ) -> plt.Axes:
     """Effect sizes as a forest plot in percentage points: one row per comparison (top to bottom in table
-    order), a dot at ``difference`` and whiskers from ``lower`` to ``upper``, filled where the corrected
-    verdict resolves a difference, hollow where it does not, grey where a head collapsed.
+    order), a dot at ``difference`` and whiskers from ``lower`` to ``upper``: filled where the corrected
+    verdict resolves a difference, hollow where it does not, grey where a head collapsed or there are too
+    few seeds for a verdict.
 
     ``comparisons``: rows of :func:`lib.head_comparison.compare_heads` (columns ``head, reference,
     difference, lower, upper, interval, correction, verdict``). Rows are labelled ``head − reference``,
@@ -293,18 +294,18 @@ def difference_forest(
         low = rows.loc[mine, "lower"].to_numpy(float) * scale
         high = rows.loc[mine, "upper"].to_numpy(float) * scale
         whiskers = np.vstack([values - low, high - values])
+        muted = kind in ("not compared", "no verdict")
         ax.errorbar(values, y[mine], xerr=np.where(np.isfinite(whiskers), whiskers, 0), fmt="o",
-                    markerfacecolor=face, markeredgecolor="black" if kind != "not compared" else "grey",
-                    color="black" if kind != "not compared" else "grey", ecolor="grey", capsize=3, markersize=6,
-                    label=legend)
+                    markerfacecolor=face, markeredgecolor="grey" if muted else "black",
+                    color="grey" if muted else "black", ecolor="grey", capsize=3, markersize=6, label=legend)
     ax.axvline(0, color="grey", linestyle=":", linewidth=1)
     ax.set_yticks(y, names)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     ax.grid(axis="y", visible=False)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:+g}" if value else "0"))
     correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(rows["correction"].iloc[0], rows["correction"].iloc[0])
-    ax.set_xlabel(f"{xlabel}\n(dot: mean over seeds; whiskers: {rows['interval'].iloc[0]}; "
-                  f"verdict after {correction} correction)")
+    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {rows['interval'].iloc[0]}\n"
+                  f"verdict: {correction}-corrected t-test")
     ax.set_title(title or "Head − reference differences")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax

@@ -4,10 +4,12 @@ Everything here works on the per-image validation predictions notebook 03 saves 
 head, seed and image: ``target, head, seed, id, y_true, y_pred, correct``, the group column, and
 ``in_fallback_branch``), in three steps:
 
-1. :func:`run_health` — is a run (target, head, seed) **collapsed**? Either most validation samples
-   sit in the head's fallback or clamp branch (more than :data:`COLLAPSE_BRANCH_SHARE`), where its
-   margin formula no longer applies, or its accuracy is not above the majority class's share (the
-   Wilson 95 % lower bound of the accuracy is at or below it).
+1. :func:`run_health` — is a run (target, head, seed) **collapsed**? Any of: most validation samples
+   (more than :data:`COLLAPSE_BRANCH_SHARE`) sit in the head's fallback or clamp branch, where its margin
+   formula no longer applies; most validation embeddings point away from their own class weight
+   (θ_y > 90°, a negative cosine), so predictions rest on differences between negative cosines, not on
+   the geometry the loss is meant to build; or the accuracy is not above the majority class's share (the
+   Wilson 95 % lower bound of the accuracy at or below it).
 2. :func:`head_status` — per (target, head): collapsed in how many seeds, and which heads are the same
    model (identical predictions on every seed, e.g. CosReLU and CosFace when the clamp never acts),
    reported once under one label such as ``cosrelu = cosface``. :func:`relabel` applies those labels
@@ -17,7 +19,7 @@ head, seed and image: ``target, head, seed, id, y_true, y_pred, correct``, the g
    heads of one seed share initialisation, batches and validation images). Each is the mean over seeds
    with a Student-t interval over seeds, so it includes training-seed variation; it is conditional on
    the one validation set. The verdict comes from the same t-test, Holm- (or Benjamini–Hochberg-)
-   adjusted across the comparisons of one kind; collapsed heads are left out, not compared.
+   adjusted across the comparisons of one kind, from three seeds on; collapsed heads are left out.
 
 :func:`summary_text` writes the conclusion from the comparison table. Notebook 03 calls it on the table
 it saves and notebook 04 on the table it reads back, so the two notebooks cannot disagree.
@@ -44,18 +46,23 @@ __all__ = [
     "relabel",
     "representatives",
     "label_of",
+    "MIN_SEEDS_FOR_VERDICT",
     "paired_t",
     "compare_heads",
     "summary_text",
 ]
 
 COLLAPSE_BRANCH_SHARE = 0.5
+# A verdict needs this many seeds: with two, the t-test has one degree of freedom and its std comes from two
+# values, so one lucky pair of seeds decides it. Intervals are shown from two seeds on.
+MIN_SEEDS_FOR_VERDICT = 3
 HEADS_FILE = "03_heads.csv"
 COMPARISONS_FILE = "03_comparisons.csv"
 QUANTITIES = ("accuracy", "gap", "group accuracy")
 TARGET_TITLES = {"race": "Race classification (per-class recall)", "gender": "Gender classification"}
 NOT_RESOLVED = "not resolved"
 ONE_SEED = "no interval (one seed)"
+TOO_FEW_SEEDS = f"no verdict (fewer than {MIN_SEEDS_FOR_VERDICT} seeds)"
 
 
 def _require(frame: pd.DataFrame, columns, what: str) -> None:
@@ -74,7 +81,8 @@ def _in_order(values) -> list:
 def run_health(predictions: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """One row per (target, head, seed): ``n, accuracy, accuracy_lower`` (Wilson, level 1 − alpha),
     ``majority_share`` (the most frequent true class), ``fallback_share`` (NaN for a head without such a
-    branch or predictions saved without the column), ``collapsed`` and ``reason``."""
+    branch or predictions saved without the column), ``away_share`` (embeddings with a negative cosine to
+    their own class weight; NaN without ``target_cosine``), ``collapsed`` and ``reason``."""
     _require(predictions, ["target", "head", "seed", "y_true", "correct"], "predictions")
     rows = []
     for (target, head, seed), frame in predictions.groupby(["target", "head", "seed"], sort=False):
@@ -83,14 +91,17 @@ def run_health(predictions: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
         majority = float(frame["y_true"].value_counts(normalize=True).iloc[0])
         branch = (frame["in_fallback_branch"].astype(float).mean() if "in_fallback_branch" in frame.columns
                   else math.nan)
+        away = float((frame["target_cosine"] < 0).mean()) if "target_cosine" in frame.columns else math.nan
         reasons = []
         if branch > COLLAPSE_BRANCH_SHARE:  # NaN compares False
             reasons.append(f"{branch:.0%} of validation samples in the fallback branch")
+        elif away > COLLAPSE_BRANCH_SHARE:
+            reasons.append(f"{away:.0%} of validation embeddings more than 90° from their own class weight")
         if lower <= majority:
             reasons.append(f"accuracy {correct / n:.3f} not above the majority class's share {majority:.3f}")
         rows.append({"target": target, "head": head, "seed": seed, "n": n, "accuracy": correct / n,
                      "accuracy_lower": lower, "majority_share": majority, "fallback_share": branch,
-                     "collapsed": bool(reasons), "reason": "; ".join(reasons)})
+                     "away_share": away, "collapsed": bool(reasons), "reason": "; ".join(reasons)})
     return pd.DataFrame(rows)
 
 
@@ -134,8 +145,8 @@ def head_status(predictions: pd.DataFrame, health: pd.DataFrame | None = None) -
     """One row per (target, head), in training order: ``label`` (``cosrelu = cosface`` for identical
     models, with ``(collapsed)`` or ``(collapsed in k of n seeds)`` appended), ``same_as`` (the first
     head of its identical group, which represents it), ``seeds``, ``collapsed_seeds``, ``collapsed``
-    (in any seed: such a head is shown but not compared), ``reason``, mean ``accuracy`` and
-    ``fallback_share``. A group counts as collapsed in a seed where any of its heads did."""
+    (in any seed: such a head is shown but not compared), ``reason``, mean ``accuracy``,
+    ``fallback_share`` and ``away_share``. A group counts as collapsed in a seed where any of its heads did."""
     health = run_health(predictions) if health is None else health
     rows = []
     for target in _in_order(predictions["target"]):
@@ -156,7 +167,8 @@ def head_status(predictions: pd.DataFrame, health: pd.DataFrame | None = None) -
                              "seeds": len(seeds), "collapsed_seeds": len(collapsed_seeds),
                              "collapsed": bool(collapsed_seeds), "reason": " | ".join(reasons),
                              "accuracy": float(own["accuracy"].mean()),
-                             "fallback_share": float(own["fallback_share"].mean())})
+                             "fallback_share": float(own["fallback_share"].mean()),
+                             "away_share": float(own["away_share"].mean())})
     return pd.DataFrame(rows)
 
 
@@ -236,11 +248,13 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
     ``group`` accuracies: for race classification a gap of per-class recall) and ``group accuracy`` (one
     row per group). Columns: ``target, quantity, group, head, reference`` (labels), ``head_key,
     reference_key, seeds, head_value, reference_value`` (means over seeds), ``difference, std, lower,
-    upper`` (Student-t ``confidence`` interval over seeds), ``p_value`` (the matching t-test),
+    upper`` (Student-t ``confidence`` interval over seeds, clipped to [−1, 1]), ``p_value`` (the matching
+    t-test),
     ``p_adjusted`` (``correction`` across the rows of one target and quantity that could be tested),
     ``interval, correction`` (what they are) and ``verdict``: higher / lower (wider / narrower for a
-    gap) when ``p_adjusted < alpha``, else ``not resolved``; ``not compared: … collapsed`` and
-    ``no interval (one seed)`` rows are left out of the correction.
+    gap) when ``p_adjusted < alpha``, else ``not resolved``. Rows ``not compared: … collapsed``, ``no
+    interval (one seed)`` and ``no verdict`` (fewer than :data:`MIN_SEEDS_FOR_VERDICT` seeds) are left
+    out of the correction.
     """
     _require(predictions, ["target", "head", "seed", "id", "correct", group], "predictions")
     level = f"{confidence:.0%} t-interval over seeds"
@@ -266,11 +280,15 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
                 if len(seeds) == 0:
                     raise ValueError(f"{a!r} and {b!r} share no seed for target {target!r}")
                 test = paired_t(va.loc[seeds].to_numpy() - vb.loc[seeds].to_numpy(), confidence)
+                # A difference of two accuracies (or gaps) lies in [−1, 1]; few seeds can reach past it.
+                test["lower"], test["upper"] = max(test["lower"], -1.0), min(test["upper"], 1.0)
                 if flagged:
                     verdict = "not compared: " + " and ".join(st.loc[key, "label"] for key in flagged)
                     test["p_value"] = math.nan
                 elif test["seeds"] < 2:
                     verdict = ONE_SEED
+                elif test["seeds"] < MIN_SEEDS_FOR_VERDICT:
+                    verdict = TOO_FEW_SEEDS
                 else:
                     verdict = ""  # decided after the correction
                 rows.append({"target": target, "quantity": quantity, "group": group_name,
@@ -281,9 +299,9 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
                                         "reference_key", "seeds", "head_value", "reference_value", "difference",
                                         "std", "lower", "upper", "p_value", "verdict"])
     table.insert(table.columns.get_loc("verdict"), "p_adjusted", math.nan)
-    for _, index in table.groupby(["target", "quantity"], sort=False).groups.items():
-        table.loc[index, "p_adjusted"] = adjust_p_values(table.loc[index, "p_value"].to_numpy(float), correction)
     testable = table["verdict"] == ""
+    for _, index in table[testable].groupby(["target", "quantity"], sort=False).groups.items():
+        table.loc[index, "p_adjusted"] = adjust_p_values(table.loc[index, "p_value"].to_numpy(float), correction)
     resolved = testable & (table["p_adjusted"] < alpha)
     table.loc[resolved, "verdict"] = [_direction(q, d) for q, d in table.loc[resolved, ["quantity", "difference"]].to_numpy()]
     table.loc[testable & ~resolved, "verdict"] = NOT_RESOLVED
@@ -328,10 +346,11 @@ def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float =
             lines.append(f"*Race gap* (max − min {what} across races): "
                          + "; ".join(_effect(r) for r in gaps.to_dict("records")) + ".")
             per_group = rows[rows["quantity"] == "group accuracy"]
-            tested = per_group[~per_group["verdict"].str.startswith("not compared") & (per_group["verdict"] != ONE_SEED)]
+            tested = per_group[per_group["p_adjusted"].notna()]
             resolved = tested[tested["verdict"] != NOT_RESOLVED]
             if len(tested) == 0:
-                lines.append("*Per race:* no difference could be tested.")
+                lines.append(f"*Per race:* no difference could be tested (a verdict needs "
+                             f"{MIN_SEEDS_FOR_VERDICT} or more seeds and a head that did not collapse).")
             elif len(resolved) == 0:
                 lines.append(f"*Per race:* none of the {len(tested)} differences is resolved.")
             else:

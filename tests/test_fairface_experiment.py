@@ -73,27 +73,30 @@ def test_fallback_branch_of_each_head():
     assert fx.fallback_branch(make_head("cosrelu", 4, 3, margin=0.5)).angle == pytest.approx(120.0)
     arcface = fx.fallback_branch(make_head("arcface", 4, 3, margin=0.5))
     assert arcface.name == "fallback" and arcface.angle == pytest.approx(151.35, abs=0.01)
-    assert fx.fallback_branch(make_head("arcface", 4, 3, easy_margin=True)) is None
+    easy = fx.fallback_branch(make_head("arcface", 4, 3, easy_margin=True))
+    assert easy.name == "no margin" and easy.angle == pytest.approx(90.0)
     for name in ("cosface", "normsoftmax", "cosine_softmax"):
         assert fx.fallback_branch(make_head(name, 4, 3)) is None
 
 
 def test_head_settings_are_read_from_the_built_heads():
     table = fx.head_settings(["cosrelu", "arcface"])
-    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.5, easy_margin = True"
-    assert table.loc["arcface", "fallback branch"] == "none"
+    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.1, easy_margin = False"
+    assert table.loc["arcface", "fallback branch"] == "fallback: θ_y > 174.3°"
     assert table.loc["cosrelu", "fallback branch"] == "clamp: θ_y > 130.5°"
-    override = fx.head_settings(["arcface"], {"arcface": {"scale": 64.0, "easy_margin": False}})
-    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = False"
-    assert override.loc["arcface", "fallback branch"] == "fallback: θ_y > 151.4°"
-    assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3, "easy_margin": True}
+    override = fx.head_settings(["arcface"], {"arcface": {"scale": 64.0, "margin": 0.5, "easy_margin": True}})
+    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = True"
+    assert override.loc["arcface", "fallback branch"] == "no margin: θ_y > 90.0°"
+    assert override.loc["arcface", "target logit"].endswith("else s·cos θ_y")
+    assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3}
     assert fx.resolve_head_hparams("cosface") == {}
 
 
 def test_run_names_tell_settings_apart():
     assert fx.run_name("cosface", {}, 0) == "cosface-seed0"
-    assert fx.run_name("arcface", fx.resolve_head_hparams("arcface"), 1) == "arcface-easy_margin-margin0.5-scale30-seed1"
-    assert fx.run_name("arcface", {"scale": 64.0, "easy_margin": False}, 1) == "arcface-no_easy_margin-scale64-seed1"
+    assert fx.run_name("arcface", fx.resolve_head_hparams("arcface"), 1) == "arcface-margin0.1-scale30-seed1"
+    assert fx.run_name("arcface", {"scale": 64.0, "easy_margin": True}, 1) == "arcface-easy_margin-scale64-seed1"
+    assert fx.run_name("arcface", {"easy_margin": False}, 1) == "arcface-no_easy_margin-seed1"
     assert fx.result_file_name("cosrelu") == "Results - COSRELU.csv"
     assert fx.result_file_name("cosrelu", "gender") == "Results - COSRELU (gender).csv"
 

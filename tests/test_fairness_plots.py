@@ -152,7 +152,7 @@ def test_difference_forest_in_percentage_points_with_verdict_markers():
     assert by_label["not resolved"].lines[0].get_markerfacecolor() == "white"
     assert vertical_lines(ax) == [0.0]
     assert "percentage points" in ax.get_xlabel() and "95% t-interval over seeds" in ax.get_xlabel()
-    assert "Holm" in ax.get_xlabel()
+    assert "Holm-corrected" in ax.get_xlabel()
     with pytest.raises(ValueError, match="no rows"):
         difference_forest(rows.iloc[:0])
 

@@ -40,7 +40,10 @@ def make_predictions(accuracy: dict, seeds=(0, 1, 2), n=900, target="gender", se
             in_branch = np.full(n, np.nan)
             if branch and head in branch:
                 in_branch = (rng.random(n) < branch[head]).astype(float)
-            frames[head, run_seed] = frame.assign(target=target, head=head, seed=run_seed, in_fallback_branch=in_branch)
+            # Embeddings 60° from their own class weight, or 120° for those in the fallback branch.
+            cosine = np.where(in_branch == 1, -0.5, 0.5)
+            frames[head, run_seed] = frame.assign(target=target, head=head, seed=run_seed, in_fallback_branch=in_branch,
+                                                  target_cosine=cosine)
     predictions = pd.concat(frames.values(), ignore_index=True)
     predictions["correct"] = predictions["y_true"] == predictions["y_pred"]
     return predictions
@@ -58,6 +61,18 @@ def test_run_health_flags_branch_and_chance_collapse():
     assert health.loc["arcface", "accuracy_lower"] == pytest.approx(expected_lower)
     assert health.loc["arcface", "majority_share"] == pytest.approx(rows["y_true"].value_counts(normalize=True).max())
     assert math.isnan(health.loc["cosine_softmax", "fallback_share"])
+    assert health.loc["cosine_softmax", "away_share"] == 0
+
+
+def test_embeddings_pointing_away_from_their_class_are_a_collapse():
+    predictions = make_predictions({"cosine_softmax": 0.8, "normsoftmax": 0.8}, seeds=(0,))
+    away = predictions["head"] == "normsoftmax"
+    predictions.loc[away, "target_cosine"] = np.where(np.arange(away.sum()) % 5 == 0, 0.2, -0.1)  # 80 % beyond 90°
+    health = hc.run_health(predictions).set_index("head")
+    assert health.loc["normsoftmax", "away_share"] == pytest.approx(0.8)
+    assert health.loc["normsoftmax", "collapsed"]
+    assert health.loc["normsoftmax", "reason"] == "80% of validation embeddings more than 90° from their own class weight"
+    assert not health.loc["cosine_softmax", "collapsed"]
 
 
 def test_identical_models_are_one_label_and_relabel_keeps_one():
@@ -155,6 +170,12 @@ def test_collapsed_heads_and_one_seed_get_no_verdict():
     one_seed = make_predictions({"cosine_softmax": 0.8, "cosrelu": 0.85}, seeds=(0,))
     table = hc.compare_heads(one_seed, hc.head_status(one_seed), PAIRS, order=GROUPS)
     assert (table["verdict"] == hc.ONE_SEED).all() and table["p_adjusted"].isna().all()
+    # Two seeds: an interval, but no verdict (one degree of freedom), even for a planted large difference.
+    two_seeds = make_predictions({"cosine_softmax": 0.6, "cosrelu": 0.9}, seeds=(0, 1))
+    table = hc.compare_heads(two_seeds, hc.head_status(two_seeds), PAIRS, order=GROUPS)
+    assert (table["verdict"] == hc.TOO_FEW_SEEDS).all() and table["p_adjusted"].isna().all()
+    assert table["lower"].notna().all() and table["p_value"].notna().all()
+    assert "no difference could be tested" in hc.summary_text(table, hc.head_status(two_seeds))
 
 
 def test_summary_text_is_the_same_from_the_saved_tables(tmp_path, monkeypatch):
