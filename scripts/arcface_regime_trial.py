@@ -53,8 +53,9 @@ def main(argv=None) -> None:
                                           lr=1e-3, schedule="cosine", device="cpu", progress=False)
         print(f"\n{name} ({time.perf_counter() - start:.0f} s)")
         for row in run.history.to_dict("records"):
-            print(f"  epoch {row['epoch']}: val accuracy {row['overall']:.3f}, "
-                  f"in the fallback branch {row[experiment.FALLBACK_SHARE]:.1%}")
+            share = row[experiment.FALLBACK_SHARE]
+            branch = "no fallback branch" if np.isnan(share) else f"in the fallback branch {share:.1%}"
+            print(f"  epoch {row['epoch']}: val accuracy {row['overall']:.3f}, {branch}")
         angles = np.degrees(np.arccos(np.clip(run.predictions["target_cosine"], -1, 1)))
         print(f"  final: median θ_y {np.median(angles):.1f}°, beyond 90° {np.mean(angles > 90):.1%}, "
               f"beyond 151.4° {np.mean(angles > 151.4):.1%}", flush=True)
