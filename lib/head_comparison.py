@@ -317,6 +317,8 @@ def _effect(row) -> str:
     text = f"`{row['head']}` − `{row['reference']}` {row['difference']:+.3f}"
     if np.isfinite(row["lower"]):
         text += f" ({row['lower']:+.3f} to {row['upper']:+.3f})"
+    if row["verdict"] in (ONE_SEED, TOO_FEW_SEEDS):  # said once for the whole target
+        return text
     return f"{text}: {row['verdict']}"
 
 
@@ -338,7 +340,9 @@ def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float =
                 f"seed{'s' if seeds != 1 else ''} on the same validation images, with the unadjusted "
                 f"{rows['interval'].iloc[0]}; the verdict is the matching t-test at the {alpha:.0%} level after "
                 f"{correction} correction across the comparisons of each kind, so an interval that barely "
-                f"excludes 0 can still be *not resolved*.")
+                f"excludes 0 can still be *not resolved*."
+                + (f" With {seeds} seed{'s' if seeds != 1 else ''} no verdict is drawn (it needs "
+                   f"{MIN_SEEDS_FOR_VERDICT} or more)." if seeds < MIN_SEEDS_FOR_VERDICT else ""))
             overall = rows[rows["quantity"] == "accuracy"]
             lines.append("*Overall accuracy:* " + "; ".join(_effect(r) for r in overall.to_dict("records")) + ".")
             what = "per-class recall" if target == "race" else f"{target} accuracy"
