@@ -1,5 +1,6 @@
-"""Notebook 03's experiment: FairFace attribute classification (race by default, as in the course
-report) with a ResNet-18 embedding and one cosine-classifier head, the same engine for every head.
+"""Notebook 03's experiment: FairFace attribute classification (race as in the course report, gender as
+in the FairFace paper's per-race evaluation) with a ResNet-18 embedding and one cosine-classifier head,
+the same engine for every head.
 
 What the course report did differently, and what is done here instead (its code: ``Y-LEBBAR/COMP478_Project``,
 ``src/dataset.py`` at 97ca878, ``src/model.py`` at d79555b; quoted in notebook 03):
@@ -10,9 +11,10 @@ What the course report did differently, and what is done here instead (its code:
 * several seeds per head; a seed fixes the initialization, the batch order and the augmentation, so
   two heads trained with the same seed see exactly the same batches.
 
-Every epoch the validation split is scored: overall accuracy, accuracy per race, and how many samples
-sit beyond CosReLU's clamp angle (the target cosine below ``m − 1``, θ_y > 130.5° for m = 0.35), the
-only place where CosReLU and CosFace differ.
+Every epoch the validation split is scored: overall accuracy, accuracy per race, how many samples sit
+beyond CosReLU's clamp angle (the target cosine below ``m − 1``, θ_y > 130.5° for m = 0.35), and how
+many sit in the trained head's own fallback or clamp branch (:func:`fallback_branch`) — the evidence
+for a collapsed run (:mod:`lib.head_comparison`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from sklearn.metrics import confusion_matrix
 from lib import fairface, paths
 from lib.errors import DataError
 from lib.imagecache import build_cache
-from lib.losses import make_head
+from lib.losses import ArcFaceHead, CosReLUHead, make_head
 from lib.models import make_model
 from lib.tables import write_csv
 from lib.settings import RunSettings, data_digest
@@ -44,7 +46,25 @@ METADATA_COLUMNS = ("id", "race", "gender", "age", "service_test")
 COSRELU_MARGIN = 0.35
 # θ_y beyond which CosReLU clamps (cos θ_y − m < −1), for the default margin: 130.5°.
 CLAMP_ANGLE_DEGREES = math.degrees(math.acos(COSRELU_MARGIN - 1.0))
+# θ_y beyond which ArcFace (m = 0.5, without easy margin) uses its fallback cos θ_y − m·sin m: 151.4°.
+ARCFACE_FALLBACK_DEGREES = 180.0 - math.degrees(0.5)
 BEYOND_CLAMP = "val_beyond_clamp"  # history column: fraction of validation samples with θ_y past that angle
+
+FALLBACK_SHARE = "val_fallback_share"  # history column: fraction of validation samples in the head's fallback branch
+
+# Notebook 03's head settings where they differ from lib.losses' defaults (a notebook's ``head_hparams``
+# overrides them per head). ArcFace: s = 30 like the other scaled heads and a margin of m = 0.1 rad. Its
+# pull towards the own class weight, sin(θ_y + m), is weaker than a plain cosine's sin θ_y beyond
+# θ_y = (π − m)/2; trained from random weights at 32 px, the s = 30 heads keep their validation embeddings
+# near 85° from their class weight, so only m below about π − 2·85° ≈ 0.17 rad leaves those samples a net
+# pull. Measured (scripts/arcface_regime_trial.py): m = 0.5 at s = 64 (the paper's values) or s = 30 put
+# most validation samples in the fallback branch beyond π − m within two or three epochs; m = 0.5 with the
+# easy margin left the margin on for a few percent of them at most; m = 0.2 drifted past 90°. On the
+# two-class gender target every setting tried, m = 0.1 included, moved most validation embeddings beyond
+# 90° from their own class weight: lib.head_comparison flags such runs as collapsed.
+HEAD_HPARAMS = {
+    "arcface": {"scale": 30.0, "margin": 0.1},
+}
 
 # File names of the per-head result tables, in the course report's spirit ("478 Results - COSRELU.csv").
 RESULT_NAMES = {
@@ -156,6 +176,75 @@ def split_counts(data: FairFaceData) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------
+# Heads: settings and their fallback branches
+# --------------------------------------------------------------------------------------------------
+def resolve_head_hparams(head_name: str, overrides: dict | None = None) -> dict:
+    """The settings notebook 03 trains ``head_name`` with: :data:`HEAD_HPARAMS` updated by ``overrides``."""
+    return {**HEAD_HPARAMS.get(head_name, {}), **dict(overrides or {})}
+
+
+@dataclass(frozen=True)
+class FallbackBranch:
+    """Where a head's target logit stops being its margin formula: samples with ``cos θ_y < max_cosine``
+    (θ_y beyond ``angle`` degrees), where the head's margin formula no longer applies: CosReLU's target is
+    the constant −s (no gradient to the target), ArcFace's is ``cos θ_y − m·sin m`` (a CosFace-like
+    additive margin), or plain ``cos θ_y`` with the easy margin."""
+
+    name: str
+    max_cosine: float
+
+    @property
+    def angle(self) -> float:
+        return math.degrees(math.acos(max(-1.0, min(1.0, self.max_cosine))))
+
+    def __str__(self) -> str:
+        return f"{self.name}: θ_y > {self.angle:.1f}°"
+
+
+def fallback_branch(head) -> FallbackBranch | None:
+    """The fallback or clamp branch of a built head: CosReLU's clamp, ArcFace's fallback beyond π − m, or
+    with ``easy_margin`` the region beyond 90° where its margin is off; ``None`` for heads without one."""
+    if isinstance(head, CosReLUHead):
+        return FallbackBranch("clamp", head.margin - 1.0)
+    if isinstance(head, ArcFaceHead):
+        if head.easy_margin:
+            return FallbackBranch("no margin", 0.0)
+        return FallbackBranch("fallback", math.cos(math.pi - head.margin))
+    return None
+
+
+# Target logits as lib.losses computes them (inference uses the same logits without the margin).
+_TARGET_LOGITS = {
+    "softmax": ("w_y·x", "w_j·x"),
+    "cosine_softmax": ("cos θ_y", "cos θ_j"),
+    "normsoftmax": ("s·cos θ_y", "s·cos θ_j"),
+    "cosface": ("s·(cos θ_y − m)", "s·cos θ_j"),
+    "cosrelu": ("s·max(cos θ_y − m, −1)", "s·cos θ_j"),
+}
+
+
+def head_settings(heads, head_hparams: dict | None = None, num_classes: int = 7) -> pd.DataFrame:
+    """One row per head as notebook 03 builds it: its target and other logits, its settings (read from
+    the built head, so the table cannot drift from the code) and its fallback branch, if any."""
+    head_hparams = head_hparams or {}
+    rows = []
+    for name in heads:
+        head = make_head(name, 8, num_classes, **resolve_head_hparams(name, head_hparams.get(name)))
+        if isinstance(head, ArcFaceHead):
+            target = ("s·cos(θ_y + m) where θ_y < 90°, else s·cos θ_y" if head.easy_margin else
+                      "s·cos(θ_y + m); beyond π − m: s·(cos θ_y − m·sin m)")
+            others = "s·cos θ_j"
+        else:
+            target, others = _TARGET_LOGITS.get(name, ("(see lib.losses)", ""))
+        branch = fallback_branch(head)
+        settings = ", ".join(f"{key} = {value:g}" if isinstance(value, float) else f"{key} = {value}"
+                             for key, value in head.hparams.items())
+        rows.append({"head": name, "target logit": target, "other logits": others, "settings": settings or "none",
+                     "fallback branch": str(branch) if branch else "none"})
+    return pd.DataFrame(rows).set_index("head")
+
+
+# --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
 def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device="auto", amp="off") -> dict[str, np.ndarray]:
@@ -179,9 +268,9 @@ def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device=
 
 
 def validation_metrics(data: FairFaceData, y_pred: np.ndarray, target_cosine: np.ndarray,
-                       margin: float = COSRELU_MARGIN) -> dict[str, float]:
-    """``overall`` accuracy, accuracy per race (one key per group; NaN for an absent group) and the
-    fraction of samples with ``cos θ_y < margin − 1``."""
+                       margin: float = COSRELU_MARGIN, branch: FallbackBranch | None = None) -> dict[str, float]:
+    """``overall`` accuracy, accuracy per race (one key per group; NaN for an absent group), the
+    fraction of samples with ``cos θ_y < margin − 1`` and the fraction in ``branch`` (NaN without one)."""
     correct = y_pred == data.val_labels.numpy()
     race = data.val["race"].astype(str).to_numpy()
     metrics = {"overall": float(correct.mean())}
@@ -189,6 +278,7 @@ def validation_metrics(data: FairFaceData, y_pred: np.ndarray, target_cosine: np
         members = race == group
         metrics[group] = float(correct[members].mean()) if members.any() else float("nan")
     metrics[BEYOND_CLAMP] = float(np.mean(target_cosine < margin - 1.0))
+    metrics[FALLBACK_SHARE] = float(np.mean(target_cosine < branch.max_cosine)) if branch else float("nan")
     return metrics
 
 
@@ -205,6 +295,7 @@ class ClassifierRun:
     predictions: pd.DataFrame
     seconds: float
     hparams: dict = field(default_factory=dict)
+    target: str = "race"
 
     @property
     def accuracy(self) -> float:
@@ -232,10 +323,13 @@ def train_classifier(
 ) -> ClassifierRun:
     """Train ResNet18Embedding + ``head_name`` on the train split, scoring the val split every epoch.
 
-    ``weights``: ``None`` (random initialization) or ``"imagenet"`` (needs internet or torch hub's cache).
-    Training augmentation: random horizontal flip plus a random shift of up to ``max_shift`` pixels.
+    ``head_hparams`` override :data:`HEAD_HPARAMS` (see :func:`resolve_head_hparams`); settings other than
+    lib.losses' defaults are part of the checkpoint's name, so a run with other settings never resumes
+    from it. ``weights``: ``None`` (random initialization) or ``"imagenet"`` (needs internet or torch
+    hub's cache). Training augmentation: random horizontal flip plus a random shift of up to
+    ``max_shift`` pixels.
     """
-    head_hparams = dict(head_hparams or {})
+    head_hparams = resolve_head_hparams(head_name, head_hparams)
     if not data.digest:
         data.digest = data_digest(data.train_images, data.train_labels)
     settings = RunSettings(
@@ -247,25 +341,29 @@ def train_classifier(
     seed_everything(seed)
     model = make_model("resnet18", embedding_dim=embedding_dim, weights=weights)
     head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
-    margin = float(head_hparams.get("margin", COSRELU_MARGIN)) if head_name == "cosrelu" else COSRELU_MARGIN
+    margin = head.margin if isinstance(head, CosReLUHead) else COSRELU_MARGIN
+    branch = fallback_branch(head)
     eval_amp = resolve_precision(amp, resolve_device(device)) if resolve_device(device).type == "cuda" else "off"
 
     def eval_fn(model, head, epoch):
         scored = classify(model, head, data.val_images, data.val_labels, device=device, amp=eval_amp)
-        return validation_metrics(data, scored["y_pred"], scored["target_cosine"], margin)
+        return validation_metrics(data, scored["y_pred"], scored["target_cosine"], margin, branch)
 
     start = time.perf_counter()
     fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
                  eval_every=1, checkpoint_dir=checkpoint_dir, progress=progress)
     scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device, amp=eval_amp)
-    predictions = prediction_table(data, scored, head_name, seed)
-    history = fitted.history.assign(head=head_name, seed=seed)
-    return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start, head_hparams)
+    predictions = prediction_table(data, scored, head_name, seed, branch)
+    history = fitted.history.assign(target=data.target, head=head_name, seed=seed)
+    return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start, head_hparams,
+                         data.target)
 
 
-def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int) -> pd.DataFrame:
+def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int,
+                     branch: FallbackBranch | None = None) -> pd.DataFrame:
     """Per-sample validation predictions: ``id, y_true, y_pred`` (label strings), ``correct``, the
-    metadata columns, ``target_cosine``, ``head``, ``seed`` — what notebook 04 reads."""
+    metadata columns, ``target``, ``target_cosine``, ``in_fallback_branch`` (1.0 or 0.0; NaN for a head
+    without such a branch), ``head``, ``seed`` — what notebook 04 reads."""
     classes = np.asarray(data.classes, dtype=object)
     y_true = data.val_labels.numpy()
     frame = data.val.reset_index(drop=True).copy()
@@ -274,7 +372,9 @@ def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int) -> 
     frame.insert(1, "y_true", classes[y_true])
     frame.insert(2, "y_pred", classes[scored["y_pred"]])
     frame.insert(3, "correct", scored["y_pred"] == y_true)
-    return frame.assign(target=data.target, target_cosine=scored["target_cosine"], head=head, seed=seed)
+    in_branch = (scored["target_cosine"] < branch.max_cosine).astype(float) if branch else np.full(len(frame), np.nan)
+    return frame.assign(target=data.target, target_cosine=scored["target_cosine"], in_fallback_branch=in_branch,
+                        head=head, seed=seed)
 
 
 def train_grid(heads, seeds, data: FairFaceData, *, head_hparams: dict | None = None, **kwargs) -> list[ClassifierRun]:
@@ -285,7 +385,7 @@ def train_grid(heads, seeds, data: FairFaceData, *, head_hparams: dict | None = 
         for seed in seeds:
             run = train_classifier(head_name, data, seed=seed, head_hparams=head_hparams.get(head_name, {}), **kwargs)
             runs.append(run)
-            print(f"{head_name:>15} seed {seed}: val accuracy {run.accuracy:.3f} "
+            print(f"{data.target:>7} {head_name:>15} seed {seed}: val accuracy {run.accuracy:.3f} "
                   f"({run.history['seconds'].sum() / 60:.1f} min training)", flush=True)
     return runs
 
@@ -294,24 +394,30 @@ def train_grid(heads, seeds, data: FairFaceData, *, head_hparams: dict | None = 
 # Tables
 # --------------------------------------------------------------------------------------------------
 def history_table(runs: list[ClassifierRun]) -> pd.DataFrame:
-    """All runs' per-epoch histories stacked (one row per head, seed, epoch)."""
+    """All runs' per-epoch histories stacked (one row per target, head, seed, epoch)."""
     return pd.concat([run.history for run in runs], ignore_index=True)
 
 
-def results_tables(runs: list[ClassifierRun], groups) -> dict[str, pd.DataFrame]:
-    """Per head, the course report's CSV: ``epoch, seed, loss, overall`` and one accuracy column per race."""
+def results_tables(runs: list[ClassifierRun], groups) -> dict[tuple[str, str], pd.DataFrame]:
+    """Per (target, head), the course report's CSV: ``epoch, seed, loss, overall`` and one accuracy
+    column per race."""
     history = history_table(runs)
     columns = ["epoch", "seed", "loss", "overall", *groups]
-    return {head: rows.loc[:, columns].reset_index(drop=True) for head, rows in history.groupby("head", sort=False)}
+    return {key: rows.loc[:, columns].reset_index(drop=True)
+            for key, rows in history.groupby(["target", "head"], sort=False)}
 
 
-def result_file_name(head: str) -> str:
-    return f"Results - {RESULT_NAMES.get(head, head)}.csv"
+def result_file_name(head: str, target: str = "race") -> str:
+    """``Results - COSRELU.csv`` for race (the course report's names), ``Results - COSRELU (gender).csv``
+    for another target."""
+    suffix = "" if target == "race" else f" ({target})"
+    return f"Results - {RESULT_NAMES.get(head, head)}{suffix}.csv"
 
 
 def write_results(runs: list[ClassifierRun], groups, folder) -> list[Path]:
-    """Write ``Results - <HEAD>.csv`` per head into ``folder`` (atomically); return the paths."""
-    return [write_csv(table, Path(folder) / result_file_name(head)) for head, table in results_tables(runs, groups).items()]
+    """Write ``Results - <HEAD>[ (<target>)].csv`` per target and head into ``folder`` (atomically)."""
+    return [write_csv(table, Path(folder) / result_file_name(head, target))
+            for (target, head), table in results_tables(runs, groups).items()]
 
 
 def predictions_table(runs: list[ClassifierRun]) -> pd.DataFrame:
@@ -325,66 +431,51 @@ def per_group_long(history: pd.DataFrame, groups) -> pd.DataFrame:
 
 
 def final_accuracy_table(runs: list[ClassifierRun], groups) -> pd.DataFrame:
-    """One row per (head, seed): final overall and per-race validation accuracy."""
+    """One row per (target, head, seed): final overall and per-race validation accuracy."""
     rows = []
     for run in runs:
         by_race = run.predictions.groupby("race")["correct"].mean()
-        rows.append({"head": run.head, "seed": run.seed, "overall": run.accuracy,
+        rows.append({"target": run.target, "head": run.head, "seed": run.seed, "overall": run.accuracy,
                      **{group: by_race.get(group, np.nan) for group in groups}})
     return pd.DataFrame(rows)
 
 
 def summary_over_seeds(runs: list[ClassifierRun], confidence: float = 0.95) -> pd.DataFrame:
-    """Per head: final validation accuracy mean, std (ddof=1) and a Student-t interval over seeds."""
+    """Per (target, head): final validation accuracy mean, std (ddof=1) and a Student-t interval over seeds."""
     rows = []
-    for head in dict.fromkeys(run.head for run in runs):  # heads in training order
-        mine = [run for run in runs if run.head == head]
+    level = int(confidence * 100)
+    for target, head in dict.fromkeys((run.target, run.head) for run in runs):  # in training order
+        mine = [run for run in runs if (run.target, run.head) == (target, head)]
         interval = summarize_interval(np.array([run.accuracy for run in mine]), confidence)
         seconds = sum(run.history["seconds"].sum() for run in mine)
-        rows.append({"head": head, "seeds": len(mine), "accuracy": interval.mean, "std": interval.std,
-                     f"ci{int(confidence * 100)}_low": interval.lower, f"ci{int(confidence * 100)}_high": interval.upper,
+        rows.append({"target": target, "head": head, "seeds": len(mine), "accuracy": interval.mean,
+                     "std": interval.std, f"ci{level}_low": interval.lower, f"ci{level}_high": interval.upper,
                      "training minutes": seconds / 60})
-    return pd.DataFrame(rows).set_index("head")
-
-
-def paired_seed_difference(runs: list[ClassifierRun], head_a: str, head_b: str, confidence: float = 0.95):
-    """Mean over seeds of (accuracy of a − accuracy of b), paired by seed (same init and batches), with
-    a Student-t interval; needs both heads trained with the same seeds."""
-    a = {run.seed: run.accuracy for run in runs if run.head == head_a}
-    b = {run.seed: run.accuracy for run in runs if run.head == head_b}
-    common = sorted(set(a) & set(b))
-    if not common:
-        raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
-    return summarize_interval(np.array([a[s] - b[s] for s in common]), confidence)
+    return pd.DataFrame(rows).set_index(["target", "head"])
 
 
 def target_angle_summary(predictions: pd.DataFrame) -> pd.DataFrame:
     """Per head (all seeds pooled): median angle θ_y between a validation embedding and its own class
-    weight, and the shares beyond CosReLU's clamp angle and beyond ArcFace's fallback angle π − 0.5."""
+    weight; the shares beyond 90° (where ArcFace's easy margin is off), beyond CosReLU's clamp angle
+    (130.5° for m = 0.35) and beyond ArcFace's fallback angle (π − 0.5 = 151.4°); and the share in the
+    head's own fallback or clamp branch (NaN for a head without one)."""
     angles = np.degrees(np.arccos(np.clip(predictions["target_cosine"].to_numpy(dtype=float), -1, 1)))
-    frame = pd.DataFrame({"head": predictions["head"].to_numpy(), "angle": angles})
-    grouped = frame.groupby("head", sort=False)["angle"]
+    frame = pd.DataFrame({"head": predictions["head"].to_numpy(), "angle": angles,
+                          "in_branch": predictions["in_fallback_branch"].to_numpy(dtype=float)})
+    grouped = frame.groupby("head", sort=False)
     return pd.DataFrame({
-        "median θ_y (degrees)": grouped.median(),
-        "share beyond clamp angle": grouped.apply(lambda a: float(np.mean(a > CLAMP_ANGLE_DEGREES))),
-        "share beyond 151.4° (ArcFace fallback, m = 0.5)": grouped.apply(lambda a: float(np.mean(a > 180 - math.degrees(0.5)))),
+        "median θ_y (degrees)": grouped["angle"].median(),
+        "share beyond 90°": grouped["angle"].apply(lambda a: float(np.mean(a > 90))),
+        f"share beyond {CLAMP_ANGLE_DEGREES:.1f}°": grouped["angle"].apply(lambda a: float(np.mean(a > CLAMP_ANGLE_DEGREES))),
+        f"share beyond {ARCFACE_FALLBACK_DEGREES:.1f}°": grouped["angle"].apply(
+            lambda a: float(np.mean(a > ARCFACE_FALLBACK_DEGREES))),
+        "share in own fallback branch": grouped["in_branch"].mean(),  # NaN: the head has none
     })
-
-
-def prediction_agreement(runs: list[ClassifierRun], head_a: str, head_b: str) -> float:
-    """Fraction of validation samples on which ``head_a`` and ``head_b`` predict the same class, over the
-    seeds both were trained with (same samples, same order)."""
-    a = {run.seed: run.predictions["y_pred"].to_numpy() for run in runs if run.head == head_a}
-    b = {run.seed: run.predictions["y_pred"].to_numpy() for run in runs if run.head == head_b}
-    common = sorted(set(a) & set(b))
-    if not common:
-        raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
-    return float(np.mean(np.concatenate([a[s] == b[s] for s in common])))
 
 
 def confusion_by_head(runs: list[ClassifierRun], classes) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Per head, the confusion matrix summed over seeds (rows: true class), for
-    :func:`lib.fairness_plots.confusion_matrices`."""
+    :func:`lib.fairness_plots.confusion_matrices`; ``runs`` of one target."""
     labels = list(classes)
     out = {}
     for run in runs:

@@ -1,6 +1,8 @@
 """Fairness statistics: per-group accuracy with intervals, disparity summaries, paired head-vs-head
-tests, and per-group verification error rates at one global threshold (NIST FRVT Part 3, NISTIR 8280;
-the STD and SER disparity summaries of RFW, Wang et al., ICCV 2019).
+tests, and per-group verification error rates. Definitions follow RFW (Wang et al., ICCV 2019:
+per-group accuracy and its standard deviation), NIST FRVT Part 3 (Grother et al., NISTIR 8280, 2019:
+FMR and FNMR per group at one global threshold) and fairlearn's ``MetricFrame``; the skewed error ratio
+is max / min group error.
 
 Groups are any hashable labels (FairFace race strings, synthetic "Group A".., gender). Tables list
 groups in ``order`` when given (e.g. ``lib.labels.RACES``; groups absent from the data are left out),
@@ -12,7 +14,9 @@ Which test answers which question:
 * "is there a gap between groups at all?" — :func:`permutation_test_gap` (preferred, see below);
 * "do heads A and B differ, overall or within a group?" — :func:`mcnemar_exact`,
   :func:`mcnemar_by_group` (Holm-corrected across groups);
-* "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference`.
+* "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference` (one trained model each);
+  across training seeds, :mod:`lib.head_comparison`;
+* several tests at once — :func:`adjust_p_values` (Holm 1979; Benjamini & Hochberg 1995).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ __all__ = [
     "mcnemar_exact",
     "mcnemar_from_counts",
     "holm_adjust",
+    "benjamini_hochberg_adjust",
+    "adjust_p_values",
     "mcnemar_by_group",
     "GapBootstrap",
     "paired_bootstrap_gap_difference",
@@ -241,6 +247,36 @@ def holm_adjust(p_values) -> np.ndarray:
     stepped = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
     adjusted = np.empty(m)
     adjusted[order] = np.maximum.accumulate(stepped)
+    return adjusted
+
+
+def benjamini_hochberg_adjust(p_values) -> np.ndarray:
+    """Benjamini–Hochberg adjusted p-values (false-discovery-rate control), in the input order.
+
+    Sorted ascending, ``p̃_(j) = min_{i≥j} min(1, m·p_(i)/i)``.
+    """
+    p_values = np.asarray(p_values, dtype=np.float64)
+    m = len(p_values)
+    order = np.argsort(p_values, kind="stable")
+    scaled = np.minimum(1.0, p_values[order] * m / np.arange(1, m + 1))
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum.accumulate(scaled[::-1])[::-1]
+    return adjusted
+
+
+P_VALUE_CORRECTIONS = {"holm": holm_adjust, "bh": benjamini_hochberg_adjust}
+
+
+def adjust_p_values(p_values, method: str = "holm") -> np.ndarray:
+    """Adjust a family of p-values (``"holm"`` or ``"bh"``); NaN entries (tests that could not be run)
+    stay NaN and do not count towards the family size."""
+    if method not in P_VALUE_CORRECTIONS:
+        raise ValueError(f"method must be one of {sorted(P_VALUE_CORRECTIONS)}, got {method!r}")
+    p_values = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p_values.shape, np.nan)
+    finite = np.isfinite(p_values)
+    if finite.any():
+        adjusted[finite] = P_VALUE_CORRECTIONS[method](p_values[finite])
     return adjusted
 
 
@@ -509,7 +545,7 @@ def verification_error_rates(
 
     A pair belongs to a group when both faces do; other pairs are reported as ``"mixed"``. Use one
     global threshold for all groups — e.g. :func:`threshold_at_far` on all pairs, or a k-fold threshold —
-    never a per-group one (as NISTIR 8280 measures demographic differentials). Decision rule: match ⇔ score > threshold.
+    never a per-group one (NISTIR 8280 fixes the threshold for all groups). Decision rule: match ⇔ score > threshold.
     """
     scores, same = as_scores(scores), as_binary(same)
     pair_group = pair_groups(group1, group2)

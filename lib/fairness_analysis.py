@@ -3,14 +3,14 @@ notebooks 02 and 03 saved under ``data/results/<profile>/`` — nothing is retra
 
 Conventions:
 
-* predictions (notebook 03): one row per ``(head, seed, id)`` with ``y_true, y_pred, correct`` and the
-  metadata ``race, gender, age, service_test``; pair scores (notebook 02): one row per
+* predictions (notebook 03): one row per ``(target, head, seed, id)`` with ``y_true, y_pred, correct``
+  and the metadata ``race, gender, age, service_test``; pair scores (notebook 02): one row per
   ``(head, seed, pair)`` with ``file1, file2, same, score, threshold_10fold``;
 * with three or more seeds, per-group accuracies are averaged over seeds with a Student-t interval
   (training-seed variability); with fewer, the seeds' predictions are pooled with a Wilson interval over
   images (labelled so); disparities are always averaged over seeds;
-* head-vs-head tests pair the two heads' predictions of the same seed on the same images; pooling
-  over seeds is always done explicitly and labelled as such.
+* which heads are collapsed or identical, and every head-vs-head verdict, come from the tables notebook
+  03 saved (:mod:`lib.head_comparison`), read here, never recomputed differently.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib import fairness, lfw, paths
+from lib import fairness, head_comparison, lfw, paths
 from lib.errors import DataError
 from lib.fairness_plots import disparity_table
-from lib.verification import summarize_interval
 
 PREDICTIONS_FILE = "03_predictions.csv"
 PAIR_SCORES_FILE = "02_lfw_pair_scores.csv"
-POOLED = "pooled over seeds"
 UNKNOWN = "unknown"
 
 
@@ -52,8 +50,25 @@ def read_results(profile: str, file_name: str, notebook: str, required=()) -> pd
 
 def read_predictions(profile: str) -> pd.DataFrame:
     frame = read_results(profile, PREDICTIONS_FILE, "03",
-                         ("id", "y_true", "y_pred", "race", "gender", "age", "service_test", "head", "seed"))
+                         ("id", "y_true", "y_pred", "race", "gender", "age", "service_test", "target", "head", "seed"))
     frame["correct"] = frame["y_true"] == frame["y_pred"]
+    return frame
+
+
+def read_head_status(profile: str) -> pd.DataFrame:
+    """Notebook 03's :func:`lib.head_comparison.head_status` table (collapsed and identical heads)."""
+    frame = read_results(profile, head_comparison.HEADS_FILE, "03",
+                         ("target", "head", "label", "same_as", "seeds", "collapsed_seeds", "collapsed", "reason"))
+    frame["reason"] = frame["reason"].fillna("")
+    return frame
+
+
+def read_comparisons(profile: str) -> pd.DataFrame:
+    """Notebook 03's :func:`lib.head_comparison.compare_heads` table (effect sizes and verdicts)."""
+    frame = read_results(profile, head_comparison.COMPARISONS_FILE, "03",
+                         ("target", "quantity", "group", "head", "reference", "seeds", "difference", "lower",
+                          "upper", "p_value", "p_adjusted", "interval", "correction", "verdict"))
+    frame["group"] = frame["group"].fillna("")
     return frame
 
 
@@ -111,83 +126,6 @@ def gap_permutation_tests(predictions: pd.DataFrame, group: str, n_permutations:
         test = fairness.permutation_test_gap(frame["y_true"], frame["y_pred"], frame[group], n_permutations, seed)
         rows.append({"head": head, "seed": run_seed, "gap": test.observed_gap, "p_value": test.p_value})
     return pd.DataFrame(rows)
-
-
-# --------------------------------------------------------------------------------------------------
-# Classification: head against head on the same images
-# --------------------------------------------------------------------------------------------------
-def paired_predictions(predictions: pd.DataFrame, head_a: str, head_b: str) -> pd.DataFrame:
-    """Rows of ``head_a`` and ``head_b`` matched on ``(seed, id)``: ``correct_a, correct_b, y_pred_a, y_pred_b``."""
-    keys = ["seed", "id"]
-    a = predictions[predictions["head"] == head_a]
-    b = predictions[predictions["head"] == head_b]
-    if a.empty or b.empty:
-        raise ValueError(f"no predictions for {head_a if a.empty else head_b!r}; heads present: {heads_of(predictions)}")
-    merged = a.merge(b[keys + ["y_pred", "correct"]], on=keys, suffixes=("_a", "_b"), validate="one_to_one")
-    if len(merged) != len(a) or len(merged) != len(b):
-        raise ValueError(f"{head_a!r} and {head_b!r} were not scored on the same images and seeds")
-    return merged
-
-
-def mcnemar_overall(predictions: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Exact McNemar test of every head against ``reference``, per seed, plus a row per head pooling the
-    discordant counts over seeds (labelled; it treats seeds as extra samples of the same images)."""
-    rows = []
-    for head in heads_of(predictions):
-        if head == reference:
-            continue
-        paired = paired_predictions(predictions, head, reference)
-        only_a = only_b = n = 0
-        for run_seed, frame in paired.groupby("seed"):
-            result = fairness.mcnemar_exact(frame["correct_a"], frame["correct_b"])
-            rows.append({"head": head, "seed": str(run_seed), "n": result.n,
-                         "accuracy": frame["correct_a"].mean(), f"accuracy {reference}": frame["correct_b"].mean(),
-                         "only head right": result.only_a, f"only {reference} right": result.only_b,
-                         "p_value": result.p_value})
-            only_a, only_b, n = only_a + result.only_a, only_b + result.only_b, n + result.n
-        if paired["seed"].nunique() > 1:
-            pooled = fairness.mcnemar_from_counts(n, only_a, only_b)
-            rows.append({"head": head, "seed": POOLED, "n": n, "accuracy": paired["correct_a"].mean(),
-                         f"accuracy {reference}": paired["correct_b"].mean(), "only head right": only_a,
-                         f"only {reference} right": only_b, "p_value": pooled.p_value})
-    return pd.DataFrame(rows)
-
-
-def mcnemar_per_group(predictions: pd.DataFrame, head_a: str, head_b: str, group: str, order=None) -> pd.DataFrame:
-    """Per seed, exact McNemar per group with Holm correction across the groups (one family per seed)."""
-    paired = paired_predictions(predictions, head_a, head_b)
-    return pd.concat([
-        fairness.mcnemar_by_group(frame["correct_a"], frame["correct_b"], frame[group], order=order).assign(seed=run_seed)
-        for run_seed, frame in paired.groupby("seed")
-    ], ignore_index=True)
-
-
-def gap_differences(predictions: pd.DataFrame, reference: str, group: str, n_boot: int = 2000,
-                    seed: int = 0) -> pd.DataFrame:
-    """Gap of each head minus the gap of ``reference`` (same seed, same images): a paired bootstrap
-    percentile interval per seed, and with several seeds the mean difference with a t-interval over seeds."""
-    rows = []
-    for head in heads_of(predictions):
-        if head == reference:
-            continue
-        paired = paired_predictions(predictions, head, reference)
-        per_seed = []
-        for run_seed, frame in paired.groupby("seed"):
-            boot = fairness.paired_bootstrap_gap_difference(frame["y_true"], frame["y_pred_a"], frame["y_pred_b"],
-                                                            frame[group], n_boot=n_boot, seed=seed)
-            per_seed.append(boot.difference)
-            rows.append({"head": head, "seed": str(run_seed), "gap": boot.gap_a, f"gap {reference}": boot.gap_b,
-                         "difference": boot.difference, "lower": boot.lower, "upper": boot.upper,
-                         "interval": "paired bootstrap (percentile)"})
-        if len(per_seed) > 1:
-            interval = summarize_interval(np.array(per_seed))
-            rows.append({"head": head, "seed": "mean over seeds", "gap": np.nan, f"gap {reference}": np.nan,
-                         "difference": interval.mean, "lower": interval.lower, "upper": interval.upper,
-                         "interval": "t over seeds"})
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table["excludes 0"] = (table["lower"] > 0) | (table["upper"] < 0)
-    return table
 
 
 def subset_accuracy(predictions: pd.DataFrame, subset: str = "service_test") -> pd.DataFrame:
@@ -294,63 +232,24 @@ def group_order(values) -> list:
 # --------------------------------------------------------------------------------------------------
 # The conclusion, in words computed from the tables
 # --------------------------------------------------------------------------------------------------
-def _verdict(row) -> str:
-    if row["upper"] < 0:
-        return "narrower"
-    if row["lower"] > 0:
-        return "wider"
-    return "no measurable change"
-
-
-def conclusion(race_disparity: pd.DataFrame, gap_diff: pd.DataFrame, overall_tests: pd.DataFrame,
-               gap_tests: pd.DataFrame, verification_notes: pd.DataFrame | None, reference: str,
-               n_seeds: int, alpha: float = 0.05, per_group: pd.DataFrame | None = None) -> str:
-    """Markdown paragraphs stating what the tables show (every number taken from them).
-
-    With ``per_group`` (:func:`per_group_accuracy`), a narrower gap is also split into what happened to
-    the reference's best and worst group: a gap can close because the best group got worse."""
-    lines = []
+def gap_test_summary(gap_tests: pd.DataFrame, what: str, alpha: float = 0.05) -> str:
+    """One sentence on the per-model permutation tests of :func:`gap_permutation_tests`."""
     significant = gap_tests["p_value"] < alpha
-    lines.append(
-        f"**Is there a race gap?** In {int(significant.sum())} of {len(gap_tests)} (head, seed) runs the permutation "
-        f"test finds a gap between race groups at the {alpha:.0%} level (largest observed gap "
-        f"{gap_tests['gap'].max():.3f}, smallest {gap_tests['gap'].min():.3f})."
-    )
-    summary_rows = gap_diff[gap_diff["seed"] == "mean over seeds"] if n_seeds > 1 else gap_diff
-    verdicts = []
-    for row in summary_rows.to_dict("records"):
-        verdicts.append(f"`{row['head']}` {row['difference']:+.3f} (95 % CI {row['lower']:+.3f} to "
-                        f"{row['upper']:+.3f}: {_verdict(row)})")
-    kind = f"mean over {n_seeds} seeds, t-interval" if n_seeds > 1 else "one seed, paired bootstrap"
-    lines.append(f"**Does a margin change the race gap?** Gap of each head minus the gap of `{reference}` "
-                 f"({kind}): " + "; ".join(verdicts) + ".")
-    changed = [row for row in summary_rows.to_dict("records") if _verdict(row) != "no measurable change"]
-    if not changed:
-        lines.append("No head's race gap differs measurably from the reference's: at this data size the "
-                     "margin neither narrows nor widens the gap by more than the intervals above can resolve.")
-    else:
-        lines.append("Measurable changes: " + ", ".join(f"`{row['head']}` ({_verdict(row)})" for row in changed) + ".")
-        if per_group is not None:
-            accuracy = per_group.pivot(index="group", columns="head", values="accuracy")
-            best, worst = accuracy[reference].idxmax(), accuracy[reference].idxmin()
-            for row in changed:
-                head = row["head"]
-                lines.append(
-                    f"For `{head}`, the reference's best group ({best}) changes by "
-                    f"{accuracy.loc[best, head] - accuracy.loc[best, reference]:+.3f} and its worst group ({worst}) by "
-                    f"{accuracy.loc[worst, head] - accuracy.loc[worst, reference]:+.3f}"
-                    + (" — the gap closes partly by levelling down, which is not a fairness gain."
-                       if accuracy.loc[best, head] < accuracy.loc[best, reference] else ".")
-                )
-    pooled = overall_tests[overall_tests["seed"] == POOLED] if n_seeds > 1 else overall_tests
-    accuracy_lines = [
-        f"`{row['head']}` {row['accuracy'] - row[f'accuracy {reference}']:+.3f} (McNemar p = {row['p_value']:.2g})"
-        for row in pooled.to_dict("records")
-    ]
-    lines.append(f"**Overall accuracy against `{reference}`** ({'discordant counts pooled over seeds' if n_seeds > 1 else 'one seed'}): "
-                 + "; ".join(accuracy_lines) + ".")
-    best = race_disparity.set_index("head")["gap"].idxmin()
-    lines.append(f"The smallest mean race gap is `{best}`'s ({race_disparity.set_index('head').loc[best, 'gap']:.3f}).")
+    return (f"**Is there a race gap in {what} at all?** For {int(significant.sum())} of {len(gap_tests)} trained "
+            f"models (head, seed) the permutation test finds one at the {alpha:.0%} level, each model tested on "
+            f"its own (observed gaps {gap_tests['gap'].min():.3f} to {gap_tests['gap'].max():.3f}).")
+
+
+def conclusion(comparisons: pd.DataFrame, status: pd.DataFrame, *, gap_tests: dict | None = None,
+               verification_notes: pd.DataFrame | None = None, alpha: float = 0.05) -> str:
+    """Markdown paragraphs: notebook 03's verdicts (:func:`lib.head_comparison.summary_text` of the saved
+    tables, word for word what notebook 03 printed), then what only notebook 04 computes: per target the
+    permutation tests of ``gap_tests`` (target → :func:`gap_permutation_tests` table) and the LFW
+    verification ratios."""
+    lines = [head_comparison.summary_text(comparisons, status, alpha)]
+    for target, tests in (gap_tests or {}).items():
+        what = "per-class recall" if target == "race" else f"{target} accuracy"
+        lines.append(gap_test_summary(tests, what, alpha))
     if verification_notes is not None and len(verification_notes):
         def ratio(value):
             return "undefined (a group made no such error)" if pd.isna(value) else f"{value:.2f}×"

@@ -29,6 +29,7 @@ from lib.verification import summarize_interval
 __all__ = [
     "head_colors",
     "forest_plot",
+    "difference_forest",
     "disparity_table",
     "style_disparity_table",
     "per_group_accuracy_by_epoch",
@@ -156,6 +157,7 @@ def forest_plot(
     by_order=None,
     overall: Mapping | bool = True,
     interval_label: str = "95% interval",
+    chance: float | None = None,
     ax: plt.Axes | None = None,
     title: str | None = None,
     xlabel: str | None = None,
@@ -170,6 +172,7 @@ def forest_plot(
     the ``n``-weighted mean of the group estimates (= the accuracy on all samples when the groups
     partition them; the plain mean of the groups when there is no ``n`` column), a mapping
     ``head → value`` gives it, ``False`` draws none. Each head's points form one errorbar container.
+    ``chance`` (e.g. 1/7 for seven classes) draws a grey dotted line labelled as the chance level.
     """
     _require_columns(table, [group_col, estimate, lower, upper, by], "table")
     if by is None:
@@ -197,6 +200,8 @@ def forest_plot(
             ax.axvline(line_at, color=colors[head], linestyle="--", linewidth=1,
                        label=f"{head}: overall {line_at:.3f}")
 
+    if chance is not None:
+        ax.axvline(chance, color="grey", linestyle=":", linewidth=1.5, label=f"chance ({_fraction(chance)})")
     ax.set_yticks(positions, [str(group) for group in groups])
     ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top
     ax.grid(axis="y", visible=False)
@@ -205,6 +210,14 @@ def forest_plot(
     ax.set_title(title or f"Per-group {_pretty(estimate)}" + ("" if by == "_series" else f" by {_pretty(by)}"))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
+
+
+def _fraction(value: float) -> str:
+    """``1/7 = 0.143`` for a chance level that is a unit fraction, else ``0.143``."""
+    inverse = 1 / value if value > 0 else math.inf
+    if math.isfinite(inverse) and abs(inverse - round(inverse)) < 1e-9:
+        return f"1/{round(inverse)} = {value:.3f}"
+    return f"{value:.3f}"
 
 
 def _overall_value(rows: pd.DataFrame, estimate: str, head, overall) -> float | None:
@@ -219,6 +232,83 @@ def _overall_value(rows: pd.DataFrame, estimate: str, head, overall) -> float | 
     if "n" in rows.columns:
         return float(np.average(values[finite], weights=rows["n"].to_numpy(np.float64)[finite]))
     return float(values[finite].mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# Effect sizes: head − reference differences with their intervals and verdicts
+# --------------------------------------------------------------------------------------------------
+VERDICT_STYLES = {  # marker face, label
+    "resolved": ("black", "resolved (corrected)"),
+    "not resolved": ("white", "not resolved"),
+    "not compared": ("lightgrey", "not compared (collapsed head)"),
+    "no verdict": ("none", "no verdict (too few seeds)"),
+}
+
+
+def _verdict_kind(verdict: str) -> str:
+    if verdict.startswith("not compared"):
+        return "not compared"
+    if verdict.startswith("no interval") or verdict.startswith("no verdict"):
+        return "no verdict"
+    return "not resolved" if verdict == "not resolved" else "resolved"
+
+
+def _term(label: str) -> str:
+    """A head label as a term of a difference: ``(cosrelu = cosface)`` reads as one model."""
+    return f"({label})" if " = " in str(label) else str(label)
+
+
+def difference_forest(
+    comparisons: pd.DataFrame,
+    *,
+    prefix: str | None = None,
+    ax: plt.Axes | None = None,
+    title: str | None = None,
+    xlabel: str = "difference (percentage points)",
+) -> plt.Axes:
+    """Effect sizes as a forest plot in percentage points: one row per comparison (top to bottom in table
+    order), a dot at ``difference`` and whiskers from ``lower`` to ``upper``: filled where the corrected
+    verdict resolves a difference, hollow where it does not, grey where a head collapsed or there are too
+    few seeds for a verdict.
+
+    ``comparisons``: rows of :func:`lib.head_comparison.compare_heads` (columns ``head, reference,
+    difference, lower, upper, interval, correction, verdict``). Rows are labelled ``head − reference``,
+    after the value of the ``prefix`` column if given (e.g. ``"group"``). The axis label names the interval.
+    """
+    _require_columns(comparisons, ["head", "reference", "difference", "lower", "upper", "interval",
+                                   "correction", "verdict", prefix], "comparisons")
+    if comparisons.empty:
+        raise ValueError("comparisons has no rows to draw")
+    rows = comparisons.reset_index(drop=True)
+    names = [f"{_term(r['head'])} − {_term(r['reference'])}" for r in rows.to_dict("records")]
+    if prefix is not None:
+        names = [f"{r[prefix]}: {name}" if r[prefix] else name for r, name in zip(rows.to_dict("records"), names)]
+    ax = ax or plt.subplots(figsize=(8, 1.2 + 0.38 * len(rows)), layout="constrained")[1]
+    y = np.arange(len(rows), dtype=float)
+    scale = 100.0  # accuracy fractions → percentage points
+    for kind, (face, legend) in VERDICT_STYLES.items():
+        mine = rows.index[[_verdict_kind(v) == kind for v in rows["verdict"]]]
+        if len(mine) == 0:
+            continue
+        values = rows.loc[mine, "difference"].to_numpy(float) * scale
+        low = rows.loc[mine, "lower"].to_numpy(float) * scale
+        high = rows.loc[mine, "upper"].to_numpy(float) * scale
+        whiskers = np.vstack([values - low, high - values])
+        muted = kind in ("not compared", "no verdict")
+        ax.errorbar(values, y[mine], xerr=np.where(np.isfinite(whiskers), whiskers, 0), fmt="o",
+                    markerfacecolor=face, markeredgecolor="grey" if muted else "black",
+                    color="grey" if muted else "black", ecolor="grey", capsize=3, markersize=6, label=legend)
+    ax.axvline(0, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(y, names)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    ax.grid(axis="y", visible=False)
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:+g}" if value else "0"))
+    correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(rows["correction"].iloc[0], rows["correction"].iloc[0])
+    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {rows['interval'].iloc[0]}\n"
+                  f"verdict: {correction}-corrected t-test")
+    ax.set_title(title or "Head − reference differences")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
+    return ax
 
 
 # --------------------------------------------------------------------------------------------------
@@ -363,6 +453,7 @@ def per_group_accuracy_by_epoch(
     seed: str | None = "seed",
     ncols: int = 4,
     ylabel: str = "validation accuracy",
+    chance: float | None = None,
     title: str | None = None,
 ) -> plt.Figure:
     """Small multiples: one panel per group (in ``groups`` order) of ``y`` by ``x``, one line per head.
@@ -370,6 +461,7 @@ def per_group_accuracy_by_epoch(
     ``history_long`` has one row per ``(head, seed, epoch, group)``. Lines are the mean over seeds and
     bands mean ± std (ddof=1) — the FairFace course report's seven per-race plots, with their seed
     variability. ``seed=None`` for a single run. Panels share the y axis so groups compare at a glance.
+    ``chance`` draws the chance level (e.g. 1/7) as a grey dotted line in every panel.
     """
     stats = _mean_std_over_seeds(history_long, [group_col, head_col], x, y, seed)
     groups = _ordered(history_long[group_col], groups, "groups")
@@ -386,6 +478,8 @@ def per_group_accuracy_by_epoch(
             curve = stats[(stats[group_col] == group) & (stats[head_col] == head)]
             if len(curve):
                 _line_with_band(ax, curve, x, colors[head], str(head))
+        if chance is not None:
+            ax.axhline(chance, color="grey", linestyle=":", linewidth=1.5, label=f"chance ({_fraction(chance)})")
         ax.set_title(str(group), fontsize="medium")
         ax.tick_params(labelbottom=True)
     n_seeds = int(stats["n_seeds"].max())
@@ -393,6 +487,7 @@ def per_group_accuracy_by_epoch(
     for ax in fig.axes:
         legend.update(zip(*reversed(ax.get_legend_handles_labels())))
     labels = [str(head) for head in heads if str(head) in legend]
+    labels += [label for label in legend if label.startswith("chance (")][:1]
     fig.legend([legend[label] for label in labels], labels, loc="outside right upper", title=_pretty(head_col),
                frameon=False)
     fig.supxlabel(_pretty(x))
@@ -411,16 +506,20 @@ def curves_with_band(
     hue_order: Sequence | None = None,
     ax: plt.Axes | None = None,
     ylabel: str | None = None,
+    chance: float | None = None,
     title: str | None = None,
 ) -> plt.Axes:
     """``y`` by ``x`` (e.g. validation accuracy or training loss by epoch), one line per ``hue`` value:
-    the mean over seeds with a mean ± std (ddof=1) band. ``seed=None`` for a single run."""
+    the mean over seeds with a mean ± std (ddof=1) band. ``seed=None`` for a single run. ``chance``
+    draws the chance level as a grey dotted line."""
     stats = _mean_std_over_seeds(history_long, [hue], x, y, seed)
     hues = _ordered(history_long[hue], hue_order, hue)
     colors = head_colors(hues)
     ax = ax or plt.subplots(figsize=(6.5, 4), layout="constrained")[1]
     for value in hues:
         _line_with_band(ax, stats[stats[hue] == value], x, colors[value], str(value))
+    if chance is not None:
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1.5, label=f"chance ({_fraction(chance)})")
     ylabel = ylabel or _pretty(y)
     ax.set_xlabel(_pretty(x))
     ax.set_ylabel(ylabel)

@@ -393,24 +393,38 @@ class ArcFaceHead(NormalizedSoftmaxHead):
     it is replaced by :math:`\cos\theta - m\sin m` wherever :math:`\cos\theta \le \cos(\pi - m)`.
     Defaults :math:`s = 64, m = 0.5` (radians); :math:`s = 30` also works for small data.
 
+    ``easy_margin=True`` applies the margin only where :math:`\cos\theta_y > 0` (the target is
+    :math:`\cos\theta_y` beyond 90 degrees), the ``easy_margin`` option of the common PyTorch
+    implementation (ronghuaiyang/arcface-pytorch, ``models/metrics.py`` ``ArcMarginProduct``, commit
+    04ffdb3). Why it matters from a random initialisation: the margin's pull on the target,
+    :math:`\sin(\theta_y + m)`, is weaker than the plain cosine's :math:`\sin\theta_y` for every
+    :math:`\theta_y > (\pi - m)/2` (75.7 degrees for m = 0.5) and vanishes at :math:`\pi - m`, so samples
+    that start near 90 degrees can be pushed away from every class weight and stay there (notebook 03
+    measures it).
+
     :math:`\sin\theta` uses :math:`\max(1 - \cos^2\theta, \epsilon_{dtype})` under the root: at
     :math:`|\cos\theta| = 1` the true derivative :math:`-\cos\theta/\sin\theta` is infinite, and the
     clamp makes it 0 there instead (value error at most :math:`\sqrt{\epsilon}\sin m`, 1.7e-4 in float32).
     """
 
-    hparam_names = ("scale", "margin")
+    hparam_names = ("scale", "margin", "easy_margin")
 
-    def __init__(self, in_features: int, num_classes: int, scale: float = 64.0, margin: float = 0.5):
+    def __init__(self, in_features: int, num_classes: int, scale: float = 64.0, margin: float = 0.5,
+                 easy_margin: bool = False):
         super().__init__(in_features, num_classes, scale=scale)
         if not 0 <= margin < math.pi:
             raise ValueError(f"ArcFace's margin is an angle in radians in [0, pi), got {margin!r}")
         self.margin = float(margin)
+        self.easy_margin = bool(easy_margin)
 
     def target_cosine(self, cos_target: torch.Tensor) -> torch.Tensor:
-        r""":math:`\cos(\theta_y + m)`, or :math:`\cos\theta_y - m \sin m` where :math:`\theta_y > \pi - m`."""
+        r""":math:`\cos(\theta_y + m)`, or :math:`\cos\theta_y - m \sin m` where :math:`\theta_y > \pi - m`
+        (with ``easy_margin``: :math:`\cos\theta_y` where :math:`\theta_y \ge 90°`)."""
         eps = torch.finfo(cos_target.dtype).eps
         sin_target = torch.sqrt(torch.clamp(1.0 - cos_target * cos_target, min=eps))
         cos_shifted = cos_target * math.cos(self.margin) - sin_target * math.sin(self.margin)
+        if self.easy_margin:
+            return torch.where(cos_target > 0, cos_shifted, cos_target)
         fallback = cos_target - self.margin * math.sin(self.margin)
         return torch.where(cos_target > math.cos(math.pi - self.margin), cos_shifted, fallback)
 

@@ -165,6 +165,45 @@ def head_names() -> Rule:
     return Rule("a non-empty list of lib.losses head names", problem)
 
 
+def choice_list(*values) -> Rule:
+    """A non-empty list of distinct values, each one of ``values`` (e.g. the targets of notebook 03)."""
+
+    def problem(value):
+        if isinstance(value, str):
+            return _string_hint(value) or f"a single string, not a list: write [{value}]"
+        if not isinstance(value, (list, tuple)) or not value:
+            return "not a non-empty list"
+        unknown = [v for v in value if v not in values]
+        if unknown:
+            return f"unknown value(s) {unknown}; choose from {list(values)}"
+        if len(set(value)) != len(value):
+            return "lists a value twice"
+        return None
+
+    return Rule("a non-empty list of " + " | ".join(repr(v) for v in values), problem)
+
+
+def head_pairs() -> Rule:
+    """A list of [head, reference] pairs of lib.losses head names (the comparisons a notebook reports)."""
+
+    def problem(value):
+        from lib.losses import HEADS
+
+        if not isinstance(value, (list, tuple)):
+            return _string_hint(value) or f"not a list ({type(value).__name__})"
+        for pair in value:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                return f"element {pair!r} is not a [head, reference] pair"
+            unknown = [head for head in pair if head not in HEADS]
+            if unknown:
+                return f"unknown head(s) {unknown} in {list(pair)}; the heads are {list(HEADS)}"
+            if pair[0] == pair[1]:
+                return f"{list(pair)} compares a head with itself"
+        return None
+
+    return Rule("a list of [head, reference] pairs of lib.losses head names", problem)
+
+
 def head_name() -> Rule:
     def problem(value):
         from lib.losses import HEADS
@@ -352,9 +391,12 @@ SPECS: dict[str, dict[str, Rule]] = {
     "03_cosrelu_vs_softmax": {
         **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),
         "seeds": whole_list(0),
-        "target": choice("race", "gender", "age"),
+        "targets": choice_list("race", "gender", "age"),
         "heads": head_names(),
         "head_hparams": head_overrides(),
+        "head_pairs": head_pairs(),
+        "correction": choice("holm", "bh"),
+        "amp": choice("auto", "bf16", "fp16", True, False, None, "off"),
         "weights": choice(None, "imagenet"),
         "image_size": whole(1),
         "epochs": whole(1),
@@ -367,7 +409,6 @@ SPECS: dict[str, dict[str, Rule]] = {
     "04_fairness": {
         **_pick("profile", "seed", "synthetic_preset", "lfw_source"),
         "lfw_gender_folder": ANY,  # None or a folder; checked with the paths (check_paths)
-        "reference_head": head_name(),
         "verification_threshold": verification_threshold(),
         "n_boot": whole(1),
         "n_permutations": whole(1),
@@ -378,9 +419,7 @@ SPECS: dict[str, dict[str, Rule]] = {
 COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
     "02_sphereface": (("sphereface", "softmax"), ("cosface", "softmax"), ("normsoftmax", "softmax"),
                       ("sphereface", "course_sphereface"), ("cosface", "sphereface")),
-    "03_cosrelu_vs_softmax": (("cosrelu", "cosine_softmax"), ("cosrelu", "cosface"), ("cosface", "normsoftmax"),
-                              ("arcface", "normsoftmax")),
-}
+}  # notebook 03 takes its comparisons as the parameter head_pairs (checked in _notes)
 
 
 def comparisons(notebook: str, heads: Iterable[str]) -> list[tuple[str, str]]:
@@ -466,6 +505,13 @@ def _notes(stem: str, values: dict) -> list[str]:
     if isinstance(heads, (list, tuple)) and stem in COMPARISONS:
         kept = comparisons(stem, heads)
         skipped = [f"{a} − {b}" for a, b in COMPARISONS[stem] if (a, b) not in kept]
+        if len(heads) == 1:
+            notes.append(f"only one head ({heads[0]}): every head-vs-head comparison is skipped")
+        elif skipped:
+            notes.append(f"comparisons skipped because a head is not trained: {', '.join(skipped)}")
+    pairs = values.get("head_pairs")
+    if isinstance(heads, (list, tuple)) and isinstance(pairs, (list, tuple)):
+        skipped = [f"{a} − {b}" for a, b in (tuple(p) for p in pairs if len(p) == 2) if a not in heads or b not in heads]
         if len(heads) == 1:
             notes.append(f"only one head ({heads[0]}): every head-vs-head comparison is skipped")
         elif skipped:

@@ -15,35 +15,41 @@
 # ---
 
 # %% [markdown]
-# # 04 · Fairness: do angular margins change the gaps between groups?
+# # 04 · Fairness: do angular margins change how well each group is served?
 #
-# This notebook trains nothing. It reads the per-image predictions notebook 03 saved (FairFace race
-# classification, every head and seed) and the per-pair scores notebook 02 saved (LFW View 1 DevTest
-# verification, every head), and asks how unequal the errors are across groups, whether a margin head
-# changes that, and how sure we can be. Definitions follow RFW (Wang et al., ICCV 2019), NIST FRVT Part 3
+# This notebook trains nothing. It reads what notebook 03 saved — the per-image validation predictions of
+# every target (gender and race classification on FairFace), head and seed, which heads collapsed or are
+# one model, and the head-vs-head comparisons with their verdicts — and the per-pair scores notebook 02
+# saved (LFW View 1 DevTest verification). It asks how unequal the errors are across groups, whether a
+# margin head changes that, and how sure we can be. Definitions follow RFW (Wang et al., ICCV 2019), NIST FRVT Part 3
 # (NISTIR 8280, 2019) and fairlearn (see References at the end):
 #
-# * per group: accuracy with a 95 % interval — over training seeds (Student-t) when there are several,
-#   a Wilson interval over images when there is one;
-# * across groups: the gap (max − min accuracy), the ratio (min / max), the standard deviation of the
-#   group accuracies (RFW's STD) and the skewed error ratio SER = max error / min error (undefined when a
-#   group makes no errors);
-# * head against head: exact McNemar tests on the same images, overall and per group with Holm's
-#   correction, and a paired bootstrap of the difference of two heads' gaps;
-# * verification: one global threshold for everyone, then false-match and false-non-match rates per group.
+# * **The question about people** is gender classification, accuracy per race: does the classifier work
+#   equally well for the people of every group (the FairFace paper's protocol, Kärkkäinen & Joo, WACV
+#   2021)? Race classification's per-race accuracy is the recall of each race label; it shows which labels
+#   get confused, not how well a group is served, and is analysed second.
+# * **Effect sizes come first**: differences between a head and its reference — overall accuracy, the race
+#   gap (max − min accuracy across races) and each race's accuracy — as the mean over training seeds
+#   with a Student-t 95 % interval over seeds (paired by seed; the seeds share the validation images, so
+#   the interval is conditional on them). A verdict comes only from the matching t-test, Holm-corrected
+#   across the comparisons of one kind, and only with three or more seeds. These numbers are notebook 03's
+#   saved table, so the two notebooks state the same conclusion.
+# * Per group: accuracy with a 95 % interval — over training seeds (Student-t) with three or more seeds,
+#   else a Wilson interval over images with the seeds pooled (labelled so, since it ignores seed variation).
+#   Across groups: the gap, the ratio (min / max), the standard deviation of the group accuracies (RFW's
+#   STD) and the skewed error ratio SER = max error / min error, each the mean over seeds with a t-interval.
+# * Verification: one global threshold for everyone, then false-match and false-non-match rates per group.
 #
-# A caution that applies throughout: a bootstrap interval of a max − min gap is biased upward (noise
-# alone spreads the groups apart), so "the gap's interval excludes 0" is not proof of a disparity. The
-# permutation test below answers "is there a gap at all?" properly.
+# A caution: a max − min gap is biased upward (noise alone spreads the groups apart), so its size alone is
+# no proof of a disparity. The permutation test answers "is there a gap at all?" for one trained model.
 
 # %% tags=["parameters"]
 profile = "default"  # whose saved results to read: data/results/<profile>/
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
 lfw_source = "synthetic"  # synthetic | shared | sklearn | a folder path (for the gender lists and identities)
 lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW, else data/lfw_gender/)
-reference_head = "cosine_softmax"  # the report's "softmax": every other head is compared with it
 verification_threshold = "10fold"  # "10fold" (notebook 02's threshold) or a false-match rate, e.g. 0.01
-n_boot = 2000  # bootstrap resamples for the gap differences
+n_boot = 2000  # bootstrap resamples (verification section)
 n_permutations = 2000  # permutations for the "is there a gap at all" test
 seed = 0  # seeds the bootstrap and the permutations
 
@@ -52,7 +58,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import download, fairness_analysis as analysis, fairness_plots, parameters, paths, plots, synthetic
+from lib import download, fairness_analysis as analysis, fairness_plots, head_comparison, parameters, paths, plots
+from lib import synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
 
@@ -67,117 +74,138 @@ if lfw_source == "sklearn":
     download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 
-predictions = analysis.read_predictions(profile)
-heads = analysis.heads_of(predictions)
+raw_predictions = analysis.read_predictions(profile)
+status = analysis.read_head_status(profile)
+comparisons = analysis.read_comparisons(profile)
+predictions = head_comparison.relabel(raw_predictions, status)  # one row set per model, heads by label
+targets = list(dict.fromkeys(predictions["target"]))
 seeds = sorted(int(s) for s in predictions["seed"].unique())
 races = analysis.group_order(predictions["race"])
+by_target = {target: predictions[predictions["target"] == target] for target in targets}
+shown = {target: list(head_comparison.representatives(status, target).values()) for target in targets}
 interval = analysis.interval_label(predictions)
-if reference_head not in heads:
-    raise ValueError(f"reference_head {reference_head!r} is not among the heads notebook 03 saved: {heads}")
-display(Markdown(f"**Profile** `{profile}` · {len(predictions) // (len(heads) * len(seeds)):,} validation images · "
-                 f"heads {', '.join(heads)} · seeds {list(seeds)} · reference `{reference_head}` · "
-                 f"intervals: {interval}"))
+images = predictions.groupby(["target", "head", "seed"]).size().iloc[0]
+display(Markdown(f"**Profile** `{profile}` · targets {', '.join(f'`{t}`' for t in targets)} · {images:,} validation "
+                 f"images · seeds {seeds} · per-group intervals: {interval}"))
 
 # %% [markdown]
-# ## FairFace: accuracy per race group
-# Each head's accuracy (of predicting the `race` label) on the images of each group, with the dashed line
-# at the head's overall accuracy.
+# ## Which heads are compared
+# From notebook 03: a **collapsed** head (most validation samples in its fallback or clamp branch, most
+# embeddings more than 90° from their own class weight, or accuracy not above the largest class's share) is
+# shown, flagged, and not compared; heads with identical predictions on every image and seed are one model,
+# reported once under a joint label.
 
 # %%
-by_race = analysis.per_group_accuracy(predictions, "race", order=races)
-fig, ax = plt.subplots(figsize=(8.5, 6.5))
-fairness_plots.forest_plot(by_race, order=races, by_order=heads, ax=ax, interval_label=interval,
-                           title="Validation accuracy per race group, by head", xlabel="accuracy")
-plots.save_figure(fig, "04_race_forest", profile)
-plt.show()
-by_race.pivot(index="group", columns="head", values="accuracy").loc[races, heads]
+status.set_index(["target", "head"])[["label", "same_as", "seeds", "collapsed_seeds", "reason"]]
 
 # %% [markdown]
-# In the synthetic profiles the groups have a planted difficulty (`Group A` easiest … `Group G` hardest). If
-# the analysis works, accuracy falls with difficulty: Spearman's ρ between planted difficulty and measured
-# accuracy near −1.
+# ## Effect sizes: each head against its reference
+# Overall accuracy and race gap, head − reference, in percentage points; dots are means over seeds,
+# whiskers the 95 % t-interval over seeds. Filled dots: a difference resolved after the correction; hollow:
+# not resolved; grey: a collapsed head (not compared) or too few seeds for a verdict. For race
+# classification the gap is one of per-class recall (label confusion).
 
 # %%
-if set(races) <= set(synthetic.GROUP_DIFFICULTY):
-    display(analysis.planted_order_check(by_race, synthetic.GROUP_DIFFICULTY))
+QUANTITY_NAMES = {"accuracy": "overall accuracy", "gap": "race gap"}
+main = comparisons[comparisons["quantity"].isin(QUANTITY_NAMES)].assign(
+    quantity=lambda frame: frame["quantity"].map(QUANTITY_NAMES))
+if len(main):
+    panels = [t for t in targets if (main["target"] == t).any()]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, sum(1.8 + 0.4 * (main["target"] == t).sum() for t in panels)),
+                             squeeze=False, layout="constrained")
+    for ax, target in zip(axes[:, 0], panels):
+        fairness_plots.difference_forest(main[main["target"] == target], prefix="quantity", ax=ax,
+                                         title=f"{target.capitalize()} classification: head − reference")
+    plots.save_figure(fig, "04_gap_differences", profile)
+    plt.show()
 else:
+    display(Markdown("No pair of heads to compare (see `head_pairs` in notebook 03)."))
+comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
+    ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]]
+
+# %% [markdown]
+# ## Gender classification: how well is each group served?
+# ### Per race: gender accuracy of each head against its reference
+# The same differences for each race's images (head − reference, percentage points, 95 % t-interval over
+# seeds; verdicts Holm-corrected across all races and pairs of the target).
+
+# %%
+if "gender" in targets:
+    per_race = comparisons[(comparisons["target"] == "gender") & (comparisons["quantity"] == "group accuracy")]
+    if len(per_race):
+        fig, ax = plt.subplots(figsize=(12, 1.8 + 0.36 * len(per_race)), layout="constrained")
+        fairness_plots.difference_forest(per_race, prefix="group", ax=ax,
+                                         title="Gender accuracy per race: head − reference")
+        plots.save_figure(fig, "04_gender_differences_by_race", profile)
+        plt.show()
+        display(per_race.set_index(["group", "head", "reference"])[
+            ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]])
+else:
+    display(Markdown("Notebook 03 trained no gender classifier (`targets` without `gender`)."))
+
+# %% [markdown]
+# ### The accuracies behind them
+# Each head's gender accuracy on the images of each race, with the dashed line at the head's overall
+# accuracy and the dotted line at chance (1/2).
+
+# %%
+if "gender" in targets:
+    gender_by_race = analysis.per_group_accuracy(by_target["gender"], "race", order=races)
+    fig, ax = plt.subplots(figsize=(8.5, 6.5), layout="constrained")
+    fairness_plots.forest_plot(gender_by_race, order=races, by_order=shown["gender"], ax=ax, interval_label=interval,
+                               chance=1 / by_target["gender"]["y_true"].nunique(),
+                               title="Gender classification: accuracy per race group, by head",
+                               xlabel=f"gender accuracy (dot: estimate; whiskers: {interval})")
+    plots.save_figure(fig, "04_gender_by_race", profile)
+    plt.show()
+    display(gender_by_race.pivot(index="group", columns="head", values="accuracy").loc[races, shown["gender"]])
+    display(fairness_plots.style_disparity_table(analysis.disparities(by_target["gender"], "race", order=races),
+                                                 caption="Gender accuracy across races: disparity of each head "
+                                                         "(mean over seeds, 95 % t-interval over seeds)"))
+
+# %% [markdown]
+# In the synthetic profiles the groups have a planted difficulty (`Group A` easiest … `Group G` hardest:
+# more photo-to-photo variation of a person and a less distinctive group look). For race classification it
+# is a check: if the analysis works, recall falls with difficulty (Spearman's ρ between planted difficulty
+# and measured recall near −1). For gender classification it is an observation: the difficulty was planted
+# for telling groups and people apart, and nothing says it must make gender harder to read.
+
+# %%
+planted = set(races) <= set(synthetic.GROUP_DIFFICULTY)
+per_group = {target: analysis.per_group_accuracy(by_target[target], "race", order=races) for target in targets}
+for target in targets:
+    if planted:
+        display(Markdown(f"**{target}**"), analysis.planted_order_check(per_group[target], synthetic.GROUP_DIFFICULTY))
+if not planted:
     display(Markdown("Real FairFace: no planted ordering to check."))
 
 # %% [markdown]
-# ### How unequal? The disparity summary per head
-# Mean over seeds with a 95 % t-interval (no interval with one seed). Lower gap, STD and SER and a ratio
-# closer to 1 mean more equal accuracies.
+# ### Is there a race gap at all?
+# For each trained model (head and seed) on its own: the observed gap and the p-value of a permutation test
+# that shuffles the race labels (group sizes kept). It is a statement about one trained network on these
+# images, not about a head across seeds; the verdicts between heads are the ones above.
 
 # %%
-race_disparity = analysis.disparities(predictions, "race", order=races)
-fairness_plots.style_disparity_table(race_disparity, caption="Race-group disparity of each head")
+gap_tests = {target: analysis.gap_permutation_tests(by_target[target], "race", n_permutations=n_permutations, seed=seed)
+             for target in targets}
+for target, tests in gap_tests.items():
+    display(Markdown(f"**{target}**"), tests.pivot(index="head", columns="seed", values=["gap", "p_value"]).loc[shown[target]])
 
 # %% [markdown]
-# **Is there a gap at all?** For each head and seed: the observed gap and the p-value of a permutation
-# test that shuffles the group labels (sizes kept). A small p means the groups really differ in accuracy.
+# ## Race classification: per-class recall
+# The recall of each race label per head (notebook 03 draws it, `03_per_race_final`, beside the confusion
+# matrices that explain it) and its disparity across races. A lower recall for a race means its label is
+# confused with others more often; it is not a measure of how well people of that group are served.
 
 # %%
-race_gap_tests = analysis.gap_permutation_tests(predictions, "race", n_permutations=n_permutations, seed=seed)
-race_gap_tests.pivot(index="head", columns="seed", values=["gap", "p_value"]).loc[heads]
-
-# %% [markdown]
-# ### Does a head differ from the reference?
-# Exact McNemar tests on the same validation images: per seed, and the discordant counts pooled over seeds
-# (labelled; pooling treats the seeds as independent looks at the same images, so it is optimistic).
-
-# %%
-overall_tests = analysis.mcnemar_overall(predictions, reference_head)
-overall_tests.assign(p_value=overall_tests["p_value"].map(fairness_plots.format_p_value),
-                     significance=overall_tests["p_value"].map(fairness_plots.significance_marker))
-
-# %% [markdown]
-# Per race group, for the course report's comparison (CosReLU against its softmax), Holm-corrected across
-# the seven groups within each seed:
-
-# %%
-focus_head = "cosrelu" if "cosrelu" in heads else next(h for h in heads if h != reference_head)
-per_group_tests = analysis.mcnemar_per_group(predictions, focus_head, reference_head, "race", order=races)
-for run_seed, table in per_group_tests.groupby("seed"):
-    display(Markdown(f"**seed {run_seed}**: `{focus_head}` vs `{reference_head}`"))
-    display(fairness_plots.mcnemar_table(table.drop(columns="seed"), head_a=focus_head, head_b=reference_head))
-
-# %% [markdown]
-# ### Does a margin narrow the race gap?
-# Each head's gap minus the reference head's gap, on the same images and seed: a paired bootstrap interval
-# per seed (groups resampled within themselves, both heads jointly), and the mean over seeds with its
-# t-interval. A negative difference means the head's accuracies are *more* equal than the reference's.
-
-# %%
-gap_diff = analysis.gap_differences(predictions, reference_head, "race", n_boot=n_boot, seed=seed)
-gap_diff
-
-# %%
-fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(gap_diff)))
-labels = [f"{row.head} · seed {row.seed}" for row in gap_diff.itertuples()]
-y = range(len(gap_diff))[::-1]
-ax.errorbar(gap_diff["difference"], list(y), xerr=[gap_diff["difference"] - gap_diff["lower"],
-                                                   gap_diff["upper"] - gap_diff["difference"]],
-            fmt="o", color="black", ecolor="grey", capsize=3)
-ax.axvline(0, color="grey", ls=":", lw=1)
-ax.set_yticks(list(y), labels)
-ax.set(xlabel=f"race gap of head − race gap of {reference_head} (accuracy points)",
-       title="Difference of race gaps against the reference head (95% intervals)")
-plots.save_figure(fig, "04_gap_differences", profile)
-plt.show()
-
-# %% [markdown]
-# ## FairFace: the same analysis split by gender
-# Accuracy of the race prediction on the images of each perceived gender.
-
-# %%
-by_gender = analysis.per_group_accuracy(predictions, "gender", order=GENDERS)
-fig, ax = plt.subplots(figsize=(8, 3.5))
-fairness_plots.forest_plot(by_gender, order=GENDERS, by_order=heads, ax=ax, interval_label=interval,
-                           title="Validation accuracy per perceived gender, by head", xlabel="accuracy")
-plots.save_figure(fig, "04_gender_forest", profile)
-plt.show()
-fairness_plots.style_disparity_table(analysis.disparities(predictions, "gender", order=GENDERS),
-                                     caption="Gender disparity of each head")
+if "race" in targets:
+    display(per_group["race"].pivot(index="group", columns="head", values="accuracy").loc[races, shown["race"]])
+    display(fairness_plots.style_disparity_table(analysis.disparities(by_target["race"], "race", order=races),
+                                                 caption="Race classification: disparity of per-class recall "
+                                                         "(mean over seeds, 95 % t-interval over seeds)"))
+    recall_differences = comparisons[(comparisons["target"] == "race") & (comparisons["quantity"] == "group accuracy")]
+    display(recall_differences.set_index(["group", "head", "reference"])[
+        ["difference", "lower", "upper", "p_adjusted", "verdict"]])
 
 # %% [markdown]
 # ## FairFace: the balanced `service_test` subset vs all validation images
@@ -185,8 +213,9 @@ fairness_plots.style_disparity_table(analysis.disparities(predictions, "gender",
 # share; on the balanced subset every group counts about equally.
 
 # %%
-subsets = analysis.subset_accuracy(predictions)
-subsets.pivot(index="head", columns="group", values="accuracy").loc[heads]
+for target in targets:
+    subsets = analysis.subset_accuracy(by_target[target])
+    display(Markdown(f"**{target}**"), subsets.pivot(index="head", columns="group", values="accuracy").loc[shown[target]])
 
 # %% [markdown]
 # ## LFW verification: error rates per group at one global threshold
@@ -256,11 +285,10 @@ else:
 
 # %% [markdown]
 # ## Conclusion
-# Computed from the tables above.
+# Notebook 03's verdicts, word for word (written from the same saved table), then what this notebook adds.
 
 # %%
-display(Markdown(analysis.conclusion(race_disparity, gap_diff, overall_tests, race_gap_tests, gender_notes,
-                                     reference_head, n_seeds=len(seeds), per_group=by_race)))
+display(Markdown(analysis.conclusion(comparisons, status, gap_tests=gap_tests, verification_notes=gender_notes)))
 
 # %% [markdown]
 # ## References

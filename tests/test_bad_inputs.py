@@ -483,7 +483,11 @@ CASES = [
     parameter_case("03_cosrelu_vs_softmax", "seeds", [-1], "element -1"),
     parameter_case("03_cosrelu_vs_softmax", "seeds", [0.5], "element 0.5", "not a whole number"),
     parameter_case("03_cosrelu_vs_softmax", "seeds", 0, "not a list (int)"),
-    parameter_case("03_cosrelu_vs_softmax", "target", "ethnicity", "'race' | 'gender' | 'age'"),
+    parameter_case("03_cosrelu_vs_softmax", "targets", ["ethnicity"], "unknown value(s) ['ethnicity']"),
+    parameter_case("03_cosrelu_vs_softmax", "targets", "race", "a single string, not a list"),
+    parameter_case("03_cosrelu_vs_softmax", "head_pairs", [["cosrelu"]], "is not a [head, reference] pair"),
+    parameter_case("03_cosrelu_vs_softmax", "head_pairs", [["cosrelu", "cosrelu"]], "compares a head with itself"),
+    parameter_case("03_cosrelu_vs_softmax", "correction", "bonferroni", "'holm' | 'bh'"),
     parameter_case("03_cosrelu_vs_softmax", "weights", "imagenet21k", "None | 'imagenet'"),
     parameter_case("03_cosrelu_vs_softmax", "limit", 0, "must be >= 1"),
     parameter_case("03_cosrelu_vs_softmax", "fairface_padding", "0.5", "'0.25' | '1.25'"),
@@ -493,7 +497,6 @@ CASES = [
     parameter_case("03_cosrelu_vs_softmax", "image_size", -32, "must be >= 1"),
     parameter_case("03_cosrelu_vs_softmax", "heads", ["cosrelu", "relu"], "unknown head(s) ['relu']"),
     parameter_case("03_cosrelu_vs_softmax", "epochs", 0, "must be >= 1"),
-    parameter_case("04_fairness", "reference_head", "softmaxx", "unknown head"),
     parameter_case("04_fairness", "verification_threshold", 0, "must be > 0 and < 1"),
     parameter_case("04_fairness", "verification_threshold", 1.5, "must be > 0 and < 1"),
     parameter_case("04_fairness", "verification_threshold", "10-fold", "not a finite number (str)", "'10fold'"),
@@ -589,7 +592,7 @@ def test_single_head_is_valid_and_says_comparisons_are_skipped(capsys):
     params = {**NOTEBOOK_DEFAULTS["03_cosrelu_vs_softmax"], "heads": ["cosrelu", "cosface"], "seeds": [0]}
     notes = validate("03", params, quiet=True)
     assert notes[0] == ("comparisons skipped because a head is not trained: cosrelu − cosine_softmax, "
-                        "cosface − normsoftmax, arcface − normsoftmax")
+                        "normsoftmax − cosine_softmax, cosface − normsoftmax, arcface − normsoftmax")
     assert "one seed" in notes[1]
 
 

@@ -61,7 +61,40 @@ def test_missing_split_is_a_clear_error(small_fairface):
 
 
 def test_clamp_angle():
-    assert fx.CLAMP_ANGLE_DEGREES == pytest.approx(130.54, abs=0.01)  # degrees(arccos(0.35 - 1)) = 130.54
+    assert fx.CLAMP_ANGLE_DEGREES == pytest.approx(130.54, abs=0.01)  # arccos(0.35 - 1)
+    assert fx.ARCFACE_FALLBACK_DEGREES == pytest.approx(151.35, abs=0.01)  # 180° - 0.5 rad
+
+
+def test_fallback_branch_of_each_head():
+    from lib.losses import make_head
+
+    clamp = fx.fallback_branch(make_head("cosrelu", 4, 3))
+    assert clamp.name == "clamp" and clamp.angle == pytest.approx(130.54, abs=0.01)
+    assert fx.fallback_branch(make_head("cosrelu", 4, 3, margin=0.5)).angle == pytest.approx(120.0)
+    arcface = fx.fallback_branch(make_head("arcface", 4, 3, margin=0.5))
+    assert arcface.name == "fallback" and arcface.angle == pytest.approx(151.35, abs=0.01)
+    easy = fx.fallback_branch(make_head("arcface", 4, 3, easy_margin=True))
+    assert easy.name == "no margin" and easy.angle == pytest.approx(90.0)
+    for name in ("cosface", "normsoftmax", "cosine_softmax"):
+        assert fx.fallback_branch(make_head(name, 4, 3)) is None
+
+
+def test_head_settings_are_read_from_the_built_heads():
+    table = fx.head_settings(["cosrelu", "arcface"])
+    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.1, easy_margin = False"
+    assert table.loc["arcface", "fallback branch"] == "fallback: θ_y > 174.3°"
+    assert table.loc["cosrelu", "fallback branch"] == "clamp: θ_y > 130.5°"
+    override = fx.head_settings(["arcface"], {"arcface": {"scale": 64.0, "margin": 0.5, "easy_margin": True}})
+    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = True"
+    assert override.loc["arcface", "fallback branch"] == "no margin: θ_y > 90.0°"
+    assert override.loc["arcface", "target logit"].endswith("else s·cos θ_y")
+    assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3}
+    assert fx.resolve_head_hparams("cosface") == {}
+
+
+def test_result_file_names_tell_targets_apart():
+    assert fx.result_file_name("cosrelu") == "Results - COSRELU.csv"
+    assert fx.result_file_name("cosrelu", "gender") == "Results - COSRELU (gender).csv"
 
 
 def test_classify_matches_predict_and_brute_force_cosines(data):
@@ -97,6 +130,10 @@ def test_validation_metrics_by_hand(data):
         expected = accuracy_score(y_true[members], y_pred[members]) if members.any() else math.nan
         assert metrics[group] == pytest.approx(expected, nan_ok=True)
     assert metrics[fx.BEYOND_CLAMP] == pytest.approx(np.mean(np.degrees(np.arccos(cosine)) > fx.CLAMP_ANGLE_DEGREES))
+    assert math.isnan(metrics[fx.FALLBACK_SHARE])
+    branch = fx.FallbackBranch("fallback", math.cos(math.radians(120)))
+    with_branch = fx.validation_metrics(data, y_pred, cosine, branch=branch)
+    assert with_branch[fx.FALLBACK_SHARE] == pytest.approx(np.mean(np.degrees(np.arccos(cosine)) > 120))
 
 
 def test_grid_tables_and_resume(data, tmp_path):
@@ -104,8 +141,10 @@ def test_grid_tables_and_resume(data, tmp_path):
     runs = fx.train_grid(["cosine_softmax", "cosrelu", "cosface"], [0, 1], data, **kwargs)
     assert [(run.head, run.seed) for run in runs] == [(h, s) for h in ("cosine_softmax", "cosrelu", "cosface") for s in (0, 1)]
     history = fx.history_table(runs)
-    assert len(history) == 12 and history["overall"].notna().all()
+    assert len(history) == 12 and history["overall"].notna().all() and (history["target"] == "race").all()
     assert history.loc[history["head"] == "cosrelu", "clamp_fraction"].between(0, 1).all()
+    assert history.loc[history["head"] == "cosface", fx.FALLBACK_SHARE].isna().all()
+    assert history.loc[history["head"] == "cosrelu", fx.FALLBACK_SHARE].between(0, 1).all()
 
     # The last history row is the final model's accuracy, recomputed from the saved predictions.
     for run in runs:
@@ -119,21 +158,26 @@ def test_grid_tables_and_resume(data, tmp_path):
     pd.testing.assert_frame_equal(again.predictions, runs[3].predictions)
 
     # CosReLU = CosFace where the clamp never acts: bit-identical training.
+    predictions = fx.predictions_table(runs)
     if history.loc[history["head"] == "cosrelu", "clamp_fraction"].max() == 0:
-        assert fx.prediction_agreement(runs, "cosrelu", "cosface") == 1.0
+        cosrelu, cosface = (predictions[predictions["head"] == h].reset_index(drop=True) for h in ("cosrelu", "cosface"))
+        assert cosrelu["y_pred"].equals(cosface["y_pred"])
 
     tables = fx.results_tables(runs, data.groups)
-    assert list(tables) == ["cosine_softmax", "cosrelu", "cosface"]
-    assert list(tables["cosrelu"].columns) == ["epoch", "seed", "loss", "overall", *RACES]
+    assert list(tables) == [("race", "cosine_softmax"), ("race", "cosrelu"), ("race", "cosface")]
+    assert list(tables["race", "cosrelu"].columns) == ["epoch", "seed", "loss", "overall", *RACES]
     written = fx.write_results(runs, data.groups, tmp_path / "results")
     assert sorted(path.name for path in written) == ["Results - COSRELU.csv", "Results - CosFace.csv", "Results - Softmax.csv"]
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "Results - COSRELU.csv"), tables["cosrelu"],
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "results" / "Results - COSRELU.csv"), tables["race", "cosrelu"],
                                   check_dtype=False)
 
-    predictions = fx.predictions_table(runs)
     assert len(predictions) == 6 * len(data.val_labels)
-    assert {"id", "y_true", "y_pred", "race", "gender", "age", "head", "seed"} <= set(predictions.columns)
+    assert {"id", "y_true", "y_pred", "race", "gender", "age", "target", "head", "seed"} <= set(predictions.columns)
     assert (predictions["correct"] == (predictions["y_true"] == predictions["y_pred"])).all()
+    # The fallback-branch flag is the target cosine below the clamp's cosine, and NaN for heads without one.
+    cosrelu = predictions[predictions["head"] == "cosrelu"]
+    np.testing.assert_array_equal(cosrelu["in_fallback_branch"], (cosrelu["target_cosine"] < fx.COSRELU_MARGIN - 1).astype(float))
+    assert predictions.loc[predictions["head"] == "cosface", "in_fallback_branch"].isna().all()
 
     matrices = fx.confusion_by_head(runs, data.classes)
     matrix, labels = matrices["cosface"]
@@ -141,27 +185,28 @@ def test_grid_tables_and_resume(data, tmp_path):
     assert np.trace(matrix) == sum(run.predictions["correct"].sum() for run in runs if run.head == "cosface")
 
 
-def test_paired_seed_difference_known_answer():
-    def run(head, seed, correct):
+def test_summary_over_seeds_known_answer():
+    def run(head, seed, correct, target="race"):
         predictions = pd.DataFrame({"correct": correct, "y_pred": ["a"] * len(correct)})
-        return fx.ClassifierRun(head, seed, pd.DataFrame({"seconds": [60.0]}), predictions, 0.0)
+        return fx.ClassifierRun(head, seed, pd.DataFrame({"seconds": [60.0]}), predictions, 0.0, target=target)
 
     runs = [run("a", 0, [1, 1, 0, 0]), run("a", 1, [1, 1, 1, 0]), run("a", 2, [1, 1, 1, 1]),
-            run("b", 0, [1, 0, 0, 0]), run("b", 1, [1, 1, 0, 0]), run("b", 2, [1, 1, 1, 1]), run("b", 9, [0] * 4)]
-    diff = fx.paired_seed_difference(runs, "a", "b")  # differences 0.25, 0.25, 0 over seeds 0, 1, 2
-    assert diff.n == 3 and diff.mean == pytest.approx(1 / 6)
-    assert diff.std == pytest.approx(np.std([0.25, 0.25, 0.0], ddof=1))
-    with pytest.raises(ValueError, match="share no seed"):
-        fx.paired_seed_difference(runs, "a", "c")
-    summary = fx.summary_over_seeds([r for r in runs if r.seed != 9])
-    assert summary.loc["a", "accuracy"] == pytest.approx(0.75) and summary.loc["a", "seeds"] == 3
-    assert summary.loc["b", "training minutes"] == pytest.approx(3.0)
+            run("b", 0, [1, 0, 0, 0]), run("b", 1, [1, 1, 0, 0]), run("a", 0, [1, 0, 0, 0], target="gender")]
+    summary = fx.summary_over_seeds(runs)
+    assert list(summary.index) == [("race", "a"), ("race", "b"), ("gender", "a")]
+    assert summary.loc[("race", "a"), "accuracy"] == pytest.approx(0.75) and summary.loc[("race", "a"), "seeds"] == 3
+    assert summary.loc[("race", "a"), "std"] == pytest.approx(np.std([0.5, 0.75, 1.0], ddof=1))
+    assert summary.loc[("race", "b"), "training minutes"] == pytest.approx(2.0)
+    assert summary.loc[("gender", "a"), "accuracy"] == pytest.approx(0.25)
 
 
 def test_target_angle_summary_known_answer():
     cosines = np.cos(np.radians([10, 100, 140, 160]))
-    predictions = pd.DataFrame({"head": ["a", "a", "b", "b"], "target_cosine": cosines})
+    predictions = pd.DataFrame({"head": ["a", "a", "b", "b"], "target_cosine": cosines,
+                                "in_fallback_branch": [np.nan, np.nan, 0.0, 1.0]})
     table = fx.target_angle_summary(predictions)
     assert table.loc["a", "median θ_y (degrees)"] == pytest.approx(55)
-    assert table.loc["a", "share beyond clamp angle"] == 0 and table.loc["b", "share beyond clamp angle"] == 1
-    assert table.loc["b", "share beyond 151.4° (ArcFace fallback, m = 0.5)"] == 0.5
+    assert table.loc["a", "share beyond 90°"] == 0.5 and table.loc["b", "share beyond 90°"] == 1
+    assert table.loc["a", "share beyond 130.5°"] == 0 and table.loc["b", "share beyond 130.5°"] == 1
+    assert table.loc["b", "share beyond 151.4°"] == 0.5
+    assert np.isnan(table.loc["a", "share in own fallback branch"]) and table.loc["b", "share in own fallback branch"] == 0.5

@@ -17,6 +17,8 @@ from statsmodels.stats.proportion import proportion_confint
 
 from lib.fairness import (
     MIXED,
+    adjust_p_values,
+    benjamini_hochberg_adjust,
     disparity_summary,
     disparity_over_seeds,
     group_accuracy,
@@ -148,6 +150,21 @@ def test_holm_matches_statsmodels():
     rng = np.random.default_rng(2)
     for p in (rng.uniform(0, 0.1, 7), np.array([0.01, 0.04, 0.04, 0.03, 0.2]), np.array([0.5])):
         np.testing.assert_allclose(holm_adjust(p), multipletests(p, method="holm")[1], atol=1e-12)
+
+
+def test_benjamini_hochberg_and_nan_handling_match_statsmodels():
+    rng = np.random.default_rng(4)
+    for p in (rng.uniform(0, 0.2, 9), np.array([0.01, 0.04, 0.04, 0.03, 0.2]), np.array([0.5])):
+        expected = multipletests(p, method="fdr_bh")[1]
+        np.testing.assert_allclose(benjamini_hochberg_adjust(p), expected, atol=1e-12)
+        np.testing.assert_allclose(adjust_p_values(p, "bh"), expected, atol=1e-12)
+    with_nan = np.array([0.01, np.nan, 0.04, 0.03])
+    for method, theirs in (("holm", "holm"), ("bh", "fdr_bh")):
+        adjusted = adjust_p_values(with_nan, method)
+        assert np.isnan(adjusted[1])  # a test that could not be run is not part of the family
+        np.testing.assert_allclose(adjusted[[0, 2, 3]], multipletests(with_nan[[0, 2, 3]], method=theirs)[1])
+    with pytest.raises(ValueError, match="method must be one of"):
+        adjust_p_values([0.1], "bonferroni")
 
 
 def test_mcnemar_by_group():

@@ -7,10 +7,9 @@ import pandas as pd
 import pytest
 from fairlearn.metrics import MetricFrame
 from sklearn.metrics import accuracy_score
-from statsmodels.stats.contingency_tables import mcnemar
 
 import fixtures
-from lib import fairness, fairness_analysis as analysis, lfw, paths
+from lib import fairness, fairness_analysis as analysis, head_comparison, lfw, paths
 from lib.errors import DataError
 from lib.labels import RACES
 
@@ -77,54 +76,27 @@ def test_one_seed_uses_wilson_intervals():
     assert analysis.interval_label(predictions).startswith("95% Wilson")
 
 
-def test_mcnemar_overall_per_seed_and_pooled_match_statsmodels():
-    predictions = make_predictions()
-    table = analysis.mcnemar_overall(predictions, "cosine_softmax")
-    assert set(table["head"]) == {"cosrelu", "arcface"}
-    only_a = only_b = 0
-    for run_seed in (0, 1, 2):
-        a = predictions[(predictions["head"] == "arcface") & (predictions["seed"] == run_seed)]["correct"].to_numpy()
-        b = predictions[(predictions["head"] == "cosine_softmax") & (predictions["seed"] == run_seed)]["correct"].to_numpy()
-        counts = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
-        row = table[(table["head"] == "arcface") & (table["seed"] == str(run_seed))].iloc[0]
-        assert row["p_value"] == pytest.approx(mcnemar(counts, exact=True).pvalue)
-        only_a, only_b = only_a + counts[0][1], only_b + counts[1][0]
-    pooled = table[(table["head"] == "arcface") & (table["seed"] == analysis.POOLED)].iloc[0]
-    assert (pooled["only head right"], pooled["only cosine_softmax right"]) == (only_a, only_b)
-    assert pooled["p_value"] == pytest.approx(mcnemar([[0, only_a], [only_b, 0]], exact=True).pvalue)
-
-
-def test_pairing_requires_the_same_images():
-    predictions = make_predictions(seeds=(0,))
-    broken = predictions.drop(predictions.index[(predictions["head"] == "arcface")][:5])
-    with pytest.raises(ValueError, match="same images"):
-        analysis.paired_predictions(broken, "arcface", "cosine_softmax")
-    with pytest.raises(ValueError, match="no predictions"):
-        analysis.paired_predictions(predictions, "sphereface", "cosine_softmax")
-
-
-def test_gap_differences_and_permutation_tests():
-    # Planted: the reference is far less equal across groups than arcface.
+def test_permutation_tests_and_conclusion():
+    # Planted: the reference is far less equal across groups than the other heads.
     unequal = {race: 0.3 + 0.1 * i for i, race in enumerate(RACES)}
-    predictions = make_predictions(seeds=(0, 1), n=2100, accuracy_by_group=None)
+    predictions = make_predictions(seeds=(0, 1), n=2100)
     reference = make_predictions(seeds=(0, 1), n=2100, accuracy_by_group=unequal)
     predictions = pd.concat([predictions[predictions["head"] != "cosine_softmax"],
                              reference[reference["head"] == "cosine_softmax"]], ignore_index=True)
-    table = analysis.gap_differences(predictions, "cosine_softmax", "race", n_boot=300)
-    mean_row = table[(table["head"] == "arcface") & (table["seed"] == "mean over seeds")].iloc[0]
-    assert mean_row["difference"] < 0 and mean_row["upper"] < 0 and mean_row["excludes 0"]
     tests = analysis.gap_permutation_tests(predictions, "race", n_permutations=300)
     assert tests.loc[tests["head"] == "cosine_softmax", "p_value"].max() < 0.01
-    text = analysis.conclusion(analysis.disparities(predictions, "race"), table,
-                               analysis.mcnemar_overall(predictions, "cosine_softmax"), tests, None,
-                               "cosine_softmax", n_seeds=2)
-    assert f"{mean_row['difference']:+.3f}" in text and "narrower" in text
-    per_group = analysis.per_group_accuracy(predictions, "race")
-    text = analysis.conclusion(analysis.disparities(predictions, "race"), table,
-                               analysis.mcnemar_overall(predictions, "cosine_softmax"), tests, None,
-                               "cosine_softmax", n_seeds=2, per_group=per_group)
-    # The reference's best planted group (Middle Eastern, 0.9) falls to arcface's ~0.7: levelling down.
-    assert "best group (Middle Eastern)" in text and "levelling down" in text
+    row = tests[(tests["head"] == "arcface") & (tests["seed"] == 0)].iloc[0]
+    frame = predictions[(predictions["head"] == "arcface") & (predictions["seed"] == 0)]
+    expected = fairness.permutation_test_gap(frame["y_true"], frame["y_pred"], frame["race"], 300, 0)
+    assert (row["gap"], row["p_value"]) == (expected.observed_gap, expected.p_value)
+
+    predictions["target"] = "race"
+    status = head_comparison.head_status(predictions)
+    comparisons = head_comparison.compare_heads(predictions, status, [("arcface", "cosine_softmax")], order=RACES)
+    text = analysis.conclusion(comparisons, status, gap_tests={"race": tests})
+    assert text.startswith(head_comparison.summary_text(comparisons, status))
+    significant = int((tests["p_value"] < 0.05).sum())
+    assert f"For {significant} of {len(tests)} trained models" in text and "per-class recall" in text
 
 
 def test_subset_accuracy_known_answer():

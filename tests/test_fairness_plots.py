@@ -24,6 +24,7 @@ from lib.fairness import DisparitySummary, McNemarResult  # noqa: E402
 from lib.fairness_plots import (  # noqa: E402
     confusion_matrices,
     curves_with_band,
+    difference_forest,
     disparity_table,
     error_rate_plot,
     forest_plot,
@@ -106,6 +107,54 @@ def test_forest_plot_draws_one_container_per_head_with_given_whiskers_and_order(
     assert len(set(np.round(offsets, 9))) == len(HEADS)  # heads dodged
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert all(any(text.startswith(head) for text in legend) for head in HEADS)
+
+
+def test_forest_plot_chance_line_is_labelled():
+    ax = forest_plot(accuracy_table(), overall=False, chance=1 / 7)
+    assert vertical_lines(ax) == [pytest.approx(1 / 7)]
+    assert "chance (1/7 = 0.143)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    ax = forest_plot(accuracy_table(), overall=False, chance=0.4)
+    assert "chance (0.400)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_per_group_accuracy_by_epoch_and_curves_draw_the_chance_level():
+    fig = per_group_accuracy_by_epoch(history(), GROUPS, HEADS, chance=0.5)
+    for ax in fig.axes:
+        assert [line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith("chance")] == [0.5]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [*HEADS, "chance (1/2 = 0.500)"]
+    ax = curves_with_band(history(groups=GROUPS[:1]).drop(columns="group"), y="accuracy", chance=0.25)
+    assert "chance (1/4 = 0.250)" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def comparison_rows():
+    return pd.DataFrame({
+        "head": ["cosrelu = cosface", "normsoftmax", "arcface (collapsed)"],
+        "reference": ["cosine_softmax"] * 3, "group": ["", "", "Black"],
+        "difference": [-0.013, 0.023, 0.05], "lower": [-0.035, 0.011, -0.02], "upper": [0.008, 0.035, 0.12],
+        "interval": "95% t-interval over seeds", "correction": "holm",
+        "verdict": ["not resolved", "higher", "not compared: arcface (collapsed)"],
+    })
+
+
+def test_difference_forest_in_percentage_points_with_verdict_markers():
+    rows = comparison_rows()
+    ax = difference_forest(rows, prefix="group")
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["(cosrelu = cosface) − cosine_softmax", "normsoftmax − cosine_softmax",
+                      "Black: arcface (collapsed) − cosine_softmax"]
+    containers = errorbar_containers(ax)
+    by_label = {c.get_label(): c for c in containers}
+    assert set(by_label) == {"resolved (corrected)", "not resolved", "not compared (collapsed head)"}
+    resolved = by_label["resolved (corrected)"]
+    assert resolved.lines[0].get_xdata() == pytest.approx([2.3]) and resolved.lines[0].get_ydata() == pytest.approx([1])
+    np.testing.assert_allclose(whisker_ends(resolved)[0, :2], [1.1, 3.5])
+    assert resolved.lines[0].get_markerfacecolor() == "black"
+    assert by_label["not resolved"].lines[0].get_markerfacecolor() == "white"
+    assert vertical_lines(ax) == [0.0]
+    assert "percentage points" in ax.get_xlabel() and "95% t-interval over seeds" in ax.get_xlabel()
+    assert "Holm-corrected" in ax.get_xlabel()
+    with pytest.raises(ValueError, match="no rows"):
+        difference_forest(rows.iloc[:0])
 
 
 def test_forest_plot_overall_lines_are_sample_weighted_means():

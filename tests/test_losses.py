@@ -191,6 +191,24 @@ def test_arcface_target_matches_direct_formula_in_both_branches():
     assert head(embeddings, labels).item() == pytest.approx(np_cross_entropy(64 * logits, labels.numpy()), abs=1e-10)
 
 
+def test_arcface_easy_margin_matches_direct_formula():
+    head = head64("arcface", 8, 5, scale=30, margin=0.5, easy_margin=True)
+    g = torch.Generator().manual_seed(5)
+    labels = torch.arange(5).repeat(4)
+    degrees = np.linspace(10, 175, len(labels))  # beyond 90 degrees: no margin
+    embeddings = at_angles(head.weight, labels, degrees, torch.ones(len(labels)), g)
+
+    cos = np_cosines(embeddings, head.weight)
+    theta = np.arccos(np.clip(cos[np.arange(len(labels)), labels.numpy()], -1, 1))
+    target = np.where(theta < np.pi / 2, np.cos(theta + 0.5), np.cos(theta))
+    logits = cos.copy()
+    logits[np.arange(len(labels)), labels.numpy()] = target
+    assert (theta > np.pi / 2).sum() >= 5 and (theta < np.pi / 2).sum() >= 5
+    assert head(embeddings, labels).item() == pytest.approx(np_cross_entropy(30 * logits, labels.numpy()), abs=1e-10)
+    plain = head64("arcface", 8, 5, scale=30, margin=0.5)
+    assert plain(embeddings, labels).item() != pytest.approx(head(embeddings, labels).item(), abs=1e-3)
+
+
 # ------------------------------------------------------------------------------------------------
 # CosReLU
 # ------------------------------------------------------------------------------------------------
@@ -495,7 +513,7 @@ def test_registry_and_interface():
         loss = head(torch.randn(4, 12), torch.tensor([0, 1, 2, 0]))
         assert loss.ndim == 0
     assert L.make_head("cosface", 4, 2).extra_metrics() == {}
-    assert L.make_head("arcface", 4, 2).hparams == {"scale": 64.0, "margin": 0.5}
+    assert L.make_head("arcface", 4, 2).hparams == {"scale": 64.0, "margin": 0.5, "easy_margin": False}
     assert L.make_head("cosrelu", 4, 2).hparams == {"scale": 30.0, "margin": 0.35}
     assert L.make_head("normsoftmax", 4, 2).scale == 30.0 and L.make_head("cosine_softmax", 4, 2).scale == 1.0
 

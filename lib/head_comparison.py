@@ -1,0 +1,375 @@
+"""Which trained heads can be compared, and what the comparison says: the verdicts of notebooks 03 and 04.
+
+Everything here works on the per-image validation predictions notebook 03 saves (one row per target,
+head, seed and image: ``target, head, seed, id, y_true, y_pred, correct``, the group column, and
+``in_fallback_branch``), in three steps:
+
+1. :func:`run_health` — is a run (target, head, seed) **collapsed**? Any of: most validation samples
+   (more than :data:`COLLAPSE_BRANCH_SHARE`) sit in the head's fallback or clamp branch, where its margin
+   formula no longer applies; most validation embeddings point away from their own class weight
+   (θ_y > 90°, a negative cosine), so predictions rest on differences between negative cosines, not on
+   the geometry the loss is meant to build; or the accuracy is not above the majority class's share (the
+   Wilson 95 % lower bound of the accuracy at or below it).
+2. :func:`head_status` — per (target, head): collapsed in how many seeds, and which heads are the same
+   model (identical predictions on every seed, e.g. CosReLU and CosFace when the clamp never acts),
+   reported once under one label such as ``cosrelu = cosface``. :func:`relabel` applies those labels
+   to any table, so every table and figure shows the same names and flags.
+3. :func:`compare_heads` — per pair (head, reference) and target: the difference of overall accuracy,
+   of the race gap (max − min group accuracy) and of each group's accuracy, paired by seed (the two
+   heads of one seed share initialisation, batches and validation images). Each is the mean over seeds
+   with a Student-t interval over seeds, so it includes training-seed variation; it is conditional on
+   the one validation set. The verdict comes from the same t-test, Holm- (or Benjamini–Hochberg-)
+   adjusted across the comparisons of one kind, from three seeds on; collapsed heads are left out.
+
+:func:`summary_text` writes the conclusion from the comparison table. Notebook 03 calls it on the table
+it saves and notebook 04 on the table it reads back, so the two notebooks cannot disagree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lib.fairness import adjust_p_values, wilson_interval
+
+__all__ = [
+    "COLLAPSE_BRANCH_SHARE",
+    "HEADS_FILE",
+    "COMPARISONS_FILE",
+    "run_health",
+    "prediction_agreement",
+    "identical_groups",
+    "head_status",
+    "relabel",
+    "representatives",
+    "label_of",
+    "MIN_SEEDS_FOR_VERDICT",
+    "paired_t",
+    "compare_heads",
+    "summary_text",
+]
+
+COLLAPSE_BRANCH_SHARE = 0.5
+# A verdict needs this many seeds: with two, the t-test has one degree of freedom and its std comes from two
+# values, so one lucky pair of seeds decides it. Intervals are shown from two seeds on.
+MIN_SEEDS_FOR_VERDICT = 3
+HEADS_FILE = "03_heads.csv"
+COMPARISONS_FILE = "03_comparisons.csv"
+QUANTITIES = ("accuracy", "gap", "group accuracy")
+TARGET_TITLES = {"race": "Race classification (per-class recall)", "gender": "Gender classification"}
+NOT_RESOLVED = "not resolved"
+ONE_SEED = "no interval (one seed)"
+TOO_FEW_SEEDS = f"no verdict (fewer than {MIN_SEEDS_FOR_VERDICT} seeds)"
+
+
+def _require(frame: pd.DataFrame, columns, what: str) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; present: {list(frame.columns)}")
+
+
+def _in_order(values) -> list:
+    return list(dict.fromkeys(values))
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. Collapsed runs
+# --------------------------------------------------------------------------------------------------
+def run_health(predictions: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """One row per (target, head, seed): ``n, accuracy, accuracy_lower`` (Wilson, level 1 − alpha),
+    ``majority_share`` (the most frequent true class), ``fallback_share`` (NaN for a head without such a
+    branch or predictions saved without the column), ``away_share`` (embeddings with a negative cosine to
+    their own class weight; NaN without ``target_cosine``), ``collapsed`` and ``reason``."""
+    _require(predictions, ["target", "head", "seed", "y_true", "correct"], "predictions")
+    rows = []
+    for (target, head, seed), frame in predictions.groupby(["target", "head", "seed"], sort=False):
+        n, correct = len(frame), int(frame["correct"].sum())
+        lower = float(wilson_interval(correct, n, alpha)[0])
+        majority = float(frame["y_true"].value_counts(normalize=True).iloc[0])
+        branch = (frame["in_fallback_branch"].astype(float).mean() if "in_fallback_branch" in frame.columns
+                  else math.nan)
+        away = float((frame["target_cosine"] < 0).mean()) if "target_cosine" in frame.columns else math.nan
+        reasons = []
+        if branch > COLLAPSE_BRANCH_SHARE:  # NaN compares False
+            reasons.append(f"{branch:.0%} of validation samples in the fallback branch")
+        elif away > COLLAPSE_BRANCH_SHARE:
+            reasons.append(f"{away:.0%} of validation embeddings more than 90° from their own class weight")
+        if lower <= majority:
+            reasons.append(f"accuracy {correct / n:.3f} not above the majority class's share {majority:.3f}")
+        rows.append({"target": target, "head": head, "seed": seed, "n": n, "accuracy": correct / n,
+                     "accuracy_lower": lower, "majority_share": majority, "fallback_share": branch,
+                     "away_share": away, "collapsed": bool(reasons), "reason": "; ".join(reasons)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. Identical models and the status of each head
+# --------------------------------------------------------------------------------------------------
+def _predictions_by_run(rows: pd.DataFrame) -> pd.Series:
+    return rows.set_index(["seed", "id"])["y_pred"]
+
+
+def prediction_agreement(predictions: pd.DataFrame, head_a: str, head_b: str) -> float:
+    """Share of (seed, image) on which ``head_a`` and ``head_b`` predict the same class, over the seeds
+    both were trained with (one target's predictions)."""
+    a = _predictions_by_run(predictions[predictions["head"] == head_a])
+    b = _predictions_by_run(predictions[predictions["head"] == head_b])
+    common = a.index.intersection(b.index)
+    if len(common) == 0:
+        raise ValueError(f"{head_a!r} and {head_b!r} share no (seed, image); were both trained with a common seed?")
+    return float(np.mean(a.loc[common].to_numpy() == b.loc[common].to_numpy()))
+
+
+def identical_groups(predictions: pd.DataFrame) -> list[list[str]]:
+    """Heads of one target grouped by identical predictions on every shared seed and image (and at least
+    one shared seed), in training order; a head alone forms a group of one."""
+    groups: list[list[str]] = []
+    for head in _in_order(predictions["head"]):
+        for group in groups:
+            try:
+                same = prediction_agreement(predictions, group[0], head) == 1.0
+            except ValueError:  # no common seed: cannot be shown to be the same model
+                same = False
+            if same:
+                group.append(head)
+                break
+        else:
+            groups.append([head])
+    return groups
+
+
+def head_status(predictions: pd.DataFrame, health: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (target, head), in training order: ``label`` (``cosrelu = cosface`` for identical
+    models, with ``(collapsed)`` or ``(collapsed in k of n seeds)`` appended), ``same_as`` (the first
+    head of its identical group, which represents it), ``seeds``, ``collapsed_seeds``, ``collapsed``
+    (in any seed: such a head is shown but not compared), ``reason``, mean ``accuracy``,
+    ``fallback_share`` and ``away_share``. A group counts as collapsed in a seed where any of its heads did."""
+    health = run_health(predictions) if health is None else health
+    rows = []
+    for target in _in_order(predictions["target"]):
+        mine = predictions[predictions["target"] == target]
+        runs = health[health["target"] == target]
+        for group in identical_groups(mine):
+            members = runs[runs["head"].isin(group)]
+            seeds = _in_order(members["seed"])
+            collapsed_seeds = _in_order(members.loc[members["collapsed"], "seed"])
+            label = " = ".join(group)
+            if collapsed_seeds:
+                label += (" (collapsed)" if len(collapsed_seeds) == len(seeds)
+                          else f" (collapsed in {len(collapsed_seeds)} of {len(seeds)} seeds)")
+            reasons = _in_order(r for r in members.loc[members["collapsed"], "reason"])
+            for head in group:
+                own = runs[runs["head"] == head]
+                rows.append({"target": target, "head": head, "label": label, "same_as": group[0],
+                             "seeds": len(seeds), "collapsed_seeds": len(collapsed_seeds),
+                             "collapsed": bool(collapsed_seeds), "reason": " | ".join(reasons),
+                             "accuracy": float(own["accuracy"].mean()),
+                             "fallback_share": float(own["fallback_share"].mean()),
+                             "away_share": float(own["away_share"].mean())})
+    return pd.DataFrame(rows)
+
+
+def representatives(status: pd.DataFrame, target: str) -> dict[str, str]:
+    """Head → label of the heads reported for ``target`` (one per identical group), in training order."""
+    rows = status[(status["target"] == target) & (status["head"] == status["same_as"])]
+    return dict(zip(rows["head"], rows["label"]))
+
+
+def label_of(status: pd.DataFrame, target: str, head: str) -> str:
+    """The label under which ``head`` is reported for ``target``."""
+    row = status[(status["target"] == target) & (status["head"] == head)]
+    if row.empty:
+        raise ValueError(f"no head {head!r} for target {target!r}; heads: {sorted(set(status['head']))}")
+    return str(row["label"].iloc[0])
+
+
+def relabel(frame: pd.DataFrame, status: pd.DataFrame, target: str | None = None) -> pd.DataFrame:
+    """Rows of ``frame`` (any table with a ``head`` column, and a ``target`` column unless ``target`` is
+    given) restricted to the heads that represent their identical group, with ``head`` replaced by the
+    head's label; the raw name moves to ``head_key``."""
+    _require(frame, ["head"], "table")
+    frame = frame.assign(target=target) if target is not None else frame
+    _require(frame, ["target"], "table (or pass target=)")
+    keys = status[status["head"] == status["same_as"]][["target", "head", "label"]]
+    merged = frame.merge(keys, on=["target", "head"], how="inner", validate="many_to_one")
+    merged = merged.rename(columns={"head": "head_key"}).rename(columns={"label": "head"})
+    return merged.drop(columns="target") if target is not None else merged
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. Paired differences over seeds, corrected verdicts
+# --------------------------------------------------------------------------------------------------
+def paired_t(differences, confidence: float = 0.95) -> dict:
+    """Mean, ddof=1 std, Student-t interval and two-sided one-sample t-test p-value of per-seed paired
+    differences (``n − 1`` degrees of freedom). NaN interval and p with one seed; with zero spread the
+    p-value is 0 for a non-zero mean and 1 for a zero mean."""
+    d = np.asarray(differences, dtype=np.float64)
+    n = len(d)
+    if n == 0:
+        raise ValueError("no paired seeds to compare")
+    mean = float(d.mean())
+    if n == 1:
+        return {"seeds": 1, "difference": mean, "std": math.nan, "lower": math.nan, "upper": math.nan,
+                "p_value": math.nan}
+    std = float(d.std(ddof=1))
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
+    if std == 0:
+        p = 0.0 if mean != 0 else 1.0
+    else:
+        p = float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
+    return {"seeds": n, "difference": mean, "std": std, "lower": mean - half, "upper": mean + half, "p_value": p}
+
+
+def _per_seed_values(predictions: pd.DataFrame, group: str, order) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """Per (head, seed): overall accuracy, gap (max − min group accuracy) and accuracy per group."""
+    overall = predictions.groupby(["head", "seed"], sort=False)["correct"].mean()
+    by_group = predictions.groupby(["head", "seed", group], sort=False)["correct"].mean().unstack(group)
+    by_group = by_group[[g for g in order if g in by_group.columns]] if order is not None else by_group
+    gap = by_group.max(axis=1) - by_group.min(axis=1)
+    return overall, gap, by_group
+
+
+def _direction(quantity: str, difference: float) -> str:
+    if quantity == "gap":
+        return "wider" if difference > 0 else "narrower"
+    return "higher" if difference > 0 else "lower"
+
+
+def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, group: str = "race", order=None,
+                  confidence: float = 0.95, correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
+    """Effect sizes and verdicts for each ``(head, reference)`` in ``pairs`` and each target.
+
+    Heads are replaced by the head representing their identical group; a pair inside one group, or with
+    a head not trained for a target, is skipped; duplicates are dropped. Per pair, three kinds of
+    difference (head − reference), paired by seed: ``accuracy`` (overall), ``gap`` (max − min of the
+    ``group`` accuracies: for race classification a gap of per-class recall) and ``group accuracy`` (one
+    row per group). Columns: ``target, quantity, group, head, reference`` (labels), ``head_key,
+    reference_key, seeds, head_value, reference_value`` (means over seeds), ``difference, std, lower,
+    upper`` (Student-t ``confidence`` interval over seeds, clipped to [−1, 1]), ``p_value`` (the matching
+    t-test),
+    ``p_adjusted`` (``correction`` across the rows of one target and quantity that could be tested),
+    ``interval, correction`` (what they are) and ``verdict``: higher / lower (wider / narrower for a
+    gap) when ``p_adjusted < alpha``, else ``not resolved``. Rows ``not compared: … collapsed``, ``no
+    interval (one seed)`` and ``no verdict`` (fewer than :data:`MIN_SEEDS_FOR_VERDICT` seeds) are left
+    out of the correction.
+    """
+    _require(predictions, ["target", "head", "seed", "id", "correct", group], "predictions")
+    level = f"{confidence:.0%} t-interval over seeds"
+    rows = []
+    for target in _in_order(predictions["target"]):
+        mine = predictions[predictions["target"] == target]
+        st = status[status["target"] == target].set_index("head")
+        overall, gap, by_group = _per_seed_values(mine, group, order)
+        compared = []
+        for head, reference in pairs:
+            if head not in st.index or reference not in st.index:
+                continue
+            a, b = st.loc[head, "same_as"], st.loc[reference, "same_as"]
+            if a != b and (a, b) not in compared:
+                compared.append((a, b))
+        for a, b in compared:
+            flagged = [key for key in (a, b) if st.loc[key, "collapsed"]]
+            quantities = [("accuracy", "", overall), ("gap", "", gap)]
+            quantities += [("group accuracy", g, by_group[g]) for g in by_group.columns]
+            for quantity, group_name, values in quantities:
+                va, vb = values.xs(a, level="head"), values.xs(b, level="head")
+                seeds = va.index.intersection(vb.index)
+                if len(seeds) == 0:
+                    raise ValueError(f"{a!r} and {b!r} share no seed for target {target!r}")
+                test = paired_t(va.loc[seeds].to_numpy() - vb.loc[seeds].to_numpy(), confidence)
+                # A difference of two accuracies (or gaps) lies in [−1, 1]; few seeds can reach past it.
+                test["lower"], test["upper"] = max(test["lower"], -1.0), min(test["upper"], 1.0)
+                if flagged:
+                    verdict = "not compared: " + " and ".join(st.loc[key, "label"] for key in flagged)
+                    test["p_value"] = math.nan
+                elif test["seeds"] < 2:
+                    verdict = ONE_SEED
+                elif test["seeds"] < MIN_SEEDS_FOR_VERDICT:
+                    verdict = TOO_FEW_SEEDS
+                else:
+                    verdict = ""  # decided after the correction
+                rows.append({"target": target, "quantity": quantity, "group": group_name,
+                             "head": st.loc[a, "label"], "reference": st.loc[b, "label"], "head_key": a,
+                             "reference_key": b, "head_value": float(va.loc[seeds].mean()),
+                             "reference_value": float(vb.loc[seeds].mean()), **test, "verdict": verdict})
+    table = pd.DataFrame(rows, columns=["target", "quantity", "group", "head", "reference", "head_key",
+                                        "reference_key", "seeds", "head_value", "reference_value", "difference",
+                                        "std", "lower", "upper", "p_value", "verdict"])
+    table.insert(table.columns.get_loc("verdict"), "p_adjusted", math.nan)
+    testable = table["verdict"] == ""
+    for _, index in table[testable].groupby(["target", "quantity"], sort=False).groups.items():
+        table.loc[index, "p_adjusted"] = adjust_p_values(table.loc[index, "p_value"].to_numpy(float), correction)
+    resolved = testable & (table["p_adjusted"] < alpha)
+    table.loc[resolved, "verdict"] = [_direction(q, d) for q, d in table.loc[resolved, ["quantity", "difference"]].to_numpy()]
+    table.loc[testable & ~resolved, "verdict"] = NOT_RESOLVED
+    table.insert(table.columns.get_loc("verdict"), "interval", level)
+    table.insert(table.columns.get_loc("verdict"), "correction", correction)
+    return table
+
+
+# --------------------------------------------------------------------------------------------------
+# The conclusion, in words, from the table
+# --------------------------------------------------------------------------------------------------
+def _effect(row) -> str:
+    text = f"`{row['head']}` − `{row['reference']}` {row['difference']:+.3f}"
+    if np.isfinite(row["lower"]):
+        text += f" ({row['lower']:+.3f} to {row['upper']:+.3f})"
+    if row["verdict"] in (ONE_SEED, TOO_FEW_SEEDS):  # said once for the whole target
+        return text
+    return f"{text}: {row['verdict']}"
+
+
+def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float = 0.05) -> str:
+    """Markdown paragraphs stating, per target, every head-vs-reference difference with its interval and
+    corrected verdict, which heads collapsed and which are one model. Every number comes from the tables."""
+    paragraphs = []
+    for target in _in_order(status["target"]):
+        rows = comparisons[comparisons["target"] == target]
+        st = status[status["target"] == target]
+        title = TARGET_TITLES.get(target, f"{target.capitalize()} classification")
+        lines = []
+        if len(rows):
+            seeds = int(rows["seeds"].max())
+            correction = {"holm": "Holm's", "bh": "Benjamini–Hochberg's"}.get(rows["correction"].iloc[0],
+                                                                               rows["correction"].iloc[0])
+            lines.append(
+                f"**{title}.** Differences between heads (head − reference), mean over {seeds} "
+                f"seed{'s' if seeds != 1 else ''} on the same validation images, with the unadjusted "
+                f"{rows['interval'].iloc[0]}; the verdict is the matching t-test at the {alpha:.0%} level after "
+                f"{correction} correction across the comparisons of each kind, so an interval that barely "
+                f"excludes 0 can still be *not resolved*."
+                + (f" With {seeds} seed{'s' if seeds != 1 else ''} no verdict is drawn (it needs "
+                   f"{MIN_SEEDS_FOR_VERDICT} or more)." if seeds < MIN_SEEDS_FOR_VERDICT else ""))
+            overall = rows[rows["quantity"] == "accuracy"]
+            lines.append("*Overall accuracy:* " + "; ".join(_effect(r) for r in overall.to_dict("records")) + ".")
+            what = "per-class recall" if target == "race" else f"{target} accuracy"
+            gaps = rows[rows["quantity"] == "gap"]
+            lines.append(f"*Race gap* (max − min {what} across races): "
+                         + "; ".join(_effect(r) for r in gaps.to_dict("records")) + ".")
+            per_group = rows[rows["quantity"] == "group accuracy"]
+            tested = per_group[per_group["p_adjusted"].notna()]
+            resolved = tested[tested["verdict"] != NOT_RESOLVED]
+            if len(tested) == 0:
+                lines.append(f"*Per race:* no difference could be tested (a verdict needs "
+                             f"{MIN_SEEDS_FOR_VERDICT} or more seeds and a head that did not collapse).")
+            elif len(resolved) == 0:
+                lines.append(f"*Per race:* none of the {len(tested)} differences is resolved.")
+            else:
+                lines.append(f"*Per race:* {len(resolved)} of {len(tested)} differences resolved: "
+                             + "; ".join(f"{r['group']}: {_effect(r)}" for r in resolved.to_dict("records")) + ".")
+        else:
+            lines.append(f"**{title}.** No pair of heads to compare.")
+        notes = []
+        for row in st[st["head"] == st["same_as"]].to_dict("records"):
+            if row["collapsed"]:
+                notes.append(f"`{row['label']}` — {row['reason']}; shown, not compared")
+            if " = " in row["label"].split(" (")[0]:
+                notes.append(f"`{row['label'].split(' (')[0]}` made identical predictions on every seed and image: "
+                             "one model, counted once")
+        if notes:
+            lines.append("*Runs:* " + "; ".join(notes) + ".")
+        paragraphs.append(" ".join(lines))
+    return "\n\n".join(paragraphs)
