@@ -42,18 +42,8 @@ def same_value(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-# Notebooks whose parameters cell still differs from params/default.yaml (owners: see the reason).
-# strict=True: once fixed, the XPASS fails and the entry must be removed.
-KNOWN_MISMATCHES = {
-    "02_sphereface": "parameters cell has epochs 15, batch_size 128, eval_every 5, toy_steps 600; "
-                     "params/default.yaml has 4, 64, 2, 300 (notebook 02's code cells belong to the lead)",
-}
-
-
 @pytest.mark.parametrize("stem", [source.stem for source in notebooks.notebook_sources()])
-def test_parameter_cell_matches_the_default_profile(stem, request):
-    if stem in KNOWN_MISMATCHES:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_MISMATCHES[stem], strict=True))
+def test_parameter_cell_matches_the_default_profile(stem):
     defaults = parameter_cell_defaults(stem)
     expected = notebooks.notebook_parameters("default", stem)
     mismatches = {name: {"parameters cell": defaults.get(name, "<not declared>"), "params/default.yaml": value}
