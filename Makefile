@@ -58,9 +58,10 @@ check-sync: $(STAMP) ## Check that every notebooks/*.py and its paired .ipynb ha
 sync: $(STAMP) ## Rewrite notebooks/*.ipynb from the jupytext sources notebooks/*.py
 	$(PY) -m lib.notebooks sync
 
-bench: $(STAMP) ## Input-pipeline throughput benchmark, float32 then bf16 autocast (side-by-side tables)
+bench: $(STAMP) ## Throughput: input pipeline (float32, bf16), pretrained encoder and all-vs-all scoring
 	$(PY) scripts/bench_pipeline.py
 	$(PY) scripts/bench_pipeline.py --amp bf16
+	$(PY) scripts/bench_pretrained.py
 
 clean: ## Remove generated reports/figures of non-committed profiles, caches and build files
 	rm -rf build reports/smoke reports/default figures/smoke figures/default data/cache data/checkpoints/smoke data/checkpoints/default data/results/smoke data/results/default
