@@ -55,8 +55,13 @@ __all__ = [
     "rate_ratio",
     "det_curves",
     "det_plot",
+    "describe",
     "Audit",
     "audit",
+    "DEVTEST_EMBEDDINGS_FILE",
+    "read_model_embeddings",
+    "ModelAudits",
+    "audit_models",
 ]
 
 UNKNOWN = "unknown"  # group of an image without a label, and of every pair that touches one
@@ -592,30 +597,83 @@ def det_curves(counts: AllPairsCounts, groups=None, max_points: int = 400) -> pd
     return pd.concat(curves, ignore_index=True)
 
 
-def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None, ax=None, title: str = ""):
-    """DET curves (FNMR against FMR, both on log axes) with the operating points of each target FMR."""
+def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None, ax=None, title: str = "",
+             colors: dict | None = None, alpha: float = 1.0, legend: bool = True):
+    """DET curves (FNMR against FMR, both on log axes) with the operating points of each target FMR.
+
+    ``colors``: group → colour (the same across figures); ``overall`` is always a dashed black line.
+    Call it again on the same ``ax`` with ``legend=False`` to overlay another model (e.g. another seed).
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 5))
-    colors = {}
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = dict(colors or {})
+    for name in curves["group"].unique():
+        if name != "overall":
+            colors.setdefault(name, palette[len([c for c in colors if c != "overall"]) % len(palette)])
+    colors["overall"] = "black"
     for name, curve in curves.groupby("group", sort=False):
-        style = {"color": "black", "ls": "--", "lw": 1} if name == "overall" else {"lw": 1.6}
+        style = {"ls": "--", "lw": 1} if name == "overall" else {"lw": 1.6}
         visible = (curve["fmr"] > 0) & (curve["fnmr"] > 0)
-        (line,) = ax.plot(curve.loc[visible, "fmr"], curve.loc[visible, "fnmr"], label=name, **style)
-        colors[name] = line.get_color()
+        ax.plot(curve.loc[visible, "fmr"], curve.loc[visible, "fnmr"], label=name if legend else None,
+                color=colors[name], alpha=alpha, **style)
     if operating_points is not None:
         markers = dict(zip(sorted(operating_points["target_fmr"].unique(), reverse=True), "osD^v"))
         for row in operating_points.itertuples():
-            if row.group in colors and row.fmr > 0 and row.fnmr > 0:
-                ax.plot(row.fmr, row.fnmr, markers[row.target_fmr], color=colors[row.group], ms=6, mfc="none")
-        for target, marker in markers.items():
-            ax.plot([], [], marker, color="grey", mfc="none", label=f"threshold at overall FMR {target:g}")
+            if row.group in curves["group"].values and row.fmr > 0 and row.fnmr > 0:
+                ax.plot(row.fmr, row.fnmr, markers[row.target_fmr], color=colors[row.group], ms=6, mfc="none",
+                        alpha=alpha)
+        if legend:
+            for target, marker in markers.items():
+                ax.plot([], [], marker, color="grey", mfc="none", label=f"threshold at overall FMR {target:g}")
     ax.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
            title=title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    if legend:
+        ax.legend(fontsize=8)
     return ax
+
+
+def _rate_with_interval(row, rate: str) -> str:
+    value = row[rate]
+    if pd.isna(value):
+        return "n/a"
+    lower, upper = row.get(f"{rate}_lower", np.nan), row.get(f"{rate}_upper", np.nan)
+    interval = "" if pd.isna(lower) else f" [{lower:.2g}, {upper:.2g}]"
+    return f"{value:.2g}{interval}"
+
+
+def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=None) -> str:
+    """One Markdown sentence per target FMR (and head, when the table has a ``head`` column), every number
+    taken from :func:`summarize` / :class:`ModelAudits` tables: threshold, FMR and FNMR of each group with
+    its interval, and the ratios."""
+    groups = list(groups) if groups is not None else [g for g in rates["group"].unique()
+                                                      if g not in ("overall", CROSS_GROUP, UNKNOWN)]
+    keys = ["head", "target_fmr"] if "head" in rates.columns else ["target_fmr"]
+    sentences = []
+    for key, block in rates.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        block = block.set_index("group")
+        target = key[-1]
+        who = f"`{key[0]}` " if len(key) == 2 else ""
+        fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in groups if g in block.index)
+        fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in groups if g in block.index)
+        text = (f"{who}at overall FMR {target:g} (threshold {block['threshold'].iloc[0]:.3f}): "
+                f"FMR {fmr}; FNMR {fnmr}")
+        if ratios is not None and len(ratios):
+            chosen = ratios[ratios["target_fmr"] == target]
+            if len(key) == 2:
+                chosen = chosen[chosen["head"] == key[0]]
+            for row in chosen.to_dict("records"):
+                if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
+                    text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
+                             f"[{row['lower']:.2f}, {row['upper']:.2f}]")
+                else:
+                    text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+        sentences.append(text + ".")
+    return " ".join(sentences)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -653,3 +711,114 @@ def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio
         ratio = counts.groups[:2]
     ratios = _ratio_summary(point, replicates, *ratio, confidence) if len(ratio) == 2 else pd.DataFrame()
     return Audit(counts, summarize(point, replicates, confidence), ratios, replicates, det_curves(counts), seconds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Several models on the same images (notebook 02's trained heads, several seeds each)
+# --------------------------------------------------------------------------------------------------
+DEVTEST_EMBEDDINGS_FILE = "02_devtest_embeddings.npz"
+MODEL_PREFIX = "model:"
+
+
+def read_model_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(files, identities, {(head, seed): features})`` from an ``.npz`` of notebook 02's layout.
+
+    The file holds ``files`` (image file names, e.g. ``Aaron_Peirsol_0001.jpg``), ``identity`` (person of
+    each image) and one float32 (N, D) array per model under ``model:<head>-seed<seed>``, rows aligned
+    with ``files`` and L2-normalized.
+    """
+    from lib.errors import DataError
+
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        missing = [key for key in ("files", "identity") if key not in keys]
+        if missing:
+            raise DataError(f"{path} lacks array(s) {missing}; re-run notebook 02 to rewrite it")
+        files, identities = data["files"].astype(str), data["identity"].astype(str)
+        models = {}
+        for key in keys:
+            if not key.startswith(MODEL_PREFIX):
+                continue
+            head, separator, seed = key[len(MODEL_PREFIX):].rpartition("-seed")
+            if not separator or not seed.isdigit():
+                raise DataError(f"{path}: array {key!r} is not named model:<head>-seed<seed>")
+            features = data[key]
+            if features.shape[0] != len(files):
+                raise DataError(f"{path}: {key} has {features.shape[0]} rows for {len(files)} files")
+            models[(head, int(seed))] = features
+    if not models:
+        raise DataError(f"{path} holds no model:<head>-seed<seed> arrays")
+    return files, identities, models
+
+
+@dataclass
+class ModelAudits:
+    """:func:`audit` of each model, and their summary per head over seeds.
+
+    ``per_model``: the rates of every (head, seed) with identity-bootstrap intervals. ``per_head``: per
+    head, target and group the mean over seeds, its interval (percentiles over replicates of the seed
+    mean; the same resampled people for every seed, so it covers the identity sampling of that mean) and
+    the lowest and highest seed. ``ratios``: per head and target, the ratio of the seed-mean FMRs (and
+    FNMRs) of the two ``ratio`` groups, with the same kind of interval.
+    """
+
+    audits: dict
+    per_model: pd.DataFrame
+    per_head: pd.DataFrame
+    ratios: pd.DataFrame
+    det: pd.DataFrame
+
+
+def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), ratio=None, order=None,
+                 n_boot: int = 1000, seed: int = 0, confidence: float = 0.95, bins: ScoreBins = ScoreBins()) -> ModelAudits:
+    """:func:`audit` of every ``{(head, seed): features}`` on the same images, with one identity bootstrap
+    shared by all models, then summaries per head over seeds."""
+    identity_count = len(np.unique(np.asarray(identities)))
+    weights = identity_weights(identity_count, n_boot, seed)
+    alpha = (1 - confidence) / 2
+    audits, rows, det, replicate_frames = {}, [], [], []
+    for (head, model_seed), features in models.items():
+        result = audit(features, identities, groups, target_fmrs=target_fmrs, ratio=ratio, order=order,
+                       weights=weights, confidence=confidence, bins=bins)
+        audits[(head, model_seed)] = result
+        rows.append(result.rates.assign(head=head, seed=model_seed))
+        det.append(result.det.assign(head=head, seed=model_seed))
+        replicate_frames.append(result.replicates.assign(head=head, seed=model_seed))
+    per_model = pd.concat(rows, ignore_index=True)
+    replicates = pd.concat(replicate_frames, ignore_index=True)
+
+    keys = ["head", "target_fmr", "group"]
+    mean_of_seeds = replicates.groupby(["replicate", *keys], sort=False)[["fmr", "fnmr"]].mean()
+    bounds = mean_of_seeds.groupby(keys, sort=False).quantile([alpha, 1 - alpha]).unstack()
+    bounds.columns = [f"{rate}_{'lower' if q == alpha else 'upper'}" for rate, q in bounds.columns]
+    summary = per_model.groupby(keys, sort=False).agg(
+        seeds=("seed", "nunique"), threshold=("threshold", "mean"),
+        fmr=("fmr", "mean"), fmr_seed_min=("fmr", "min"), fmr_seed_max=("fmr", "max"),
+        fnmr=("fnmr", "mean"), fnmr_seed_min=("fnmr", "min"), fnmr_seed_max=("fnmr", "max"),
+    ).join(bounds).reset_index()
+    summary = summary[["head", "target_fmr", "group", "seeds", "threshold", "fmr", "fmr_lower", "fmr_upper",
+                       "fmr_seed_min", "fmr_seed_max", "fnmr", "fnmr_lower", "fnmr_upper", "fnmr_seed_min",
+                       "fnmr_seed_max"]]
+
+    ratio_table = pd.DataFrame()
+    if ratio is None:
+        ratio = next(iter(audits.values())).counts.groups[:2]
+    if len(ratio) == 2:
+        numerator, denominator = ratio
+        rows = []
+        for rate in ("fmr", "fnmr"):
+            # the ratio of the seed-mean rates, per replicate and for the point estimate
+            boot = mean_of_seeds[rate].unstack("group")
+            point = summary.set_index(keys)[rate].unstack("group")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot_ratio = (boot[numerator] / boot[denominator]).replace([np.inf, -np.inf], np.nan)
+                point_ratio = point[numerator] / point[denominator]
+            for (head, target), value in point_ratio.items():
+                values = boot_ratio.xs((head, target), level=("head", "target_fmr")).dropna().to_numpy()
+                rows.append({"head": head, "target_fmr": target, "rate": rate, "ratio": f"{numerator}/{denominator}",
+                             "estimate": value,
+                             "lower": np.quantile(values, alpha) if len(values) else np.nan,
+                             "upper": np.quantile(values, 1 - alpha) if len(values) else np.nan,
+                             "replicates without a finite ratio": n_boot - len(values)})
+        ratio_table = pd.DataFrame(rows)
+    return ModelAudits(audits, per_model, summary, ratio_table, pd.concat(det, ignore_index=True))

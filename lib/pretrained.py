@@ -384,6 +384,7 @@ def _write_shard(folder: Path, digests: list[str], vectors: np.ndarray, codes: n
         with os.fdopen(handle, "wb") as stream:
             np.savez(stream, digests=np.array(digests), vectors=vectors.astype(np.float32),
                      aligned_by=codes.astype(np.int8))
+        os.chmod(temp, 0o644)  # mkstemp makes it private; a cache entry is an ordinary file
         os.replace(temp, folder / f"{name}.npz")
     finally:
         Path(temp).unlink(missing_ok=True)

@@ -237,3 +237,53 @@ def test_inputs_are_checked():
         frvt.count_all_pairs(features, ["a", "b"], ["X", "X", "Y"])
     with pytest.raises(ValueError, match="no image has a known group"):
         frvt.count_all_pairs(features, ["a", "b", "c"], [None, "unknown", np.nan])
+
+
+# ------------------------------------------------------------------------------------ saved models
+def write_devtest_npz(path, faces, seeds=(0, 1), heads=("softmax", "cosface")):
+    """A tiny file in notebook 02's layout: files, identity and model:<head>-seed<seed> arrays."""
+    features, identities, _, _ = faces
+    rng = np.random.default_rng(7)
+    arrays = {"files": np.array([f"{name}_{i:04d}.jpg" for i, name in enumerate(identities)]),
+              "identity": identities.astype(str)}
+    for head in heads:
+        for seed in seeds:
+            noisy = features + 0.3 * rng.standard_normal(features.shape).astype(np.float32)
+            arrays[f"model:{head}-seed{seed}"] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_saved_model_embeddings_are_audited_per_model_and_summarized_over_seeds(faces, tmp_path):
+    features, identities, groups, _ = faces
+    arrays = write_devtest_npz(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE, faces)
+    files, read_identities, models = frvt.read_model_embeddings(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE)
+    assert sorted(models) == [("cosface", 0), ("cosface", 1), ("softmax", 0), ("softmax", 1)]
+    np.testing.assert_array_equal(files, arrays["files"])
+    np.testing.assert_array_equal(models[("cosface", 1)], arrays["model:cosface-seed1"])
+
+    result = frvt.audit_models(models, read_identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
+                               ratio=("B", "A"), n_boot=40, bins=BINS)
+    single = frvt.error_rates(frvt.count_all_pairs(models[("softmax", 1)], read_identities, groups,
+                                                   order=GROUP_NAMES, bins=BINS), (0.05, 0.01))
+    got = result.per_model.query("head == 'softmax' and seed == 1").reset_index(drop=True)
+    np.testing.assert_allclose(got["fmr"], single["fmr"])
+    np.testing.assert_allclose(got["fnmr"], single["fnmr"])
+    means = result.per_model.groupby(["head", "target_fmr", "group"])[["fmr", "fnmr"]].mean()
+    summary = result.per_head.set_index(["head", "target_fmr", "group"])
+    np.testing.assert_allclose(summary.loc[means.index, "fmr"], means["fmr"])
+    assert (summary["seeds"] == 2).all()
+    ratios = result.ratios.query("rate == 'fmr'").set_index(["head", "target_fmr"])["estimate"]
+    assert ratios.loc[("cosface", 0.05)] == pytest.approx(summary.loc[("cosface", 0.05, "B"), "fmr"]
+                                                          / summary.loc[("cosface", 0.05, "A"), "fmr"])
+
+
+def test_saved_model_file_errors(tmp_path):
+    from lib.errors import DataError
+
+    np.savez(tmp_path / "bad.npz", files=np.array(["a.jpg"]), identity=np.array(["a"]), **{"model:cosface": np.ones((1, 2))})
+    with pytest.raises(DataError, match="model:<head>-seed<seed>"):
+        frvt.read_model_embeddings(tmp_path / "bad.npz")
+    np.savez(tmp_path / "short.npz", files=np.array(["a.jpg"]), **{"model:a-seed0": np.ones((1, 2))})
+    with pytest.raises(DataError, match="lacks array"):
+        frvt.read_model_embeddings(tmp_path / "short.npz")
