@@ -2,12 +2,20 @@
 #   make all            venv + synthetic data + execute every notebook (PROFILE=default) + render HTML
 #   make test           unit tests + notebook pairing check + nbval on every notebook (smoke profile)
 # Other profiles: make all PROFILE=real  (needs ../shared/data)  |  PROFILE=colab (GPU + internet)
+# Installation: a virtual environment in VENV (default .venv), or VENV=none to install into PYTHON itself,
+# keeping the torch already installed there (the default on Google Colab, where COLAB_RELEASE_TAG is set).
 
 PROFILE ?= default
 PYTHON ?= python3
-VENV ?= .venv
+VENV ?= $(if $(COLAB_RELEASE_TAG),none,.venv)
+EXTRAS ?= dev
+ifeq ($(VENV),none)
+PY := $(PYTHON)
+STAMP := build/setup/installed
+else
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+endif
 NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
 export MPLBACKEND ?= Agg
@@ -18,14 +26,12 @@ export MPLBACKEND ?= Agg
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  PROFILE=$(PROFILE) (smoke | default | real | colab; see params/)"
+	@echo "  VENV=$(VENV) (a folder, or none: install into PYTHON=$(PYTHON) itself, keeping its torch; none on Colab)"
 
-$(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
-	@touch $(STAMP)
+$(STAMP): pyproject.toml scripts/install.sh
+	@PYTHON="$(PYTHON)" VENV="$(VENV)" EXTRAS="$(EXTRAS)" STAMP="$(STAMP)" sh scripts/install.sh
 
-setup: $(STAMP) ## Create .venv (if missing) and install the project with its dev extras
+setup: $(STAMP) ## Install the project with its dev extras into VENV (default .venv; VENV=none: into PYTHON itself)
 
 data: $(STAMP) ## Generate the embedded synthetic dataset (reused when present)
 	$(PY) -m lib.synthetic --preset default
@@ -67,4 +73,4 @@ clean: ## Remove generated reports/figures of non-committed profiles, caches and
 	rm -rf build reports/smoke reports/default figures/smoke figures/default data/cache data/checkpoints/smoke data/checkpoints/default data/results/smoke data/results/default
 
 clean-all: clean ## Also remove the synthetic data and the virtual environment
-	rm -rf data/synthetic $(VENV)
+	rm -rf data/synthetic $(filter-out none,$(VENV))

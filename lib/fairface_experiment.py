@@ -34,7 +34,8 @@ from lib.imagecache import build_cache
 from lib.losses import make_head
 from lib.models import make_model
 from lib.tables import write_csv
-from lib.training import Augment, embed, fit, seed_everything
+from lib.settings import RunSettings, data_digest
+from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import summarize_interval
 
 TARGETS = ("race", "gender", "age")
@@ -73,6 +74,7 @@ class FairFaceData:
     val: pd.DataFrame
     padding: str
     skipped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["id", "split", "error"]))
+    digest: str = ""  # lib.settings.data_digest of the training images and labels, filled on first use
 
     @property
     def num_classes(self) -> int:
@@ -155,10 +157,10 @@ def split_counts(data: FairFaceData) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------------
 # Evaluation
 # --------------------------------------------------------------------------------------------------
-def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device="auto") -> dict[str, np.ndarray]:
+def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device="auto", amp="off") -> dict[str, np.ndarray]:
     """Predicted class ids (``head.logits``, no margin, no augmentation) and the cosine between each
     embedding and its true class's weight row."""
-    embeddings, _ = embed(model, images, device=device)
+    embeddings, _ = embed(model, images, device=device, amp=amp)
     was_training = head.training
     head.eval()
     try:
@@ -222,6 +224,7 @@ def train_classifier(
     optimizer: str = "adam",
     schedule: str | None = None,
     max_shift: int = 0,
+    amp="auto",
     checkpoint_dir=None,
     device="auto",
     progress: bool = True,
@@ -232,23 +235,28 @@ def train_classifier(
     Training augmentation: random horizontal flip plus a random shift of up to ``max_shift`` pixels.
     """
     head_hparams = dict(head_hparams or {})
+    if not data.digest:
+        data.digest = data_digest(data.train_images, data.train_labels)
+    settings = RunSettings(
+        head=head_name, head_hparams=head_hparams, model="resnet18", embedding_dim=embedding_dim, pretrained=weights,
+        image_size=int(data.train_images.shape[-1]), crop=None, flip=True, max_shift=max_shift, optimizer=optimizer,
+        lr=lr, schedule=schedule, epochs=epochs, batch_size=batch_size, drop_last=True, amp=amp, seed=seed,
+        data=data.digest,
+    )
     seed_everything(seed)
     model = make_model("resnet18", embedding_dim=embedding_dim, weights=weights)
     head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
     margin = float(head_hparams.get("margin", COSRELU_MARGIN)) if head_name == "cosrelu" else COSRELU_MARGIN
+    eval_amp = resolve_precision(amp, resolve_device(device)) if resolve_device(device).type == "cuda" else "off"
 
     def eval_fn(model, head, epoch):
-        scored = classify(model, head, data.val_images, data.val_labels, device=device)
+        scored = classify(model, head, data.val_images, data.val_labels, device=device, amp=eval_amp)
         return validation_metrics(data, scored["y_pred"], scored["target_cosine"], margin)
 
     start = time.perf_counter()
-    fitted = fit(
-        model, head, data.train_images, data.train_labels,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, schedule=schedule, seed=seed,
-        device=device, augment=Augment(flip=True, max_shift=max_shift), eval_fn=eval_fn, eval_every=1,
-        checkpoint_dir=checkpoint_dir, run_name=f"{head_name}-seed{seed}", drop_last=True, progress=progress,
-    )
-    scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device)
+    fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
+                 eval_every=1, checkpoint_dir=checkpoint_dir, progress=progress)
+    scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device, amp=eval_amp)
     predictions = prediction_table(data, scored, head_name, seed)
     history = fitted.history.assign(head=head_name, seed=seed)
     return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start, head_hparams)

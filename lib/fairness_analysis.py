@@ -216,7 +216,7 @@ def lfw_face_groups(lfw_root, gender_folder=None) -> tuple[pd.DataFrame, dict]:
     ``identities.csv``). Returns the table and the gender lists' report (conflict counts)."""
     lfw_root = Path(lfw_root)
     faces = lfw.load_lfw(lfw_root)
-    labels, report = lfw.load_lfw_gender(gender_folder or lfw_root / "gender", faces)
+    labels, report = lfw.load_lfw_gender(paths.lfw_gender_folder(lfw_root, gender_folder), faces)
     table = labels[["file", "name"]].copy()
     table["gender"] = labels["gender"].astype(object).where(labels["gender"].notna(), UNKNOWN)
     identities = lfw_root / "identities.csv"

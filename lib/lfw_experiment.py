@@ -1,16 +1,25 @@
-"""Notebook 02's experiment: train an identity classifier on LFW View 1 DevTrain people, then verify the
-identity-disjoint View 1 DevTest pairs by the cosine of (flip-fused) embeddings.
+"""Notebook 02's experiment: train an identity classifier on LFW View 1 DevTrain people, then verify pairs
+of people it never saw by the cosine of (flip-fused) embeddings.
 
-DevTest has no official folds, so accuracy uses a 10-fold cross-validated threshold inside DevTest
-(:func:`lib.verification.cross_validated_accuracy`, the same seeded folds for every head so per-fold
-accuracies can be compared head against head). The course report's fixed 0.5 threshold is reported
-beside it, labelled as such.
+Three pair sets, three roles:
+
+* **validation pairs** — drawn, as LFW draws its pairs, among DevTrain identities *held out of training*
+  (:func:`split_validation_identities`). Every setting (epochs, augmentation, regularization, learning
+  rate, schedule) is chosen on these, never on DevTest.
+* **training-identity pairs** — the same draw among the identities the network trains on: the gap between
+  these and the validation pairs is the over-fitting picture.
+* **DevTest pairs** (``pairsDevTest.txt``) — scored once per final model, after training.
+
+DevTest has no official folds, so accuracy uses a 10-fold cross-validated threshold inside each pair set
+(:func:`lib.verification.cross_validated_accuracy`) with the same folds for every head and seed
+(``CV_SEED``), so per-pair results can be paired across heads and seeds. The course report's fixed 0.5
+threshold is reported beside it, labelled as such.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +30,13 @@ from lib import lfw as lfw_data
 from lib.imagecache import build_cache
 from lib.losses import make_head
 from lib.models import make_model
-from lib.training import Augment, embed, fit, seed_everything
+from lib.settings import RunSettings, data_digest
+from lib.tables import write_csv
+from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import (
     FoldedAccuracy,
     angular_fisher_score,
+    bootstrap_over_seeds_and_pairs,
     cosine_scores,
     cross_validated_accuracy,
     fixed_threshold_accuracy,
@@ -33,67 +45,184 @@ from lib.verification import (
     summarize_interval,
 )
 
+CV_SEED = 0  # the DevTest / validation folds: one protocol setting shared by every model
+SPLIT_SEED = 0  # which DevTrain identities are held out, and which pairs are drawn
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class PairSet:
+    """Images and the pairs drawn from them: ``pair_index`` (P, 2) rows of ``images`` per pair."""
+
+    images: torch.Tensor  # uint8 (M, 3, H, W)
+    identity: np.ndarray  # name of each image
+    files: np.ndarray  # file name of each image (e.g. Aaron_Peirsol_0001.jpg)
+    pair_index: np.ndarray  # (P, 2)
+    same: np.ndarray  # (P,) bool
+
+    def __len__(self) -> int:
+        return len(self.same)
+
 
 @dataclass
 class View1Data:
-    """Decoded View 1 images: DevTrain people for training, DevTest pair images for verification."""
+    """LFW View 1 as notebook 02 uses it."""
 
-    train_images: torch.Tensor  # uint8 (N, 3, H, W)
+    train_images: torch.Tensor  # uint8 (N, 3, H, W): DevTrain people minus the held-out identities
     train_labels: torch.Tensor  # int64 (N,), identity ids in sorted-name order
     train_names: list[str]
-    pair_images: torch.Tensor  # uint8 (M, 3, H, W): every distinct image used by a DevTest pair
-    pair_image_names: np.ndarray  # identity of each pair image (for the Angular Fisher score)
-    pair_index: np.ndarray  # (P, 2) rows of pair_images forming each pair
+    digest: str  # lib.settings.data_digest of the training images and labels (the runs' data identity)
+    validation: PairSet  # pairs among held-out DevTrain identities: where settings are chosen
+    train_pairs: PairSet  # pairs among training identities: the over-fitting reference
+    test: PairSet  # the DevTest pairs, over every DevTest-people image
     pairs: pd.DataFrame  # the DevTest pair table (name1, index1, name2, index2, same, path1, path2)
+    held_out_names: list[str]
 
     @property
     def num_classes(self) -> int:
         return len(self.train_names)
 
-    @property
-    def same(self) -> np.ndarray:
-        return self.pairs["same"].to_numpy(dtype=bool)
+
+def split_validation_identities(names, fraction: float, seed: int = SPLIT_SEED) -> np.ndarray:
+    """A seeded random ``fraction`` of the distinct ``names`` (sorted first, so the draw does not depend on
+    row order): the identities held out of training."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {fraction!r}")
+    distinct = np.sort(pd.unique(np.asarray(names)))
+    count = int(round(fraction * len(distinct)))
+    if count < 2 or count >= len(distinct):
+        raise ValueError(f"holding out {fraction:.0%} of {len(distinct)} identities leaves too few on one side")
+    return np.sort(np.random.default_rng(seed).choice(distinct, size=count, replace=False))
 
 
-def load_view1(faces: lfw_data.LFW, *, size: int = 96, crop: int | None = 150, progress: bool = True) -> View1Data:
-    """Decode (once, cached under ``data/cache``) DevTrain people's images and DevTest pair images."""
-    train = lfw_data.view1_training_set(faces)
-    train_images = build_cache(train["path"].tolist(), size, crop=crop, key="lfw-devtrain", progress=progress)
+def draw_pairs(identity, n_matched: int, n_mismatched: int, seed: int = SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Verification pairs drawn as LFW's were (Huang et al. 2007): a matched pair is a random person with
+    at least two images and two of their images at random; a mismatched pair is two random different
+    people and one random image of each. No pair is drawn twice. Fewer pairs are returned when the
+    images cannot supply that many distinct ones.
+
+    Returns ``(pair_index (P, 2) into identity's rows, same (P,))``, matched pairs first.
+    """
+    identity = np.asarray(identity)
+    rng = np.random.default_rng(seed)
+    rows_of = pd.Series(np.arange(len(identity))).groupby(identity).apply(np.array)
+    people = np.array(rows_of.index)
+    multi = people[rows_of.map(len).to_numpy() >= 2]
+    chosen, seen = [], set()
+
+    def take(count, draw):
+        found, attempts = 0, 0
+        while found < count and attempts < 50 * count + 100:
+            attempts += 1
+            i, j = draw()
+            key = (min(i, j), max(i, j))
+            if i != j and key not in seen:
+                seen.add(key)
+                chosen.append(key)
+                found += 1
+        return found
+
+    def matched():
+        rows = rows_of[rng.choice(multi)]
+        i, j = rng.choice(rows, size=2, replace=False)
+        return int(i), int(j)
+
+    def mismatched():
+        a, b = rng.choice(people, size=2, replace=False)
+        return int(rng.choice(rows_of[a])), int(rng.choice(rows_of[b]))
+
+    got_matched = take(n_matched, matched) if len(multi) else 0
+    got_mismatched = take(n_mismatched, mismatched) if len(people) >= 2 else 0
+    same = np.r_[np.ones(got_matched, bool), np.zeros(got_mismatched, bool)]
+    return np.array(chosen, dtype=np.int64).reshape(-1, 2), same
+
+
+def _pair_set(paths, identity, pair_index, same, size, crop, key, progress) -> PairSet:
+    images = build_cache(list(paths), size, crop=crop, key=key, progress=progress)
+    files = np.array([str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in paths])
+    return PairSet(images, np.asarray(identity), files, np.asarray(pair_index), np.asarray(same, dtype=bool))
+
+
+def load_view1(faces: lfw_data.LFW, *, size: int = 96, crop: int | None = 150, validation_fraction: float = 0.15,
+               pairs_per_set: int = 500, progress: bool = True) -> View1Data:
+    """Decode (once, cached under ``data/cache``) the training images, the held-out validation identities,
+    and every DevTest-people image; draw the validation and training-identity pairs
+    (``pairs_per_set`` matched and as many mismatched, fewer if the images cannot supply them)."""
+    devtrain = lfw_data.view1_training_set(faces)
+    held_out = split_validation_identities(devtrain["name"], validation_fraction)
+    is_held_out = devtrain["name"].isin(held_out).to_numpy()
+    train = devtrain[~is_held_out].reset_index(drop=True)
+    names = np.sort(train["name"].unique())
+    labels = np.searchsorted(names, train["name"].to_numpy()).astype(np.int64)
+    train_images = build_cache(train["path"].tolist(), size, crop=crop, key="lfw-devtrain-fit", progress=progress)
+    train_labels = torch.as_tensor(labels)
+
+    valid = devtrain[is_held_out].reset_index(drop=True)
+    validation = _pair_set(valid["path"], valid["name"], *draw_pairs(valid["name"], pairs_per_set, pairs_per_set),
+                           size, crop, "lfw-devtrain-heldout", progress)
+    # Training-identity pairs reuse rows of the training cache (no second decode).
+    train_pair_index, train_same = draw_pairs(train["name"], pairs_per_set, pairs_per_set)
+    used = np.unique(train_pair_index)
+    remap = np.full(len(train), -1)
+    remap[used] = np.arange(len(used))
+    train_pairs = PairSet(train_images[torch.as_tensor(used)], train["name"].to_numpy()[used],
+                          train["path"].map(lambda p: str(p).rsplit("/", 1)[-1]).to_numpy()[used],
+                          remap[train_pair_index], train_same)
+
     pairs = faces.dev_test_pairs.reset_index(drop=True)
-    unique_paths = pd.unique(pd.concat([pairs["path1"], pairs["path2"]], ignore_index=True))
-    position = {path: i for i, path in enumerate(unique_paths)}
-    pair_index = np.stack([pairs["path1"].map(position), pairs["path2"].map(position)], axis=1)
-    names = np.concatenate([pairs["name1"], pairs["name2"]])
-    name_of = dict(zip(pd.concat([pairs["path1"], pairs["path2"]]), names))
-    pair_images = build_cache(list(unique_paths), size, crop=crop, key="lfw-devtest", progress=progress)
-    return View1Data(
-        train_images=train_images,
-        train_labels=torch.as_tensor(train["label"].to_numpy().copy()),
-        train_names=sorted(train["name"].unique()),
-        pair_images=pair_images,
-        pair_image_names=np.array([name_of[p] for p in unique_paths]),
-        pair_index=pair_index,
-        pairs=pairs,
-    )
+    test_people = faces.images[faces.images["name"].isin(faces.people_dev_test["name"])]
+    test_paths = pd.unique(pd.concat([test_people["path"], pairs["path1"], pairs["path2"]], ignore_index=True))
+    position = {path: i for i, path in enumerate(test_paths)}
+    name_of = dict(zip(faces.images["path"], faces.images["name"]))
+    name_of.update(zip(pairs["path1"], pairs["name1"]))
+    name_of.update(zip(pairs["path2"], pairs["name2"]))
+    test = _pair_set(test_paths, [name_of[p] for p in test_paths],
+                     np.stack([pairs["path1"].map(position), pairs["path2"].map(position)], axis=1),
+                     pairs["same"].to_numpy(dtype=bool), size, crop, "lfw-devtest-people", progress)
+    return View1Data(train_images, train_labels, list(names), data_digest(train_images, train_labels),
+                     validation, train_pairs, test, pairs, list(held_out))
 
 
-def pair_features(model, data: View1Data, *, flip: bool = True, device="auto") -> np.ndarray:
-    """L2-normalized features of every DevTest image (flip-fused by sum when ``flip``)."""
-    plain, mirrored = embed(model, data.pair_images, flip=flip, device=device)
+def describe_splits(data: View1Data) -> pd.DataFrame:
+    """Images, identities and pairs of each part of View 1 as notebook 02 uses it."""
+    def row(images, identity, pair_set=None):
+        return {"images": len(images), "identities": len(pd.unique(np.asarray(identity))),
+                "matched pairs": int(pair_set.same.sum()) if pair_set else None,
+                "mismatched pairs": int((~pair_set.same).sum()) if pair_set else None}
+
+    return pd.DataFrame({
+        "training (DevTrain people, minus held-out)": row(data.train_images, data.train_labels.numpy()),
+        "training-identity pairs (over-fitting reference)": row(data.train_pairs.images, data.train_pairs.identity,
+                                                               data.train_pairs),
+        "validation (held-out DevTrain identities)": row(data.validation.images, data.validation.identity,
+                                                         data.validation),
+        "DevTest (scored once per final model)": row(data.test.images, data.test.identity, data.test),
+    }).T
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+def inference_precision(precision: str, device) -> str:
+    """Evaluate in the training precision on CUDA (where float32 evaluation would cost as much as an
+    epoch), in float32 elsewhere (bf16 rounding of the embeddings moves cosine scores by ~1e-3)."""
+    return precision if resolve_device(device).type == "cuda" else "off"
+
+
+def features(model, images: torch.Tensor, *, flip: bool = True, device="auto", amp="off") -> np.ndarray:
+    """L2-normalized features of ``images`` (flip-fused by sum when ``flip``)."""
+    plain, mirrored = embed(model, images, flip=flip, device=device, amp=amp)
     if flip:
         return fuse_flip(plain, mirrored, mode="sum")
-    features = plain.double().numpy()
-    return features / np.linalg.norm(features, axis=1, keepdims=True)
-
-
-def pair_scores(features: np.ndarray, data: View1Data) -> np.ndarray:
-    """Cosine similarity of each DevTest pair."""
-    return cosine_scores(features[data.pair_index[:, 0]], features[data.pair_index[:, 1]])
+    array = plain.double().numpy()
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
 
 
 @dataclass
 class VerificationResult:
-    """Scores of one model on DevTest and everything computed from them."""
+    """Scores of one model on one pair set and everything computed from them."""
 
     scores: np.ndarray
     cv: FoldedAccuracy
@@ -118,133 +247,187 @@ class VerificationResult:
         }
 
 
-def evaluate(model, data: View1Data, *, flip: bool = True, cv_seed: int = 0, device="auto") -> VerificationResult:
-    """Verification metrics of ``model`` on DevTest (10-fold CV threshold, fixed 0.5, ROC, AFS)."""
-    features = pair_features(model, data, flip=flip, device=device)
-    scores = pair_scores(features, data)
-    same = data.same
-    # Ten folds, as LFW; a tiny test set (the smoke profile) gets as many as its smaller class allows.
+def score_pairs(features_: np.ndarray, pair_set: PairSet, *, with_afs: bool = True) -> VerificationResult:
+    """Verification metrics from precomputed features of ``pair_set.images``: 10-fold CV threshold (folds
+    fixed by ``CV_SEED``), fixed 0.5, ROC, Angular Fisher score of the pair images."""
+    scores = cosine_scores(features_[pair_set.pair_index[:, 0]], features_[pair_set.pair_index[:, 1]])
+    same = pair_set.same
+    # Ten folds, as LFW; a tiny pair set (the smoke profile) gets as many as its smaller class allows.
     n_folds = int(min(10, same.sum(), (~same).sum()))
     if n_folds < 2:
-        raise ValueError(f"DevTest needs at least 2 matched and 2 mismatched pairs, has {same.sum()} and {(~same).sum()}")
+        raise ValueError(f"a pair set needs at least 2 matched and 2 mismatched pairs, has {same.sum()} and "
+                         f"{(~same).sum()}")
+    in_pairs = np.unique(pair_set.pair_index)
+    afs = angular_fisher_score(features_[in_pairs], pair_set.identity[in_pairs], normalize=False) if with_afs else np.nan
+    afs_normalized = (angular_fisher_score(features_[in_pairs], pair_set.identity[in_pairs], normalize=True)
+                      if with_afs else np.nan)
     return VerificationResult(
         scores=scores,
-        cv=cross_validated_accuracy(scores, same, n_folds=n_folds, seed=cv_seed),
+        cv=cross_validated_accuracy(scores, same, n_folds=n_folds, seed=CV_SEED),
         fixed_accuracy=fixed_threshold_accuracy(scores, same, 0.5),
         roc=roc_metrics(scores, same),
-        afs=angular_fisher_score(features, data.pair_image_names, normalize=False),
-        afs_normalized=angular_fisher_score(features, data.pair_image_names, normalize=True),
+        afs=afs,
+        afs_normalized=afs_normalized,
     )
 
 
+def evaluate(model, pair_set: PairSet, *, flip: bool = True, device="auto", amp="off") -> VerificationResult:
+    """Verification metrics of ``model`` on ``pair_set``."""
+    return score_pairs(features(model, pair_set.images, flip=flip, device=device, amp=amp), pair_set)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------------
 @dataclass
 class HeadRun:
-    """One trained head: its training history, final DevTest result and wall time."""
+    """One trained (head, seed): its settings, per-epoch history, DevTest result (scored once, after
+    training) and the DevTest features (for the all-vs-all analysis of notebook 04). A setting trial
+    (``train_head(score_test=False)``) holds the validation pairs' result and features instead."""
 
-    head: str
-    seed: int
+    settings: RunSettings
     history: pd.DataFrame
     result: VerificationResult
+    test_features: np.ndarray
     seconds: float
-    hparams: dict = field(default_factory=dict)
+    run_name: str
+
+    @property
+    def head(self) -> str:
+        return self.settings.head
+
+    @property
+    def seed(self) -> int:
+        return self.settings.seed
 
 
-def train_head(
-    head_name: str,
-    data: View1Data,
-    *,
-    head_hparams: dict | None = None,
-    model_name: str = "spherecnn",
-    embedding_dim: int = 512,
-    image_size: int = 96,
-    epochs: int = 10,
-    batch_size: int = 128,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    schedule: str | None = None,
-    seed: int = 0,
-    eval_every: int = 5,
-    flip: bool = True,
-    max_shift: int = 0,
-    erase: float = 0.0,
-    dropout: float = 0.0,
-    checkpoint_dir=None,
-    device="auto",
-    amp="auto",
-    progress: bool = True,
-) -> HeadRun:
-    """Train ``model_name`` + ``head_name`` on DevTrain people and evaluate on DevTest.
+def build_model_and_head(settings: RunSettings, num_classes: int):
+    """The network and head ``settings`` describe, initialised from ``settings.seed``."""
+    seed_everything(settings.seed)
+    options = {}
+    if settings.model.lower() in ("spherecnn", "sphereface4"):
+        options["input_size"] = settings.image_size
+    if settings.dropout:
+        if settings.model.lower() != "spherecnn":
+            raise ValueError(f"dropout is an option of SphereCNN only, not of {settings.model!r}")
+        options["dropout"] = settings.dropout
+    if settings.pretrained:
+        options["weights"] = settings.pretrained
+    model = make_model(settings.model, embedding_dim=settings.embedding_dim, **options)
+    head = make_head(settings.head, settings.embedding_dim, num_classes, **settings.head_hparams)
+    return model, head
 
-    Every ``eval_every`` epochs the history gets the 10-fold and fixed-0.5 DevTest accuracies (as the
-    course printed its test accuracy every 20 epochs). Checkpoints make a re-run resume or return at once.
-    ``amp`` is :func:`lib.training.fit`'s (``"bf16"`` trains in bfloat16 autocast on a CPU too).
-    Regularization against over-fitting the ~9,500 training images: ``max_shift`` and ``erase``
-    (:class:`lib.training.Augment`), ``dropout`` before SphereCNN's embedding layer.
-    """
-    head_hparams = dict(head_hparams or {})
-    seed_everything(seed)
-    kwargs = {"input_size": image_size} if model_name.lower() in ("spherecnn", "sphereface4") else {}
-    if dropout:
-        if model_name.lower() != "spherecnn":
-            raise ValueError(f"dropout is an option of SphereCNN only, not of {model_name!r}")
-        kwargs["dropout"] = dropout
-    model = make_model(model_name, embedding_dim=embedding_dim, **kwargs)
-    head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
+
+def train_head(settings: RunSettings, data: View1Data, *, eval_every: int = 5, flip: bool = True,
+               checkpoint_dir=None, device="auto", progress: bool = True, score_test: bool = True) -> HeadRun:
+    """Train ``settings.model`` + ``settings.head`` on the training identities; every ``eval_every`` epochs
+    record 10-fold accuracy on the validation pairs and the training-identity pairs; score DevTest once at
+    the end (``score_test=False`` for a setting trial: its result then holds validation scores instead).
+    Checkpoints (named by ``settings.run_name()``) make a re-run resume or return at once."""
+    settings = settings.replace(data=data.digest)
+    model, head = build_model_and_head(settings, data.num_classes)
+    amp = inference_precision(resolve_precision(settings.amp, resolve_device(device)), device)
 
     def eval_fn(model, head, epoch):
-        summary = evaluate(model, data, flip=flip, cv_seed=seed).summary()
-        return {key: summary[key] for key in ("acc_10fold", "acc_fixed_0.5", "auc")}
+        validation = evaluate(model, data.validation, flip=flip, device=device, amp=amp)
+        train_pairs = evaluate(model, data.train_pairs, flip=flip, device=device, amp=amp)
+        return {"val_acc_10fold": validation.cv.mean, "val_acc_fixed_0.5": validation.fixed_accuracy,
+                "val_auc": validation.roc.auc, "train_pairs_acc_10fold": train_pairs.cv.mean}
 
     start = time.perf_counter()
-    fitted = fit(
-        model, head, data.train_images, data.train_labels,
-        epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-        schedule=schedule, seed=seed, device=device, amp=amp,
-        augment=Augment(flip=True, max_shift=max_shift, erase=erase),
-        eval_fn=eval_fn, eval_every=eval_every, checkpoint_dir=checkpoint_dir,
-        run_name=f"{head_name}-seed{seed}", progress=progress,
-    )
-    result = evaluate(fitted.model, data, flip=flip, cv_seed=seed)
-    history = fitted.history.assign(head=head_name, seed=seed)
-    return HeadRun(head_name, seed, history, result, time.perf_counter() - start, head_hparams)
+    fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
+                 eval_every=eval_every, checkpoint_dir=checkpoint_dir, progress=progress)
+    final_set = data.test if score_test else data.validation
+    test_features = features(fitted.model, final_set.images, flip=flip, device=device, amp=amp)
+    result = score_pairs(test_features, final_set)
+    history = fitted.history.assign(head=settings.head, seed=settings.seed)
+    return HeadRun(fitted.settings, history, result, test_features.astype(np.float32),
+                   time.perf_counter() - start, fitted.checkpoint_path.stem if fitted.checkpoint_path else "")
 
 
+# --------------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------------
 def summary_table(runs: list[HeadRun], confidence: float = 0.95) -> pd.DataFrame:
-    """One row per head: 10-fold accuracy mean ± std with a t-interval over folds, fixed-0.5 accuracy,
-    ROC summaries, AFS, the training epochs' wall time (a resumed run reports its stored seconds)."""
+    """One row per (head, seed): DevTest 10-fold accuracy mean ± std with a t-interval over folds,
+    fixed-0.5 accuracy, ROC summaries, AFS, last validation accuracy, training minutes."""
     rows = []
     for run in runs:
         interval = summarize_interval(run.result.cv.accuracies, confidence)
         summary = run.result.summary()
+        evaluated = run.history.dropna(subset=["val_acc_10fold"]) if "val_acc_10fold" in run.history else None
         rows.append({
             "head": run.head, "seed": run.seed,
             "acc_10fold": interval.mean, "std": interval.std,
             f"ci{int(confidence * 100)}_low": interval.lower, f"ci{int(confidence * 100)}_high": interval.upper,
             **{k: summary[k] for k in ("threshold_10fold", "acc_fixed_0.5", "auc", "eer", "tar@far=1e-2",
                                        "tar@far=1e-3", "afs", "afs_normalized")},
+            "val_acc_10fold": float(evaluated["val_acc_10fold"].iloc[-1]) if evaluated is not None and len(evaluated) else np.nan,
             "epochs": int(run.history["epoch"].max()),
             "train_minutes": float(run.history["seconds"].sum()) / 60,
+            "run": run.run_name,
         })
+    return pd.DataFrame(rows)
+
+
+def _correct_matrix(runs: list[HeadRun], head: str) -> tuple[list[int], np.ndarray]:
+    mine = sorted((run for run in runs if run.head == head), key=lambda run: run.seed)
+    return [run.seed for run in mine], np.stack([run.result.cv.correct for run in mine])
+
+
+def seed_summary(runs: list[HeadRun], *, n_boot: int = 2000, confidence: float = 0.95) -> pd.DataFrame:
+    """Per head, DevTest 10-fold accuracy over seeds: mean, std over seeds, and a two-level bootstrap
+    interval (seeds x pairs: :func:`lib.verification.bootstrap_over_seeds_and_pairs`), which includes both
+    training-seed variation and the sampling of the DevTest pairs."""
+    rows = []
+    for head in dict.fromkeys(run.head for run in runs):
+        seeds, correct = _correct_matrix(runs, head)
+        interval = bootstrap_over_seeds_and_pairs(correct, n_boot=n_boot, confidence=confidence)
+        per_seed = {run.seed: run.result.cv.mean for run in runs if run.head == head}
+        rows.append({"head": head, "seeds": len(seeds), "acc_10fold": interval.mean,
+                     "std over seeds": interval.std, "ci_low": interval.lower, "ci_high": interval.upper,
+                     "min over seeds": min(per_seed.values()), "max over seeds": max(per_seed.values())})
     return pd.DataFrame(rows).set_index("head")
 
 
-def paired_difference(run_a: HeadRun, run_b: HeadRun, confidence: float = 0.95):
-    """Mean difference of per-fold DevTest accuracies (a − b) with a t-interval; the folds are the same
-    pairs for both runs when they share ``cv_seed``, so the comparison is paired."""
-    if not np.array_equal(run_a.result.cv.folds, run_b.result.cv.folds) or run_a.seed != run_b.seed:
-        raise ValueError("the two runs must be evaluated on the same cross-validation folds (same seed)")
-    return summarize_interval(run_a.result.cv.accuracies - run_b.result.cv.accuracies, confidence)
+def paired_difference(runs: list[HeadRun], head_a: str, head_b: str, *, n_boot: int = 2000,
+                      confidence: float = 0.95):
+    """Mean DevTest accuracy difference ``a − b`` over the seeds both heads were trained with (paired by
+    seed and by pair: same initial seed, same batches, same pairs and folds), with a two-level bootstrap
+    interval over seeds x pairs."""
+    seeds_a, correct_a = _correct_matrix(runs, head_a)
+    seeds_b, correct_b = _correct_matrix(runs, head_b)
+    common = sorted(set(seeds_a) & set(seeds_b))
+    if not common:
+        raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
+    rows_a = correct_a[[seeds_a.index(s) for s in common]].astype(float)
+    rows_b = correct_b[[seeds_b.index(s) for s in common]].astype(float)
+    return bootstrap_over_seeds_and_pairs(rows_a - rows_b, n_boot=n_boot, confidence=confidence)
+
+
+def comparison_table(runs: list[HeadRun], comparisons, *, n_boot: int = 2000) -> pd.DataFrame:
+    """:func:`paired_difference` for each ``(a, b)`` both of whose heads were trained; empty (with the
+    columns) when none was."""
+    trained = {run.head for run in runs}
+    rows = []
+    for a, b in comparisons:
+        if a in trained and b in trained:
+            diff = paired_difference(runs, a, b, n_boot=n_boot)
+            rows.append({"comparison": f"{a} − {b}", "seeds": diff.n, "mean difference": diff.mean,
+                         "95% CI low": diff.lower, "95% CI high": diff.upper,
+                         "excludes 0": not (diff.lower <= 0 <= diff.upper)})
+    columns = ["comparison", "seeds", "mean difference", "95% CI low", "95% CI high", "excludes 0"]
+    return pd.DataFrame(rows, columns=columns).set_index("comparison")
 
 
 def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
-    """Long table of per-pair scores for notebook 04: one row per (head, seed, pair)."""
+    """Long table of per-pair DevTest scores for notebook 04: one row per (head, seed, pair)."""
     pairs = data.pairs.reset_index(drop=True)
     base = pd.DataFrame({
         "pair": np.arange(len(pairs)),
         "name1": pairs["name1"], "index1": pairs["index1"], "name2": pairs["name2"], "index2": pairs["index2"],
-        "file1": pairs["path1"].map(lambda p: p.rsplit("/", 1)[-1]),
-        "file2": pairs["path2"].map(lambda p: p.rsplit("/", 1)[-1]),
+        "file1": pairs["path1"].map(lambda p: str(p).rsplit("/", 1)[-1]),
+        "file2": pairs["path2"].map(lambda p: str(p).rsplit("/", 1)[-1]),
         "same": pairs["same"].astype(bool),
     })
     frames = []
@@ -254,29 +437,71 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-SETTING_COLUMNS = ["head", "epochs", "optimizer", "amp", "schedule", "crop", "max_shift", "erase", "dropout",
-                   "weight_decay", "lr"]
-SWEEP_COLUMNS = [*SETTING_COLUMNS, "acc_10fold", "std", "ci95_low", "ci95_high", "acc_fixed_0.5",
-                 "final_train_accuracy", "acc_10fold_by_epoch"]
+def save_test_embeddings(data: View1Data, runs: list[HeadRun], path) -> Path:
+    """Every DevTest-people image's L2-normalized, flip-fused features per model, for notebook 04's
+    all-vs-all comparisons: ``files``, ``identity`` and ``model:<head>-seed<seed>`` arrays (float32)."""
+    path = Path(path)
+    arrays = {"files": data.test.files.astype(str), "identity": data.test.identity.astype(str)}
+    arrays.update({f"model:{run.head}-seed{run.seed}": run.test_features for run in runs})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.stem}.{time.time_ns()}.tmp.npz")
+    np.savez_compressed(temp, **arrays)
+    temp.replace(path)
+    return path
+
+
+def write_results(data: View1Data, runs: list[HeadRun], folder) -> dict[str, Path]:
+    """The files notebook 04 reads: per-pair scores, per-run summary, history, DevTest embeddings."""
+    folder = Path(folder)
+    history = pd.concat([run.history for run in runs], ignore_index=True)
+    return {
+        "pair scores": write_csv(pair_score_table(data, runs), folder / "02_lfw_pair_scores.csv"),
+        "summary": write_csv(summary_table(runs), folder / "02_summary.csv"),
+        "history": write_csv(history, folder / "02_history.csv"),
+        "embeddings": save_test_embeddings(data, runs, folder / "02_devtest_embeddings.npz"),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Setting trials (scripts/sweep_lfw_settings.py), scored on the validation pairs only
+# --------------------------------------------------------------------------------------------------
+def trial_row(run: HeadRun) -> dict:
+    """One trial's CSV row: every setting (the columns come from :class:`RunSettings`) and its validation
+    result. DevTest is not part of it: trials choose settings, DevTest is scored once per final model."""
+    history = run.history
+    evaluated = history.dropna(subset=["val_acc_10fold"])
+    last = evaluated.iloc[-1]
+    settings = run.settings.as_dict()
+    settings["head_hparams"] = str(settings["head_hparams"])
+    return {
+        "run": run.run_name, **settings,
+        "val_acc_10fold": float(last["val_acc_10fold"]),
+        "final_train_accuracy": float(history["train_accuracy"].iloc[-1]),
+        "final_train_pairs_acc": float(last["train_pairs_acc_10fold"]),
+        "val_acc_by_epoch": " ".join(f"{e}:{a:.3f}" for e, a in zip(evaluated["epoch"], evaluated["val_acc_10fold"])),
+    }
 
 
 def sweep_table(folder) -> pd.DataFrame:
-    """The one-head setting trials of ``scripts/sweep_lfw_settings.py`` (one CSV per run in ``folder``),
-    best 10-fold accuracy first; an empty table with the same columns when there are none."""
+    """The setting trials of ``scripts/sweep_lfw_settings.py`` (one CSV per run in ``folder``), best
+    validation accuracy first; an empty table when there are none."""
     files = sorted(Path(folder).glob("*.csv")) if Path(folder).is_dir() else []
     if not files:
-        return pd.DataFrame(columns=["run", *SWEEP_COLUMNS]).set_index("run")
-    table = pd.concat([pd.read_csv(path) for path in files], ignore_index=True)
-    missing = sorted(set(["run", *SWEEP_COLUMNS]) - set(table.columns))
-    if missing:
-        raise ValueError(f"sweep CSVs in {folder} lack columns {missing}; re-run scripts/sweep_lfw_settings.py")
-    return table.set_index("run")[SWEEP_COLUMNS].sort_values("acc_10fold", ascending=False)
+        return pd.DataFrame(columns=["run", "head", "val_acc_10fold"]).set_index("run")
+    tables = []
+    for path in files:
+        table = pd.read_csv(path)
+        missing = sorted({"run", "head", "val_acc_10fold"} - set(table.columns))
+        if missing:
+            raise ValueError(f"trial file {path} lacks columns {missing} (an older format?); re-run "
+                             f"scripts/sweep_lfw_settings.py for that setting or move the file away")
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True).set_index("run").sort_values("val_acc_10fold", ascending=False)
 
 
-def precision_comparison(sweep: pd.DataFrame) -> pd.DataFrame:
-    """Trials of :func:`sweep_table` that differ only in ``amp``: one row per setting, the 10-fold accuracy
-    per precision in columns (e.g. ``off``, ``bf16``); empty when no setting was run in two precisions."""
-    setting = [column for column in SETTING_COLUMNS if column != "amp"]
-    wide = sweep.pivot_table(index=setting, columns="amp", values="acc_10fold", aggfunc="first")
-    wide = wide.dropna()
-    return wide if wide.shape[1] >= 2 else wide.iloc[0:0]
+def varied_settings(sweep: pd.DataFrame) -> list[str]:
+    """The setting columns whose value differs between trials (what the trials actually compared)."""
+    from dataclasses import fields
+
+    names = [f.name for f in fields(RunSettings) if f.name not in ("data",)]
+    return [name for name in names if name in sweep and sweep[name].astype(str).nunique() > 1]

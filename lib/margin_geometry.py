@@ -62,6 +62,7 @@ from torch import nn
 
 from lib.errors import DataError
 from lib.losses import make_head
+from lib.training import train_step
 from lib.verification import angular_fisher_score
 
 __all__ = [
@@ -549,13 +550,9 @@ def train_toy_embedding(
         network.train()
         head.train()
         losses = torch.empty(steps)
-        for step, batch in enumerate(order):
-            loss = head(network(x[batch]), y[batch])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for step, batch in enumerate(order):  # the training step every model in the project uses
+            losses[step] = train_step(network, head, optimizer, None, x[batch], y[batch])
             schedule.step()
-            losses[step] = loss.detach()
         if not torch.isfinite(losses).all():
             raise FloatingPointError(f"{head_name} diverged (non-finite loss); lower lr (now {lr})")
 

@@ -153,6 +153,9 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
     import papermill
 
     os.environ.update(PROGRESS_ENV)
+    storage = (load_profile(profile).get("common") or {}).get("storage_dir")
+    if storage and not os.environ.get(paths.STORAGE_ENV):  # the environment variable wins over the profile
+        os.environ[paths.STORAGE_ENV] = str(storage)  # read by lib.paths in each notebook's kernel
     out_dir = paths.reports_dir(profile)
     written = []
     for source in select(names):

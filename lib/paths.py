@@ -1,7 +1,20 @@
 """Every path the project uses, in one place.
 
-Notebooks and tests never build paths by hand: they ask this module. The real data folder can be
-moved with the environment variable ``FACE_SHARED_DATA`` (default: ``../shared/data`` beside the checkout).
+Notebooks, scripts and tests never build paths by hand: they ask this module.
+
+Environment variables that move things:
+
+* ``FACE_SHARED_DATA``: the real data folder (default ``../shared/data`` beside the checkout).
+* ``FACE_STORAGE``: a persistent folder (e.g. Google Drive on Colab) that then holds everything a run
+  writes and would be expensive to lose: training checkpoints, decoded-image caches, results
+  (``<storage>/checkpoints``, ``cache``, ``results``) and downloaded data (``<storage>/downloads``:
+  scikit-learn's LFW, the Hugging Face cache, torch hub's ImageNet weights). Unset, they stay in
+  ``data/`` inside the checkout and downloads go to each library's default folder. Its parent folder
+  must exist (an unmounted Drive is an error here, not a silently local folder). The profile key
+  ``common: storage_dir:`` sets the same thing for ``python -m lib.notebooks run``.
+  Figures and reports always stay in the checkout.
+* ``FACE_CACHE`` (optional): the decoded-image cache only, e.g. a fast local disk while ``FACE_STORAGE``
+  is on Drive (the cache is rebuilt from the downloaded images when it is missing).
 """
 
 from __future__ import annotations
@@ -14,17 +27,69 @@ NOTEBOOKS = ROOT / "notebooks"
 PARAMS = ROOT / "params"
 DATA = ROOT / "data"
 SYNTHETIC = DATA / "synthetic"
-CACHE = DATA / "cache"
-CHECKPOINTS = DATA / "checkpoints"
-RESULTS = DATA / "results"
 FIGURES = ROOT / "figures"
 REPORTS = ROOT / "reports"
 BUILD = ROOT / "build"
+
+# LFW per-image gender lists shipped with the repository (labels only; see data/lfw_gender/README.md).
+LFW_GENDER_LISTS = DATA / "lfw_gender"
+
+STORAGE_ENV = "FACE_STORAGE"
+CACHE_ENV = "FACE_CACHE"
+
+
+def _folder_from_environment(name: str) -> Path | None:
+    """The folder named by environment variable ``name`` (``~`` expanded, relative to the checkout), or None."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
+def _persistent_storage() -> Path | None:
+    storage = _folder_from_environment(STORAGE_ENV)
+    if storage is not None and not storage.parent.is_dir():
+        raise FileNotFoundError(
+            f"{STORAGE_ENV}={os.environ[STORAGE_ENV]}: its parent folder {storage.parent} does not exist. "
+            f"On Colab mount Google Drive first (from google.colab import drive; drive.mount('/content/drive')); "
+            f"elsewhere create the parent folder, or unset {STORAGE_ENV} to keep everything inside the checkout."
+        )
+    return storage
+
+
+STORAGE = _persistent_storage()  # None: runs write inside the checkout
+_WRITABLE = STORAGE if STORAGE is not None else DATA
+CACHE = _folder_from_environment(CACHE_ENV) or _WRITABLE / "cache"
+CHECKPOINTS = _WRITABLE / "checkpoints"
+RESULTS = _WRITABLE / "results"
+DOWNLOADS = STORAGE / "downloads" if STORAGE is not None else None
+# scikit-learn's data home (its LFW download lands in <SKLEARN_DATA>/lfw_home); SCIKIT_LEARN_DATA wins, as in sklearn.
+SKLEARN_DATA = (
+    _folder_from_environment("SCIKIT_LEARN_DATA")
+    or (DOWNLOADS / "scikit_learn_data" if DOWNLOADS is not None else Path("~/scikit_learn_data").expanduser())
+)
+if DOWNLOADS is not None:
+    # Read by the libraries themselves when they download: the Hub's FairFace (``datasets`` reads these when it
+    # is imported, which the loaders do lazily, after this module) and torchvision's ImageNet weights. HF_HOME
+    # is left alone so a Hugging Face login token stays where the user put it.
+    os.environ.setdefault("HF_HUB_CACHE", str(DOWNLOADS / "huggingface" / "hub"))
+    os.environ.setdefault("HF_DATASETS_CACHE", str(DOWNLOADS / "huggingface" / "datasets"))
+    os.environ.setdefault("TORCH_HOME", str(DOWNLOADS / "torch"))
 
 SHARED_DATA = Path(os.environ.get("FACE_SHARED_DATA", ROOT.parent / "shared" / "data")).expanduser()
 SHARED_FAIRFACE = SHARED_DATA / "fairface"
 SHARED_LFW = SHARED_DATA / "lfw"
 SHARED_LFW_GENDER = SHARED_LFW / "gender"
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` for messages: relative to the checkout when inside it, else absolute (e.g. under ``FACE_STORAGE``)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def figures_dir(profile: str) -> Path:
@@ -49,6 +114,7 @@ def results_dir(profile: str) -> Path:
 
 
 def checkpoints_dir(profile: str) -> Path:
+    """Folder for the training checkpoints of one profile (``fit`` resumes from them after a restart)."""
     path = CHECKPOINTS / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -63,12 +129,17 @@ def dataset_root(source: str, dataset: str, synthetic_preset: str = "default") -
     """Resolve a data-source parameter to a folder.
 
     ``source`` is ``"synthetic"`` (the embedded generated set, preset ``synthetic_preset``), ``"shared"`` (``../shared/data``),
-    ``"hub"`` (returned unchanged: the loader fetches from the Hugging Face Hub), or a path
-    (``~`` expanded; relative paths are taken from the repository root).
+    ``"hub"`` (returned unchanged: the loader fetches from the Hugging Face Hub), ``"sklearn"`` (LFW only:
+    scikit-learn's ``lfw_home`` under :data:`SKLEARN_DATA`, which ``lib.download.ensure_sklearn_lfw``
+    fills), or a path (``~`` expanded; relative paths are taken from the repository root).
     ``dataset`` is ``"fairface"`` or ``"lfw"``.
     """
     if dataset not in ("fairface", "lfw"):
         raise ValueError(f"dataset must be 'fairface' or 'lfw', got {dataset!r}")
+    if source == "sklearn":
+        if dataset != "lfw":
+            raise ValueError("source 'sklearn' (scikit-learn's downloader) only provides LFW, not FairFace")
+        return sklearn_lfw_home()
     if source == "synthetic":
         return synthetic_root(synthetic_preset) / dataset
     if source == "shared":
@@ -77,6 +148,26 @@ def dataset_root(source: str, dataset: str, synthetic_preset: str = "default") -
         return "hub"
     path = Path(source).expanduser()
     return path if path.is_absolute() else ROOT / path
+
+
+def sklearn_lfw_home() -> Path:
+    """scikit-learn's LFW folder: ``<SKLEARN_DATA>/lfw_home`` (``lfw_funneled/`` + the three pair files)."""
+    return SKLEARN_DATA / "lfw_home"
+
+
+def lfw_gender_folder(lfw_root: str | os.PathLike, folder: str | os.PathLike | None = None) -> Path:
+    """Where the LFW gender lists (``male_names.txt``, ``female_names.txt``) of an LFW copy are.
+
+    ``folder`` when given; else ``<lfw_root>/gender`` when that exists (the synthetic set writes its own,
+    a full LFW copy may carry them); else the lists shipped in :data:`LFW_GENDER_LISTS`, which cover the
+    13,233 images of every real LFW release (their file names are the same in ``lfw``,
+    ``lfw_funneled`` and ``lfw-deepfunneled``).
+    """
+    if folder is not None:
+        path = Path(folder).expanduser()
+        return path if path.is_absolute() else ROOT / path
+    beside = Path(lfw_root) / "gender"
+    return beside if beside.is_dir() else LFW_GENDER_LISTS
 
 
 def shared_data_available() -> bool:

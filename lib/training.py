@@ -20,13 +20,14 @@ and, on CPU, gives bit-identical results to an uninterrupted run.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import random
+import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -37,10 +38,15 @@ from torch import nn
 
 from lib.models import COURSE_NORMALIZATION, IMAGENET_NORMALIZATION
 from lib.progress import progress as progress_bar
+from lib.settings import RunSettings, data_digest, settings_difference
 
 __all__ = [
     "Augment",
+    "CheckpointError",
+    "EpochMeter",
+    "FeatureBatches",
     "FitResult",
+    "ImageBatches",
     "NORMALIZATIONS",
     "augment_batch",
     "erase_rectangles",
@@ -48,15 +54,19 @@ __all__ = [
     "epoch_batches",
     "epoch_generator",
     "fit",
+    "load_checkpoint",
     "normalize_batch",
     "predict",
+    "remove_stale_temporaries",
     "resolve_device",
     "resolve_normalization",
+    "resolve_precision",
     "seed_everything",
     "shift_and_flip",
+    "train_epoch",
+    "train_step",
 ]
 
-CHECKPOINT_VERSION = 1
 NORMALIZATIONS = {"course": COURSE_NORMALIZATION, "imagenet": IMAGENET_NORMALIZATION}
 # Independent random streams derived from (seed, epoch).
 _SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
@@ -83,40 +93,76 @@ def epoch_generator(seed: int, epoch: int, stream: int = _SHUFFLE_STREAM) -> tor
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; anything else is passed to ``torch.device``."""
-    if str(device) != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``"auto"`` → CUDA if available, else Apple MPS, else CPU; anything else is passed to ``torch.device``.
 
-
-def _amp_dtype(amp, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the backbone.
-
-    ``"auto"``/``True``: bf16 on CUDA where supported, else fp16 (with a GradScaler); off on other devices,
-    so CPU runs stay float32 unless asked. ``"bf16"`` also runs on the CPU, where oneDNN's bf16 convolutions
-    use AMX/AVX-512-BF16 when the processor has them (``scripts/bench_pipeline.py`` prints the gain);
-    ``"fp16"`` is CUDA only.
+    Asking for a device that is not there is an error that says why (a CPU build of torch, or no GPU /
+    driver visible), never a silent run on the CPU.
     """
-    if amp in (False, None, "off"):
-        return None
-    if amp not in (True, "auto", "bf16", "fp16"):
-        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16', True or False, got {amp!r}")
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(cuda_unavailable_reason())
+    if resolved.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device 'mps' was asked for, but this torch/machine has no Apple MPS backend; "
+                           "use device='auto' or 'cpu'")
+    return resolved
+
+
+def cuda_unavailable_reason() -> str:
+    """Why ``torch.cuda.is_available()`` is False, in words a user can act on."""
+    if torch.version.cuda is None:
+        return (f"CUDA was asked for, but torch {torch.__version__} is a CPU-only build. Install a CUDA build of "
+                f"torch that matches the GPU driver (on Google Colab, keep the preinstalled torch and choose "
+                f"Runtime > Change runtime type > GPU), or run with device='cpu'")
+    return (f"CUDA was asked for, and torch {torch.__version__} is built for CUDA {torch.version.cuda}, but no "
+            f"usable GPU is visible (torch.cuda.is_available() is False): no GPU attached (on Colab: Runtime > "
+            f"Change runtime type > GPU), or an NVIDIA driver too old for CUDA {torch.version.cuda} (check "
+            f"`nvidia-smi`). Or run with device='cpu'")
+
+
+def resolve_precision(amp, device: torch.device) -> str:
+    """The autocast precision of the backbone on ``device``: ``"off"``, ``"bf16"`` or ``"fp16"``.
+
+    ``"auto"``: on CUDA, bf16 on GPUs of compute capability 8.0 and above (Ampere and newer), else fp16
+    with a gradient scaler — older GPUs such as Colab's T4 (7.5) only emulate bf16, and cuDNN has no bf16
+    convolutions there; off on other devices, so CPU runs stay float32 unless asked. ``"bf16"`` also
+    runs on a CPU (oneDNN uses AMX / AVX-512-BF16 where the processor has them; ``make bench`` prints the
+    gain). ``"fp16"`` is CUDA only.
+    """
+    amp = {False: "off", None: "off", True: "auto"}.get(amp, amp)
+    if amp not in ("auto", "off", "bf16", "fp16"):
+        raise ValueError(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {amp!r}")
+    if amp == "off":
+        return "off"
+    if device.type == "cuda":
+        capability = torch.cuda.get_device_capability(device)
+        native_bf16 = capability >= (8, 0)
+        if amp == "auto":
+            return "bf16" if native_bf16 else "fp16"
+        if amp == "bf16" and not native_bf16:
+            raise ValueError(
+                f"amp='bf16' on {torch.cuda.get_device_name(device)} (compute capability "
+                f"{capability[0]}.{capability[1]}) would be emulated and slow: bf16 needs 8.0 or newer. Use "
+                f"amp='auto' (fp16 with a gradient scaler here) or amp='fp16'"
+            )
+        return amp
+    if amp == "auto":
+        return "off"
     if device.type == "cpu" and amp == "bf16":
-        return torch.bfloat16
-    if device.type != "cuda":
-        if amp in (True, "auto"):
-            return None
-        raise ValueError(
-            f"amp={amp!r} is not available on {device}: use amp='bf16' on a CPU, fp16 only on CUDA, "
-            f"or amp='auto' / False"
-        )
-    if amp == "fp16" or (amp in (True, "auto") and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
+        return "bf16"
+    raise ValueError(f"amp={amp!r} is not available on {device}: use amp='bf16' on a CPU, fp16 only on CUDA, "
+                     f"or amp='auto' / 'off'")
+
+
+def _autocast(precision: str, device: torch.device):
+    if precision == "off":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
 
 
 @contextmanager
@@ -178,25 +224,6 @@ class Augment:
             raise ValueError(f"max_shift must be >= 0, got {self.max_shift}")
         if not 0.0 <= self.erase <= 1.0:
             raise ValueError(f"erase is a probability in [0, 1], got {self.erase}")
-
-    def config(self) -> dict:
-        """The fields a checkpoint records (``erase`` only when on, so earlier checkpoints still match)."""
-        fields = asdict(self)
-        if not self.erase:
-            del fields["erase"]
-        return fields
-
-
-def _resolve_augment(augment) -> Augment:
-    if augment is None or augment is False:
-        return Augment(flip=False, max_shift=0)
-    if augment is True:
-        return Augment()
-    if isinstance(augment, dict):
-        return Augment(**augment)
-    if isinstance(augment, Augment):
-        return augment
-    raise ValueError(f"augment must be an Augment, a dict of its fields, True or None, got {augment!r}")
 
 
 def shift_and_flip(
@@ -328,28 +355,189 @@ def _check_labels(labels, n: int, num_classes: int | None) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------------
-# fit
+# Batches: what one step trains on
 # --------------------------------------------------------------------------------------------------
+class ImageBatches:
+    """Training batches from a uint8 image tensor (N, 3, H, W), e.g. a memory-mapped image cache.
+
+    ``gather_ahead(order)`` yields each batch's rows already on the device; on CUDA, rows of a cache that
+    stays on the host are gathered by a background thread into pinned memory and copied without blocking,
+    so the next batch is ready before the current step ends (a cache small enough for the GPU is moved
+    there once). ``augment_and_normalize`` then flips / shifts / erases the uint8 batch and converts it to
+    float ``(x/255 − mean)/std`` on the device.
+    """
+
+    def __init__(self, images, augment: Augment, mean, std, device: torch.device, channels_last: bool = False):
+        self.images = _check_images(images)
+        self.augment, self.mean, self.std = augment, mean, std
+        self.device, self.channels_last = device, channels_last
+        self.source = self.images
+        if device.type == "cuda":
+            free_bytes, _ = torch.cuda.mem_get_info(device)
+            if self.images.numel() < free_bytes // 4:
+                self.source = self.images.to(device)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def gather_ahead(self, order):
+        if self.source.device == self.device or self.device.type != "cuda":
+            for index in order:
+                yield index, self.source[index.to(self.source.device)].to(self.device)
+            return
+        with ThreadPoolExecutor(max_workers=1) as pool:  # torch's gather releases the GIL
+            pending = [pool.submit(lambda i: self.source[i].pin_memory(), index) for index in order[:2]]
+            for step, index in enumerate(order):
+                rows = pending[step].result().to(self.device, non_blocking=True)
+                if step + 2 < len(order):
+                    pending.append(pool.submit(lambda i: self.source[i].pin_memory(), order[step + 2]))
+                yield index, rows
+
+    def augment_and_normalize(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        batch = normalize_batch(augment_batch(rows, self.augment, generator), self.mean, self.std)
+        return batch.contiguous(memory_format=torch.channels_last) if self.channels_last else batch
+
+
+class FeatureBatches:
+    """Training batches of precomputed float features (N, D): a frozen encoder's embeddings. Nothing to
+    augment or normalize; rows are gathered on the device."""
+
+    def __init__(self, features, device: torch.device):
+        features = torch.as_tensor(features)
+        if not features.is_floating_point() or features.ndim != 2 or len(features) == 0:
+            raise ValueError(f"features must be a non-empty float tensor (N, D), got {features.dtype} "
+                             f"{tuple(features.shape)}")
+        self.images = features.float()  # the name ImageBatches uses, so the harness treats both alike
+        self.device, self.source = device, features.float().to(device)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def gather_ahead(self, order):
+        for index in order:
+            yield index, self.source[index.to(self.device)]
+
+    def augment_and_normalize(self, rows, generator):
+        return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# The training step and epoch
+# --------------------------------------------------------------------------------------------------
+def train_step(model, head, optimizer, scaler, inputs, targets, *, precision: str = "off", record=None):
+    """One optimizer step. ``record(loss, embeddings, targets)`` sees the step before its update.
+
+    The backbone runs under autocast (``precision`` bf16 or fp16); the head always computes in float32,
+    since margins such as cos θ − 0.35 are below bf16's resolution near cos θ = 1. In fp16 the
+    gradient ``scaler`` (``torch.amp.GradScaler``) multiplies the loss so that small gradients do not
+    flush to zero; ``scaler=None`` steps without one.
+    """
+    with _autocast(precision, inputs.device):
+        embeddings = model(inputs)                          # forward: images → embeddings
+    loss = head(embeddings.float(), targets)               # the head's margin loss
+    if record is not None:
+        record(loss.detach(), embeddings.detach(), targets)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()                                    # backward
+        optimizer.step()                                   # update
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss.detach()
+
+
+def train_epoch(model, head, optimizer, scheduler, scaler, batches, labels, settings, epoch: int, *,
+                precision: str = "off", desc: str = "", progress: bool = True) -> dict:
+    """One pass over the training set in the seeded order of ``(settings.seed, epoch)``; returns the
+    epoch's history row (loss, training accuracy, the head's extra metrics)."""
+    model.train()
+    head.train()
+    order = epoch_batches(len(labels), settings.batch_size, settings.seed, epoch, drop_last=settings.drop_last)
+    augment_rng = epoch_generator(settings.seed, epoch, _AUGMENT_STREAM)
+    meter = EpochMeter(head, len(order), epoch, labels.device)
+    bar = progress_bar(batches.gather_ahead(order), total=len(order), desc=desc, leave=False, disable=not progress)
+    for step, (index, rows) in enumerate(bar):              # gather: rows of the uint8 cache
+        inputs = batches.augment_and_normalize(rows, augment_rng)  # flip / shift / erase, float, normalize
+        targets = labels[index.to(labels.device)]
+        train_step(model, head, optimizer, scaler, inputs, targets, precision=precision, record=meter.record)
+        scheduler.step()
+        if meter.checked:
+            bar.set_postfix(loss=f"{meter.running_loss():.4f}", refresh=False)
+    bar.close()
+    return meter.row()
+
+
+class EpochMeter:
+    """Per-step bookkeeping of an epoch without a host sync per step: losses, correct predictions and the
+    head's extra metrics accumulate on the device; the loss is checked for NaN/inf every step on a CPU
+    and every 25 steps (and at the end) on a GPU, where checking forces a sync."""
+
+    def __init__(self, head, steps: int, epoch: int, device: torch.device):
+        self.head, self.steps, self.epoch, self.step = head, steps, epoch, 0
+        self.check_every = 1 if device.type == "cpu" else 25
+        accumulate = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        self.losses = torch.zeros(steps, device=device)
+        self.loss_sum = torch.zeros((), dtype=accumulate, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.seen = 0
+        self.extras: dict[str, torch.Tensor] = {}
+        self.checked = False
+
+    def record(self, loss, embeddings, targets) -> None:
+        step, self.step = self.step, self.step + 1
+        self.losses[step] = loss
+        self.checked = (step + 1) % self.check_every == 0 or step + 1 == self.steps
+        if self.checked:
+            _check_finite(self.losses[: step + 1], self.epoch, step, self.check_every)
+        with torch.no_grad():
+            predicted = self.head.logits(embeddings.float()).argmax(dim=1)
+            self.correct += (predicted == targets).sum()
+            self.loss_sum += loss.to(self.loss_sum.dtype) * len(targets)
+        self.seen += len(targets)
+        extra = self.head.extra_metrics() if hasattr(self.head, "extra_metrics") else {}
+        for name, value in extra.items():
+            value = torch.as_tensor(value, dtype=torch.float64).detach()
+            self.extras[name] = self.extras.get(name, 0.0) + value
+
+    def running_loss(self) -> float:
+        return float(self.losses[: self.step].mean())
+
+    def row(self) -> dict:
+        return {
+            "loss": float(self.loss_sum) / self.seen,
+            "train_accuracy": int(self.correct) / self.seen,
+            **{name: float(total) / self.steps for name, total in self.extras.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# fit: the harness around the epoch (resume, RNG, checkpoints, evaluation)
+# --------------------------------------------------------------------------------------------------
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be used: unreadable, or written by another run (the message says which)."""
+
+
 @dataclass
 class FitResult:
-    """What :func:`fit` returns: the trained model and head (on the training device) and one history
-    row per finished epoch (``epoch`` counts from 1)."""
+    """What :func:`fit` returns: the trained model and head (on the training device), one history row per
+    finished epoch (``epoch`` counts from 1), and the settings as run (``amp`` and ``data`` resolved)."""
 
     model: nn.Module
     head: nn.Module
     history: pd.DataFrame
     checkpoint_path: Path | None = None
     resumed_from_epoch: int = 0
+    settings: RunSettings | None = None
 
 
-def _make_optimizer(name: str, parameters, lr: float, weight_decay: float, momentum: float):
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'adam', 'adamw' or 'sgd', got {name!r}")
+def _make_optimizer(settings: RunSettings, parameters):
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
 
 
 def _lr_factor(schedule: str | None, total_steps: int) -> Callable[[int], float]:
@@ -390,9 +578,10 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _save_atomically(payload: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename: a crash never leaves half a file."""
+    """``torch.save`` to a uniquely named temporary file in the same folder, then rename: a crash never
+    leaves half a checkpoint, and two writers never share a temporary file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         torch.save(payload, temp)
         os.replace(temp, path)
@@ -400,138 +589,141 @@ def _save_atomically(payload: dict, path: Path) -> None:
         temp.unlink(missing_ok=True)
 
 
-def _labels_digest(labels: torch.Tensor) -> str:
-    return hashlib.blake2b(labels.cpu().numpy().tobytes(), digest_size=8).hexdigest()
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete the temporary files of ``path`` left by writers that no longer run (a kill during a save);
+    returns what was removed. A temporary file names its writer's process id."""
+    removed = []
+    for temp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = temp.name[len(path.name) + 2 :].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+            continue
+        temp.unlink(missing_ok=True)
+        removed.append(temp)
+    return removed
 
 
-def _check_resumable(stored: dict, current: dict, path: Path) -> None:
-    ignore = {"epochs"} if current["schedule"] is None else set()  # a constant lr may be trained further
-    keys = list(current) + [k for k in stored if k not in current]  # e.g. "amp" is recorded only when on
-    differ = [k for k in keys if k not in ignore and stored.get(k) != current.get(k)]
-    if differ:
-        details = "; ".join(f"{k}: checkpoint {stored.get(k)!r}, now {current.get(k)!r}" for k in differ)
-        raise ValueError(
-            f"checkpoint {path} belongs to a different run ({details}); "
-            f"use another run_name, or delete the file to start over"
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def load_checkpoint(path: Path) -> dict:
+    """The contents of a checkpoint written by :func:`fit`, or a :class:`CheckpointError` naming the file
+    and what to do when it is unreadable or not one of ours."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises EOFError, RuntimeError, pickle errors, ... for damaged files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(error).__name__}: {str(error)[:200]}); the file is damaged "
+            f"(e.g. cut short by a full disk or an interrupted copy). Delete it to train this run again from "
+            f"epoch 0: rm '{path}'"
+        ) from error
+    if not isinstance(state, dict) or "settings" not in state:
+        raise CheckpointError(
+            f"{path} is not a checkpoint of this version of lib.training (no stored settings; older checkpoints "
+            f"are never resumed because they do not record every setting). Delete or move it: rm '{path}'"
         )
+    return state
 
 
 def fit(
+    settings: RunSettings,
     model: nn.Module,
     head: nn.Module,
-    train_images: torch.Tensor,
-    train_labels,
+    inputs,
+    labels,
     *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
-    schedule: str | None = None,
-    seed: int = 0,
     device: str | torch.device = "auto",
-    amp="auto",
-    augment=Augment(),
-    normalize="auto",
     eval_fn: Callable[[nn.Module, nn.Module, int], dict] | None = None,
     eval_every: int = 1,
     checkpoint_dir: str | os.PathLike | None = None,
-    run_name: str = "run",
-    drop_last: bool = False,
+    run_name: str | None = None,
     progress: bool = True,
 ) -> FitResult:
-    """Train ``model`` (images → embeddings) with ``head`` (embeddings, labels → loss).
+    """Train ``model`` (inputs → embeddings) with ``head`` (embeddings, labels → loss) as ``settings`` say.
 
     Args:
-        train_images: uint8 (N, 3, H, W), e.g. from :func:`lib.imagecache.build_cache` (may be memory-mapped).
-        train_labels: N integer class ids in ``[0, head.weight.shape[0])``.
-        optimizer: ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``); the model's and the head's
-            parameters are optimized together with the same ``lr`` and ``weight_decay``.
-        schedule: ``None``, ``"cosine"`` or ``"step"`` (see :func:`_lr_factor`), stepped every batch.
-        seed: seeds the global torch RNG at the start and the per-epoch shuffling/augmentation.
-            Seed the model's and head's initialization yourself (:func:`seed_everything` first).
-        device: ``"auto"`` (CUDA, MPS, CPU) or a device. On CUDA the whole image tensor is moved to the
-            GPU when it takes less than a quarter of the free memory.
-        amp: ``"auto"`` = bf16 autocast for the backbone on CUDA (fp16 + GradScaler where bf16 is not
-            supported), off elsewhere; ``"bf16"`` also on the CPU (with channels-last tensors; recorded in
-            the checkpoint config); ``False`` to disable. Heads compute in float32 regardless.
-        augment: :class:`Augment` (default: random horizontal flip), a dict of its fields, or ``None``.
-        normalize: ``"auto"`` (the model's ``input_normalization``), ``"course"``, ``"imagenet"`` or (mean, std).
+        settings: the run's :class:`lib.settings.RunSettings`. ``amp="auto"`` is resolved for ``device``
+            (:func:`resolve_precision`); an empty ``data`` is filled with :func:`lib.settings.data_digest`
+            of ``inputs`` and ``labels``. Build ``model`` and ``head`` from the same settings (seed first,
+            :func:`seed_everything`); a head whose hyperparameters or a model whose dropout disagree with
+            ``settings`` is refused.
+        inputs: uint8 images (N, 3, H, W), e.g. from :func:`lib.imagecache.build_cache` (may be memory-mapped;
+            augmented and normalized per batch), or float features (N, D) of a frozen encoder (used as is).
+        labels: N integer class ids in ``[0, head.weight.shape[0])``.
+        device: ``"auto"`` (CUDA, MPS, CPU) or a device; an unavailable CUDA device is an error that says why.
         eval_fn: ``eval_fn(model, head, epoch) -> dict`` of validation metrics, called after epochs
             ``eval_every, 2·eval_every, …`` and after the last; its keys become history columns.
-        checkpoint_dir, run_name: when given, ``{checkpoint_dir}/{run_name}.pt`` is written after every
-            epoch and a later call resumes from it (returning at once if all epochs are done).
-        drop_last: drop a last batch smaller than ``batch_size`` (needed if it could hold 1 sample and the
-            model has BatchNorm).
+        checkpoint_dir, run_name: when a folder is given, ``{checkpoint_dir}/{run_name}.pt`` is written
+            atomically after every epoch (``run_name`` defaults to ``settings.run_name()``, which changes with
+            any setting). A later call resumes from it, or returns at once when all epochs are done — only if
+            the stored settings equal these; otherwise a :class:`CheckpointError` names the differing fields.
 
     Returns:
         :class:`FitResult` with ``history`` columns ``epoch, loss, train_accuracy, <head extra metrics>,
         lr, seconds, <eval metrics>``; ``loss`` and ``train_accuracy`` are means over the epoch's samples,
         computed on the augmented training batches with the weights of each step (before its update);
-        head extras (e.g. SphereFace's ``lambda``, CosReLU's ``clamp_fraction``) are means over steps of
-        ``head.extra_metrics()`` read after each step's forward; ``lr`` is the rate at the epoch's end;
-        ``seconds`` is the epoch's training time (``eval_fn`` excluded).
+        head extras (e.g. SphereFace's ``lambda``, CosReLU's ``clamp_fraction``) are means over steps;
+        ``lr`` is the rate at the epoch's end; ``seconds`` is the epoch's training time (``eval_fn`` excluded).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (the message names epoch and step).
     """
-    if epochs < 0 or eval_every < 1:
-        raise ValueError(f"epochs must be >= 0 and eval_every >= 1, got epochs={epochs}, eval_every={eval_every}")
-    images = _check_images(train_images)
-    num_classes = getattr(head, "weight", None)
-    labels = _check_labels(train_labels, len(images), None if num_classes is None else num_classes.shape[0])
+    if eval_every < 1:
+        raise ValueError(f"eval_every must be >= 1, got {eval_every}")
     device = resolve_device(device)
-    amp_dtype = _amp_dtype(amp, device)
-    mean, std = resolve_normalization(normalize, model)
-    augment = _resolve_augment(augment)
-    optimizer_name = optimizer
+    precision = resolve_precision(settings.amp, device)
+    images = inputs if torch.is_tensor(inputs) else torch.from_numpy(np.asarray(inputs))
+    num_classes = getattr(head, "weight", None)
+    labels = _check_labels(labels, len(images), None if num_classes is None else num_classes.shape[0])
+    settings = settings.replace(amp=precision, data=settings.data or data_digest(images, labels))
+    _check_built_from(settings, model, head)
+    mean, std = resolve_normalization(settings.normalize, model)
 
-    # oneDNN's bf16 convolutions are fastest on channels-last tensors (≈1.4x over NCHW for SphereCNN);
-    # float32 ones gain nothing, so the memory format changes only in that case.
-    channels_last = device.type == "cpu" and amp_dtype == torch.bfloat16
-    if channels_last:
-        model.to(device, memory_format=torch.channels_last)
-    else:
-        model.to(device)
+    # Channels-last helps oneDNN's bf16 convolutions (≈1.4x for SphereCNN) and CUDA's tensor cores;
+    # float32 convolutions on a CPU gain nothing, so the memory format changes only in those cases.
+    channels_last = (images.dtype == torch.uint8 and precision != "off"
+                     and (device.type == "cuda" or precision == "bf16"))
+    model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     head.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    if images.dtype == torch.uint8:
+        augment = Augment(flip=settings.flip, max_shift=settings.max_shift, erase=settings.erase)
+        batches = ImageBatches(images, augment, mean, std, device, channels_last)
+    else:
+        if settings.flip or settings.max_shift or settings.erase:
+            raise ValueError("feature inputs cannot be augmented: set flip=False, max_shift=0, erase=0")
+        batches = FeatureBatches(images, device)
     parameters = [p for module in (model, head) for p in module.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(optimizer_name, parameters, lr, weight_decay, momentum)
-    batches_per_epoch = len(epoch_batches(len(images), batch_size, seed, 0, shuffle=False, drop_last=drop_last))
+    optimizer = _make_optimizer(settings, parameters)
+    batches_per_epoch = len(epoch_batches(len(images), settings.batch_size, settings.seed, 0, shuffle=False,
+                                          drop_last=settings.drop_last))
     if batches_per_epoch == 0:
-        raise ValueError(f"no full batch: {len(images)} images with batch_size={batch_size} and drop_last=True")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(schedule, max(1, epochs * batches_per_epoch)))
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        raise ValueError(f"no full batch: {len(images)} samples with batch_size={settings.batch_size} and drop_last")
+    total_steps = max(1, settings.epochs * batches_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(settings.schedule, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
 
-    config = {
-        "version": CHECKPOINT_VERSION,
-        "model": type(model).__name__,
-        **({"model_dropout": model.dropout} if getattr(model, "dropout", 0) else {}),
-        "head": type(head).__name__,
-        "n_images": len(images),
-        "image_shape": list(images.shape[1:]),
-        "labels": _labels_digest(labels),
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer_name,
-        "weight_decay": weight_decay,
-        "momentum": momentum if optimizer_name == "sgd" else None,
-        "schedule": schedule,
-        "seed": seed,
-        "augment": augment.config(),
-        "normalize": [list(mean), list(std)],
-        "drop_last": drop_last,
-        **({"amp": str(amp_dtype).removeprefix("torch.")} if amp_dtype is not None else {}),
-    }
-    checkpoint_path = Path(checkpoint_dir) / f"{run_name}.pt" if checkpoint_dir is not None else None
+    name = run_name or settings.run_name()
+    checkpoint_path = Path(checkpoint_dir) / f"{name}.pt" if checkpoint_dir is not None else None
     history: list[dict] = []
     start_epoch = 0
+    if checkpoint_path is not None:
+        remove_stale_temporaries(checkpoint_path)
     if checkpoint_path is not None and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        _check_resumable(state["config"], config, checkpoint_path)
-        if state["epoch"] > epochs:
-            raise ValueError(f"checkpoint {checkpoint_path} has {state['epoch']} epochs, more than epochs={epochs}")
+        state = load_checkpoint(checkpoint_path)
+        differences = settings_difference(state["settings"], settings.as_dict())
+        if differences:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} belongs to a run with other settings ({'; '.join(differences)}); "
+                f"use another run_name (the default, settings.run_name(), is unique per setting), or delete it"
+            )
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
         optimizer.load_state_dict(state["optimizer"])
@@ -540,82 +732,26 @@ def fit(
         _set_rng_state(state["rng"])
         history, start_epoch = state["history"], state["epoch"]
     else:
-        torch.manual_seed(seed)
+        torch.manual_seed(settings.seed)
 
-    # Small enough caches go to the GPU once: batches are then gathered there, with no host copy per step.
-    source = images
-    if device.type == "cuda" and start_epoch < epochs:
-        free_bytes, _ = torch.cuda.mem_get_info(device)
-        if images.numel() < free_bytes // 4:
-            source = images.to(device)
     labels_on_device = labels.to(device)
-    non_blocking = device.type == "cuda"
-    autocast = (
-        (lambda: torch.autocast(device_type=device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext
-    )
-    check_every = 1 if device.type == "cpu" else 25  # on a GPU, checking the loss forces a device sync
-    accumulate_dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-
     with _deterministic(device.type == "cpu"):
-        for epoch in range(start_epoch, epochs):
+        for epoch in range(start_epoch, settings.epochs):
             started = time.perf_counter()
-            model.train()
-            head.train()
-            batches = epoch_batches(len(images), batch_size, seed, epoch, drop_last=drop_last)
-            augment_rng = epoch_generator(seed, epoch, _AUGMENT_STREAM)
-            step_losses = torch.zeros(len(batches), device=device)
-            loss_sum = torch.zeros((), dtype=accumulate_dtype, device=device)
-            correct = torch.zeros((), dtype=torch.int64, device=device)
-            extras: dict[str, float] = {}
-            desc = f"{run_name} epoch {epoch + 1}/{epochs}"
-            bar = progress_bar(batches, desc=desc, leave=False, disable=not progress)
-            for step, index in enumerate(bar):
-                batch = source[index.to(source.device)].to(device, non_blocking=non_blocking)
-                target = labels_on_device[index.to(device)]
-                batch = normalize_batch(augment_batch(batch, augment, augment_rng), mean, std)
-                if channels_last:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    embeddings = model(batch)
-                loss = head(embeddings.float(), target)
-                step_losses[step] = loss.detach()
-                if (step + 1) % check_every == 0 or step + 1 == len(batches):
-                    _check_finite(step_losses[: step + 1], epoch, step, check_every)
-                    bar.set_postfix(loss=f"{float(step_losses[: step + 1].mean()):.4f}", refresh=False)
-                with torch.no_grad():
-                    predicted = head.logits(embeddings.detach().float()).argmax(dim=1)
-                    correct += (predicted == target).sum()
-                    loss_sum += loss.detach().to(accumulate_dtype) * len(index)
-                for name, value in (head.extra_metrics() if hasattr(head, "extra_metrics") else {}).items():
-                    extras[name] = extras.get(name, 0.0) + float(value)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-            bar.close()
-            seen = sum(len(index) for index in batches)
-            row = {
-                "epoch": epoch + 1,
-                "loss": float(loss_sum) / seen,
-                "train_accuracy": int(correct) / seen,
-                **{name: total / len(batches) for name, total in extras.items()},
-                "lr": optimizer.param_groups[0]["lr"],
-                "seconds": time.perf_counter() - started,
-            }
-            if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == epochs):
-                metrics = eval_fn(model, head, epoch + 1)
-                if not isinstance(metrics, dict):
-                    raise TypeError(f"eval_fn must return a dict of metrics, got {type(metrics).__name__}")
-                clash = sorted(set(metrics) & set(row))
-                if clash:
-                    raise ValueError(f"eval_fn metric names {clash} clash with training columns; rename them")
-                row.update({name: float(value) for name, value in metrics.items()})
+            seconds = [row["seconds"] for row in history]
+            eta = f", ETA {_minutes(np.mean(seconds) * (settings.epochs - epoch))}" if seconds else ""
+            row = {"epoch": epoch + 1}
+            row.update(train_epoch(model, head, optimizer, scheduler, scaler, batches, labels_on_device, settings,
+                                   epoch, precision=precision, progress=progress,
+                                   desc=f"{name} epoch {epoch + 1}/{settings.epochs}{eta}"))
+            row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
+            if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == settings.epochs):
+                row.update(_evaluate(eval_fn, model, head, epoch + 1, row))
             history.append(row)
             if checkpoint_path is not None:
                 _save_atomically(
                     {
-                        "config": config,
+                        "settings": settings.as_dict(),
                         "epoch": epoch + 1,
                         "model": model.state_dict(),
                         "head": head.state_dict(),
@@ -627,7 +763,34 @@ def fit(
                     },
                     checkpoint_path,
                 )
-    return FitResult(model, head, pd.DataFrame(history), checkpoint_path, start_epoch)
+    return FitResult(model, head, pd.DataFrame(history), checkpoint_path, start_epoch, settings)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _evaluate(eval_fn, model, head, epoch: int, row: dict) -> dict:
+    metrics = eval_fn(model, head, epoch)
+    if not isinstance(metrics, dict):
+        raise TypeError(f"eval_fn must return a dict of metrics, got {type(metrics).__name__}")
+    clash = sorted(set(metrics) & set(row))
+    if clash:
+        raise ValueError(f"eval_fn metric names {clash} clash with training columns; rename them")
+    return {name: float(value) for name, value in metrics.items()}
+
+
+def _check_built_from(settings: RunSettings, model: nn.Module, head: nn.Module) -> None:
+    """Refuse a head or model that was not built from ``settings`` (its identity would be a lie)."""
+    wrong = []
+    for name in getattr(head, "hparam_names", ()):
+        if name in settings.head_hparams and getattr(head, name) != settings.head_hparams[name]:
+            wrong.append(f"head {name}={getattr(head, name)!r} but settings say {settings.head_hparams[name]!r}")
+    if float(getattr(model, "dropout", 0.0)) != settings.dropout:
+        wrong.append(f"model dropout={getattr(model, 'dropout', 0.0)!r} but settings say {settings.dropout!r}")
+    if wrong:
+        raise ValueError("model/head and settings disagree: " + "; ".join(wrong)
+                         + ". Build both with lib.settings / make_model/make_head from the same settings")
 
 
 def _check_finite(step_losses: torch.Tensor, epoch: int, step: int, check_every: int) -> None:
@@ -638,7 +801,7 @@ def _check_finite(step_losses: torch.Tensor, epoch: int, step: int, check_every:
     value = float(step_losses[first_bad])
     raise FloatingPointError(
         f"loss is {value} at epoch {epoch + 1}, step {first_bad + 1} (1-based); lower the learning rate, "
-        f"check the head's scale/margin, or try amp=False"
+        f"check the head's scale/margin, or try amp='off'"
     )
 
 
@@ -661,8 +824,10 @@ def _eval_mode(*modules: nn.Module):
 def _batched(images: torch.Tensor, batch_size: int, device: torch.device, mean, std, progress: bool, desc: str):
     """Normalized float batches of ``images`` in order, on ``device``."""
     for start in progress_bar(range(0, len(images), batch_size), desc=desc, leave=False, disable=not progress):
-        batch = images[start : start + batch_size].to(device, non_blocking=device.type == "cuda")
-        yield normalize_batch(batch, mean, std)
+        batch = images[start : start + batch_size]
+        if device.type == "cuda" and not batch.is_cuda:
+            batch = batch.pin_memory()
+        yield normalize_batch(batch.to(device, non_blocking=True), mean, std)
 
 
 def embed(
@@ -673,17 +838,20 @@ def embed(
     normalize="auto",
     flip: bool = False,
     device: str | torch.device = "auto",
+    amp="off",
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Embeddings (N, D) float32 on the CPU, in eval mode without gradients; with ``flip=True`` also
     those of the mirrored images (fuse them with ``lib.verification.fuse_flip``), else ``None``.
+    ``amp``: the backbone's autocast precision, as in training (:func:`resolve_precision`).
     The model is moved to ``device`` and its train/eval mode restored afterwards."""
     images = _check_images(images_uint8)
     device = resolve_device(device)
+    precision = resolve_precision(amp, device)
     mean, std = resolve_normalization(normalize, model)
     model.to(device)
     plain, mirrored = [], []
-    with _eval_mode(model):
+    with _eval_mode(model), _autocast(precision, device):
         for batch in _batched(images, batch_size, device, mean, std, progress, "embedding"):
             if flip:  # one forward over [batch, mirrored batch]
                 both = model(torch.cat([batch, batch.flip(-1)])).float()
@@ -702,18 +870,23 @@ def predict(
     batch_size: int = 256,
     normalize="auto",
     device: str | torch.device = "auto",
+    amp="off",
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Classify: ``(logits (N, C) float32, predicted class ids (N,) int64)`` on the CPU, from
-    ``head.logits`` (no margin), in eval mode without gradients and without augmentation."""
+    ``head.logits`` (no margin), in eval mode without gradients and without augmentation; the backbone
+    in the ``amp`` precision, the head in float32."""
     images = _check_images(images_uint8)
     device = resolve_device(device)
+    precision = resolve_precision(amp, device)
     mean, std = resolve_normalization(normalize, model)
     model.to(device)
     head.to(device)
     logits = []
     with _eval_mode(model, head):
         for batch in _batched(images, batch_size, device, mean, std, progress, "predicting"):
-            logits.append(head.logits(model(batch).float()).float().cpu())
+            with _autocast(precision, device):
+                embeddings = model(batch)
+            logits.append(head.logits(embeddings.float()).float().cpu())
     logits = torch.cat(logits)
     return logits, logits.argmax(dim=1)

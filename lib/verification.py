@@ -34,6 +34,7 @@ __all__ = [
     "angular_fisher_score",
     "IntervalSummary",
     "summarize_interval",
+    "bootstrap_over_seeds_and_pairs",
 ]
 
 
@@ -182,6 +183,7 @@ class FoldedAccuracy:
     mean: float
     std: float
     stderr: float
+    correct: np.ndarray | None = None  # per pair: was it classified right by its own fold's threshold
 
     def __str__(self) -> str:
         return f"{self.mean:.4f} ± {self.stderr:.4f} (standard error over {len(self.folds)} folds)"
@@ -202,10 +204,12 @@ def ten_fold_accuracy(scores, same, folds) -> FoldedAccuracy:
         raise ValueError(f"need at least 2 folds, got {len(fold_labels)}")
     thresholds = np.empty(len(fold_labels))
     accuracies = np.empty(len(fold_labels))
+    correct = np.empty(len(scores), dtype=bool)
     for k, label in enumerate(fold_labels):  # loop over folds, not samples
         held_out = folds == label
         thresholds[k] = best_threshold(scores[~held_out], same[~held_out])
-        accuracies[k] = _accuracy_at(scores[held_out], same[held_out], thresholds[k])
+        correct[held_out] = (scores[held_out] > thresholds[k]) == same[held_out]
+        accuracies[k] = float(np.mean(correct[held_out]))
     std = float(np.std(accuracies, ddof=1))
     return FoldedAccuracy(
         folds=fold_labels,
@@ -214,6 +218,7 @@ def ten_fold_accuracy(scores, same, folds) -> FoldedAccuracy:
         mean=float(accuracies.mean()),
         std=std,
         stderr=std / np.sqrt(len(fold_labels)),
+        correct=correct,
     )
 
 
@@ -385,3 +390,32 @@ def summarize_interval(values, confidence: float = 0.95) -> IntervalSummary:
     std = float(values.std(ddof=1))
     half_width = stats.t.ppf((1 + confidence) / 2, df=n - 1) * std / np.sqrt(n)
     return IntervalSummary(mean, std, n, mean - half_width, mean + half_width, confidence)
+
+
+def bootstrap_over_seeds_and_pairs(correct, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0):
+    """Mean of a per-(seed, pair) quantity with a two-level bootstrap interval: each replicate draws the
+    seeds with replacement and, independently, the pairs with replacement (the same pairs for every seed,
+    since all models are scored on one pair set), and averages. The interval therefore includes both
+    training-seed variation and test-set sampling.
+
+    ``correct``: array (S seeds, P pairs) — e.g. 0/1 correctness of one model, or the difference of two
+    models' correctness paired by seed and pair. Returns an :class:`IntervalSummary` (``std`` = the
+    standard deviation over seeds of the per-seed means; ``n`` = S) with the percentile interval.
+    """
+    values = np.asarray(correct, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 2:
+        raise ValueError(f"correct must be (seeds, pairs) with at least 2 pairs, got shape {values.shape}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n_seeds, n_pairs = values.shape
+    rng = np.random.default_rng(seed)
+    # Pair resampling as counts (multinomial), so a replicate is a weighted mean, not a gather of S x P values.
+    pair_weights = rng.multinomial(n_pairs, np.full(n_pairs, 1.0 / n_pairs), size=n_boot) / n_pairs  # (B, P)
+    per_seed = pair_weights @ values.T  # (B, S): each seed's mean over the resampled pairs
+    seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+    replicates = np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
+    alpha = (1 - confidence) / 2
+    lower, upper = np.quantile(replicates, [alpha, 1 - alpha])
+    seed_means = values.mean(axis=1)
+    std = float(seed_means.std(ddof=1)) if n_seeds > 1 else float("nan")
+    return IntervalSummary(float(values.mean()), std, n_seeds, float(lower), float(upper), confidence)

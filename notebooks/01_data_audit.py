@@ -27,7 +27,7 @@ profile = "default"  # which params/<profile>.yaml produced this run
 seed = 0  # sampling seed for the face grids and image statistics
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
 fairface_source = "synthetic"  # synthetic | shared | hub | a folder path
-lfw_source = "synthetic"  # synthetic | shared | a folder path (lfw/, lfw-deepfunneled/, or sklearn's lfw_home)
+lfw_source = "synthetic"  # synthetic | shared | sklearn (download) | a folder path (lfw/, lfw-deepfunneled/, or sklearn's lfw_home)
 fairface_padding = "0.25"  # FairFace crop margin: "0.25" or "1.25" (only used by the Hub source)
 audit_full_labels = False  # also audit ../shared/data/fairface/labels_full (real profile)
 hash_lfw = True  # hash every LFW image to find exact duplicates
@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import audit, fairface, lfw, paths, plots, synthetic
+from lib import audit, download, fairface, lfw, paths, plots, synthetic
 from lib.labels import RACES
 
 plots.setup_style()
@@ -47,6 +47,8 @@ pd.set_option("display.width", 140)
 
 if "synthetic" in (fairface_source, lfw_source):
     synthetic.ensure_synthetic(preset=synthetic_preset)
+if lfw_source == "sklearn":
+    download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 fairface_root = paths.dataset_root(fairface_source, "fairface", synthetic_preset)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 is_synthetic = fairface_source == "synthetic"
@@ -300,8 +302,8 @@ if hash_lfw:
 # reported, not guessed.
 
 # %%
-gender_folder = paths.SHARED_LFW_GENDER if lfw_source == "shared" else (lfw_root / "gender" if not isinstance(lfw_root, str) else None)
-if gender_folder is not None and gender_folder.is_dir():
+gender_folder = paths.lfw_gender_folder(lfw_root)  # the copy's own gender/ folder, else the lists shipped in data/lfw_gender/
+if gender_folder.is_dir():
     genders, gender_report = lfw.load_lfw_gender(gender_folder, faces_lfw)
     display(genders["gender"].value_counts(dropna=False).rename("images").to_frame())
     display(pd.Series({k: v for k, v in gender_report.items() if not isinstance(v, list)}, name="count").to_frame())

@@ -38,8 +38,8 @@
 # %% tags=["parameters"]
 profile = "default"  # whose saved results to read: data/results/<profile>/
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
-lfw_source = "synthetic"  # synthetic | shared | a folder path (for the gender lists and identities)
-lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW)
+lfw_source = "synthetic"  # synthetic | shared | sklearn | a folder path (for the gender lists and identities)
+lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW, else data/lfw_gender/)
 reference_head = "cosine_softmax"  # the report's "softmax": every other head is compared with it
 frvt_targets_trained = [1e-2, 1e-3]  # overall FMRs fixing the thresholds of the trained heads' DevTest audit
 frvt_targets_pretrained = [1e-3, 1e-4, 1e-5]  # the same for the pretrained encoder on all of LFW
@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fairness_analysis as analysis, fairness_plots, frvt, lfw, paths, plots, pretrained, synthetic
+from lib import download, fairness_analysis as analysis, fairness_plots, frvt, lfw, paths, plots, pretrained, synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
 
@@ -64,6 +64,8 @@ pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
+if lfw_source == "sklearn":
+    download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 
 predictions = analysis.read_predictions(profile)
@@ -221,7 +223,7 @@ subsets.pivot(index="head", columns="group", values="accuracy").loc[heads]
 # %%
 try:
     faces, gender_report = analysis.lfw_face_groups(lfw_root, lfw_gender_folder)
-except DataError as error:  # e.g. scikit-learn's lfw_home on Colab ships no gender lists
+except DataError as error:  # e.g. a gender folder without the two lists
     faces = gender_report = None
     display(Markdown(f"**No gender labels for these LFW images; the LFW sections are skipped.** {error}"))
 if gender_report is not None:
@@ -257,7 +259,7 @@ trained_audit = None
 if faces is None:
     display(Markdown("Skipped: no group labels."))
 elif not devtest_file.is_file():
-    display(Markdown(f"**Skipped:** `{devtest_file.relative_to(paths.ROOT)}` does not exist; notebook 02 writes it "
+    display(Markdown(f"**Skipped:** `{paths.shown(devtest_file)}` does not exist; notebook 02 writes it "
                      f"(`python -m lib.notebooks run --profile {profile} --only 02`)."))
 else:
     files, identities, models = frvt.read_model_embeddings(devtest_file)

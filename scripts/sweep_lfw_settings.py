@@ -1,84 +1,101 @@
-"""Try one notebook-02 training setting for one head on LFW View 1 and record its DevTest result.
+"""Try one notebook-02 training setting on one head and record its result on the validation pairs.
 
-Notebook 02 trains every head with one setting; this script is how alternative settings (longer training,
-random shifts, weight decay, a tighter crop) were tried on one head before spending a full notebook run on
-them. Each run writes one row to ``data/results/<profile>/02_sweep/<run>.csv`` (one file per run, so two
-runs can go in parallel); notebook 02 shows the collected rows.
+Settings are chosen on pairs of DevTrain identities held out of training (``lib.lfw_experiment``), never
+on DevTest. Each trial writes one row to ``data/results/<profile>/02_sweep/<run>.csv`` (one file per run,
+so two trials can go in parallel); notebook 02 shows the collected rows. A trial is an ordinary run of
+notebook 02's ``train_head``: its checkpoint goes to the notebook's own folder under the run's settings
+digest, so when the notebook later trains that head and seed with the chosen setting it reuses the trial
+instead of training it again (the DevTest score is computed there, once).
 
-    python scripts/sweep_lfw_settings.py --head sphereface --epochs 30 --threads 1
-    python scripts/sweep_lfw_settings.py --head sphereface --epochs 20 --max-shift 8 --threads 1
+Every option is a field of :class:`lib.settings.RunSettings` (``--help`` lists them); options not given
+take the value the profile gives notebook 02, so a trial differs from the notebook run only in what is
+written on its command line:
 
-The same function as notebook 02 (``lib.lfw_experiment.train_head``) does the training, with the
-notebook's defaults for everything not given here (SphereCNN at 96 px, Adam, batch 128, flip-fused
-embeddings, 10-fold DevTest protocol with the seed's folds). Checkpoints go to
-``data/checkpoints/<profile>/02_sweep/<run>/`` so an interrupted run resumes.
+    python scripts/sweep_lfw_settings.py --head sphereface --dropout 0 --threads 1
+    python scripts/sweep_lfw_settings.py --head softmax --epochs 60 --profile real
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import json
+from dataclasses import MISSING, fields
 
 import pandas as pd
 import torch
 
-from lib import lfw, lfw_experiment as experiment, paths
+from lib import lfw, lfw_experiment as experiment, notebooks, paths
+from lib.settings import RunSettings
 from lib.tables import write_csv
 
+NOTEBOOK = "02_sphereface"
 
-def run_name(args) -> str:
-    # Adam float32 runs keep their earlier names
-    optimizer = "" if args.optimizer == "adam" else f"-{args.optimizer}"
-    amp = "" if args.amp == "off" else f"-{args.amp}"
-    regularization = (f"-erase{args.erase:g}" if args.erase else "") + (f"-dropout{args.dropout:g}" if args.dropout else "")
-    return (f"{args.head}-e{args.epochs}-{args.schedule or 'constant'}-crop{args.crop}-shift{args.max_shift}"
-            f"{regularization}-wd{args.weight_decay:g}-lr{args.lr:g}{optimizer}{amp}-seed{args.seed}")
+
+def notebook_values(profile: str) -> dict:
+    """Notebook 02's parameter values under ``profile``: the parameter cell's defaults, then the profile's."""
+    import papermill
+
+    declared = papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{NOTEBOOK}.ipynb"))
+    values = {name: ast.literal_eval(spec["default"]) for name, spec in declared.items()}
+    values.update(notebooks.notebook_parameters(profile, NOTEBOOK))
+    return values
+
+
+def _parse(kind, text: str):
+    if text.lower() in ("none", "null"):
+        return None
+    if kind is bool:
+        return text.lower() in ("1", "true", "yes")
+    return kind(text)
+
+
+def settings_parser(defaults: dict) -> argparse.ArgumentParser:
+    """One ``--option`` per :class:`RunSettings` field (``data`` excepted: it comes from the images)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for spec in fields(RunSettings):
+        if spec.name == "data":
+            continue
+        default = defaults.get(spec.name, spec.default if spec.default is not MISSING else None)
+        if spec.name == "head_hparams":
+            parser.add_argument("--head-hparams", type=json.loads, default=None,
+                                help='JSON, e.g. \'{"margin": 0.4}\' (default: the profile\'s for this head)')
+            continue
+        kind = {"int": int, "float": float, "bool": bool}.get(str(spec.type).split(" ")[0], str)
+        parser.add_argument(f"--{spec.name.replace('_', '-')}", type=lambda text, kind=kind: _parse(kind, text),
+                            default=default, help=f"default: {default!r}")
+    parser.add_argument("--profile", default="real", help="whose notebook-02 parameters, data and folders to use")
+    parser.add_argument("--eval-every", type=int, default=None, help="validation every N epochs (the profile's)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    return parser
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--head", default="sphereface")
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--schedule", default="cosine", help="cosine | step | none")
-    parser.add_argument("--crop", type=int, default=150)
-    parser.add_argument("--max-shift", type=int, default=0)
-    parser.add_argument("--erase", type=float, default=0.0, help="random-erasing probability")
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout before SphereCNN's embedding layer")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--optimizer", default="adam", help="adam | adamw | sgd (momentum 0.9)")
-    parser.add_argument("--amp", default="off", help="off | bf16 (bfloat16 autocast, also on a CPU) | auto")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lfw-source", default="shared", help="shared | synthetic | a folder")
-    parser.add_argument("--profile", default="real", help="which results/checkpoints folder to use")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    args = parser.parse_args(argv)
-    args.schedule = None if args.schedule == "none" else args.schedule
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("--profile", default="real")
+    known, _ = profile.parse_known_args(argv)
+    values = notebook_values(known.profile)
+    args = settings_parser(values).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    chosen = {spec.name: getattr(args, spec.name) for spec in fields(RunSettings) if spec.name != "data"}
+    if chosen["head_hparams"] is None:
+        chosen["head_hparams"] = values.get("head_hparams", {}).get(chosen["head"], {})
+    settings = RunSettings(**chosen)
 
-    name = run_name(args)
-    faces = lfw.load_lfw(paths.dataset_root(args.lfw_source, "lfw"))
-    data = experiment.load_view1(faces, size=96, crop=args.crop)
+    source = values.get("lfw_source", "shared")
+    faces = lfw.load_lfw(paths.dataset_root(source, "lfw", values.get("synthetic_preset", "default")))
+    data = experiment.load_view1(faces, size=settings.image_size, crop=settings.crop,
+                                 validation_fraction=values.get("validation_fraction", 0.15))
     run = experiment.train_head(
-        args.head, data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        schedule=args.schedule, weight_decay=args.weight_decay, max_shift=args.max_shift, seed=args.seed,
-        erase=args.erase, dropout=args.dropout,
-        eval_every=5, flip=True, amp=False if args.amp == "off" else args.amp,
-        checkpoint_dir=paths.checkpoints_dir(args.profile) / "02_sweep" / name,
+        settings, data, eval_every=args.eval_every or values.get("eval_every", 5), flip=values.get("fuse_flip", True),
+        checkpoint_dir=paths.checkpoints_dir(known.profile) / NOTEBOOK, device=values.get("device", "auto"),
+        score_test=False,
     )
-    row = experiment.summary_table([run]).reset_index()
-    evaluated = run.history.dropna(subset=["acc_10fold"])
-    row = row.assign(
-        run=name, crop=args.crop, max_shift=args.max_shift, erase=args.erase, dropout=args.dropout, weight_decay=args.weight_decay, lr=args.lr,
-        optimizer=args.optimizer, amp=args.amp, schedule=args.schedule or "constant", batch_size=args.batch_size,
-        final_train_accuracy=float(run.history["train_accuracy"].iloc[-1]),
-        acc_10fold_by_epoch=" ".join(f"{e}:{a:.3f}" for e, a in zip(evaluated["epoch"], evaluated["acc_10fold"])),
-        threads=torch.get_num_threads(),
-    )
-    out = write_csv(row, paths.results_dir(args.profile) / "02_sweep" / f"{name}.csv")
-    print(pd.Series(row.iloc[0]).to_string())
-    print(f"wrote {out.relative_to(paths.ROOT)}")
+    row = pd.DataFrame([{**experiment.trial_row(run), "threads": torch.get_num_threads()}])
+    out = write_csv(row, paths.results_dir(known.profile) / "02_sweep" / f"{run.run_name}.csv")
+    print(row.iloc[0].to_string())
+    print(f"wrote {paths.shown(out)}")
 
 
 if __name__ == "__main__":

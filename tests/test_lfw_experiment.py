@@ -1,96 +1,170 @@
-"""lib.lfw_experiment.train_head: the notebook-02 training settings reach the engine."""
+"""lib.lfw_experiment: the validation split and pair draw, settings reaching the engine, DevTest scored once,
+seeds x pairs intervals, the trial table."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
-from lib import lfw_experiment as experiment
-
-
-def _tiny_view1(n_train: int = 12, n_pairs: int = 20, size: int = 96) -> experiment.View1Data:
-    generator = torch.Generator().manual_seed(0)
-    pair_images = torch.randint(0, 256, (2 * n_pairs, 3, size, size), dtype=torch.uint8, generator=generator)
-    pairs = pd.DataFrame({
-        "name1": [f"p{i}" for i in range(n_pairs)], "index1": 1,
-        "name2": [f"q{i}" for i in range(n_pairs)], "index2": 1,
-        "same": [i % 2 == 0 for i in range(n_pairs)],
-        "path1": [f"p{i}/p{i}_0001.jpg" for i in range(n_pairs)],
-        "path2": [f"q{i}/q{i}_0001.jpg" for i in range(n_pairs)],
-    })
-    return experiment.View1Data(
-        train_images=torch.randint(0, 256, (n_train, 3, size, size), dtype=torch.uint8, generator=generator),
-        train_labels=torch.arange(n_train) % 3,
-        train_names=["a", "b", "c"],
-        pair_images=pair_images,
-        pair_image_names=np.array([f"p{i}" for i in range(n_pairs)] + [f"q{i}" for i in range(n_pairs)]),
-        pair_index=np.stack([np.arange(n_pairs), np.arange(n_pairs, 2 * n_pairs)], axis=1),
-        pairs=pairs,
-    )
+from lib import lfw, lfw_experiment as experiment, paths, synthetic
+from lib.settings import RunSettings
+from lib.verification import bootstrap_over_seeds_and_pairs
 
 
-def _train(data, tmp_path, name, **kwargs):
-    return experiment.train_head(
-        "cosface", data, epochs=1, batch_size=6, eval_every=1, seed=0, device="cpu", progress=False,
-        checkpoint_dir=tmp_path / name, **kwargs,
-    )
+# --------------------------------------------------------------------------------------------------
+# Validation identities and pairs
+# --------------------------------------------------------------------------------------------------
+def test_validation_identities_are_a_seeded_fraction_of_distinct_names():
+    names = np.repeat([f"person{i:03d}" for i in range(200)], 3)
+    held = experiment.split_validation_identities(names, 0.15)
+    assert len(held) == 30 and len(set(held)) == 30 and set(held) <= set(names)
+    assert np.array_equal(held, experiment.split_validation_identities(names[::-1], 0.15))  # order-free
+    assert not np.array_equal(held, experiment.split_validation_identities(names, 0.15, seed=1))
+    with pytest.raises(ValueError, match="validation_fraction"):
+        experiment.split_validation_identities(names, 1.0)
 
 
-def test_train_head_passes_weight_decay_shift_and_amp_to_the_engine(tmp_path):
-    data = _tiny_view1()
-    plain = _train(data, tmp_path, "plain")
-    decayed = _train(data, tmp_path, "decayed", weight_decay=0.5, max_shift=4, amp="bf16")
-    config = torch.load(tmp_path / "decayed" / "cosface-seed0.pt", weights_only=False)["config"]
-    assert config["weight_decay"] == 0.5
-    assert config["augment"] == {"flip": True, "max_shift": 4}
-    assert config["amp"] == "bfloat16"
-    assert "amp" not in torch.load(tmp_path / "plain" / "cosface-seed0.pt", weights_only=False)["config"]
-    # Different settings train different models, so the DevTest scores differ.
-    assert not np.allclose(plain.result.scores, decayed.result.scores)
-    assert len(decayed.history) == 1 and np.isfinite(decayed.history["acc_10fold"]).all()
+def test_pairs_are_drawn_as_lfw_draws_them():
+    identity = np.array(["a"] * 4 + ["b"] * 3 + ["c"] * 1 + ["d"] * 2 + [f"single{i}" for i in range(20)])
+    pair_index, same = experiment.draw_pairs(identity, 9, 40, seed=3)  # 10 matched pairs exist
+    assert same.sum() == 9 and (~same).sum() == 40
+    first, second = identity[pair_index[:, 0]], identity[pair_index[:, 1]]
+    assert np.all((first == second) == same)  # matched pairs share a person, mismatched ones never do
+    assert np.all(pair_index[:, 0] != pair_index[:, 1])
+    keys = {tuple(sorted(p)) for p in pair_index.tolist()}
+    assert len(keys) == len(pair_index)  # no pair twice
+    again, _ = experiment.draw_pairs(identity, 9, 40, seed=3)
+    assert np.array_equal(again, pair_index)
 
 
-def test_train_head_passes_erasing_and_dropout_to_the_engine(tmp_path):
-    data = _tiny_view1()
-    _train(data, tmp_path, "regularized", erase=0.5, dropout=0.25, model_name="spherecnn")
-    config = torch.load(tmp_path / "regularized" / "cosface-seed0.pt", weights_only=False)["config"]
-    assert config["augment"] == {"flip": True, "max_shift": 0, "erase": 0.5}
-    assert config["model_dropout"] == 0.25
+def test_pair_draw_returns_fewer_when_the_images_cannot_supply_them():
+    identity = np.array(["a", "a", "b", "c"])  # one matched pair possible
+    pair_index, same = experiment.draw_pairs(identity, 5, 2, seed=0)
+    assert same.sum() == 1 and (~same).sum() == 2
+
+
+@pytest.fixture(scope="module")
+def smoke_view1():
+    synthetic.ensure_synthetic(preset="smoke")
+    faces = lfw.load_lfw(paths.dataset_root("synthetic", "lfw", "smoke"))
+    return faces, experiment.load_view1(faces, size=96, crop=None, validation_fraction=0.3, progress=False)
+
+
+def test_held_out_identities_never_reach_training(smoke_view1):
+    faces, data = smoke_view1
+    trained = set(data.train_names)
+    assert not trained & set(data.held_out_names)
+    assert set(data.validation.identity) == set(data.held_out_names)
+    assert set(data.train_pairs.identity) <= trained
+    assert not trained & set(data.test.identity)  # DevTest people are disjoint from DevTrain people
+    devtrain = set(faces.people_dev_train["name"])
+    assert trained | set(data.held_out_names) == devtrain
+    assert len(data.test) == len(faces.dev_test_pairs)
+    assert data.digest and len(data.train_labels) == len(data.train_images)
+
+
+# --------------------------------------------------------------------------------------------------
+# Training: settings reach the engine, DevTest is scored after training only
+# --------------------------------------------------------------------------------------------------
+def _settings(**changes):
+    return RunSettings(**{"head": "cosface", "epochs": 1, "batch_size": 16, "seed": 0, "crop": None, **changes})
+
+
+def test_train_head_records_validation_by_epoch_and_scores_devtest_once(smoke_view1, tmp_path):
+    _, data = smoke_view1
+    run = experiment.train_head(_settings(epochs=2), data, eval_every=1, device="cpu", progress=False,
+                                checkpoint_dir=tmp_path)
+    assert {"val_acc_10fold", "train_pairs_acc_10fold", "val_auc"} <= set(run.history.columns)
+    assert "acc_10fold" not in run.history  # nothing about DevTest during training
+    assert run.history["val_acc_10fold"].notna().all()
+    assert len(run.result.scores) == len(data.test) and run.test_features.shape[0] == len(data.test.images)
+    stored = torch.load(run.settings and next(tmp_path.glob("*.pt")), weights_only=True)["settings"]
+    assert stored["data"] == data.digest and stored["epochs"] == 2
+    trial = experiment.train_head(_settings(epochs=2), data, eval_every=1, device="cpu", progress=False,
+                                  checkpoint_dir=tmp_path, score_test=False)
+    assert trial.run_name == run.run_name  # the same run, reloaded
+    assert len(trial.result.scores) == len(data.validation)
+
+
+def test_train_head_settings_reach_the_checkpoint(smoke_view1, tmp_path):
+    _, data = smoke_view1
+    run = experiment.train_head(_settings(weight_decay=0.5, max_shift=4, amp="bf16", erase=0.5, dropout=0.25), data,
+                                eval_every=1, device="cpu", progress=False, checkpoint_dir=tmp_path)
+    stored = torch.load(tmp_path / f"{run.run_name}.pt", weights_only=True)["settings"]
+    assert (stored["weight_decay"], stored["max_shift"], stored["amp"], stored["erase"], stored["dropout"]) == (
+        0.5, 4, "bf16", 0.5, 0.25)
     with pytest.raises(ValueError, match="SphereCNN only"):
-        _train(data, tmp_path, "other", dropout=0.25, model_name="sphereface4")
+        experiment.train_head(_settings(model="sphereface4", dropout=0.25), data, device="cpu", progress=False)
 
 
-def _sweep_row(run, accuracy):
-    row = {column: 0.0 for column in experiment.SWEEP_COLUMNS}
-    row.update(run=run, head="sphereface", schedule="cosine", acc_10fold=accuracy, acc_10fold_by_epoch="5:0.1")
-    return pd.DataFrame([row])
+# --------------------------------------------------------------------------------------------------
+# Seeds x pairs intervals
+# --------------------------------------------------------------------------------------------------
+def test_two_level_bootstrap_with_one_seed_is_the_pair_bootstrap():
+    rng = np.random.default_rng(0)
+    correct = (rng.random((1, 800)) < 0.8).astype(float)
+    ours = bootstrap_over_seeds_and_pairs(correct, n_boot=4000, seed=1)
+    reference = stats.bootstrap((correct[0],), np.mean, n_resamples=4000, method="percentile", random_state=2)
+    assert ours.mean == pytest.approx(correct.mean())
+    assert ours.lower == pytest.approx(reference.confidence_interval.low, abs=0.006)
+    assert ours.upper == pytest.approx(reference.confidence_interval.high, abs=0.006)
 
 
-def test_sweep_table_collects_one_file_per_run_best_first(tmp_path):
-    _sweep_row("worse", 0.70).to_csv(tmp_path / "a.csv", index=False)
-    _sweep_row("better", 0.80).assign(extra=1).to_csv(tmp_path / "b.csv", index=False)
+def test_two_level_bootstrap_widens_with_seed_variation():
+    rng = np.random.default_rng(0)
+    pairs = (rng.random(1000) < 0.8).astype(float)
+    identical_seeds = np.stack([pairs] * 3)
+    shifted = identical_seeds.copy()
+    shifted[0, :100] = 1.0  # seeds that disagree on a tenth of the pairs
+    shifted[2, :100] = 0.0
+    narrow = bootstrap_over_seeds_and_pairs(identical_seeds, seed=0)
+    wide = bootstrap_over_seeds_and_pairs(shifted, seed=0)
+    assert narrow.std == pytest.approx(0, abs=1e-12) and wide.std > 0.05
+    assert (wide.upper - wide.lower) > 1.5 * (narrow.upper - narrow.lower)
+    with pytest.raises(ValueError, match="seeds, pairs"):
+        bootstrap_over_seeds_and_pairs(pairs)
+
+
+class _Run:
+    """The fields of HeadRun that the seed tables read."""
+
+    def __init__(self, head, seed, correct):
+        self.settings = RunSettings(head=head, seed=seed)
+        self.result = type("R", (), {"cv": type("C", (), {"correct": np.asarray(correct, bool),
+                                                          "mean": float(np.mean(correct))})()})()
+
+    head = property(lambda self: self.settings.head)
+    seed = property(lambda self: self.settings.seed)
+
+
+def test_paired_difference_pairs_by_seed_and_pair():
+    rng = np.random.default_rng(1)
+    base = rng.random((3, 400)) < 0.7
+    better = base.copy()
+    better[:, :40] = True  # b is right wherever a is, and on 40 more pairs at most
+    runs = [_Run("softmax", s, base[s]) for s in range(3)] + [_Run("sphereface", s, better[s]) for s in range(3)]
+    diff = experiment.paired_difference(runs, "sphereface", "softmax")
+    assert diff.mean == pytest.approx((better.mean() - base.mean()))
+    assert diff.lower > 0  # every seed and pair favours sphereface, so the interval excludes 0
+    table = experiment.comparison_table(runs, [("sphereface", "softmax"), ("cosface", "softmax")])
+    assert list(table.index) == ["sphereface − softmax"] and bool(table["excludes 0"].iloc[0])
+    assert experiment.comparison_table(runs[:3], [("sphereface", "softmax")]).empty
+    summary = experiment.seed_summary(runs)
+    assert summary.loc["softmax", "seeds"] == 3 and summary.loc["softmax", "acc_10fold"] == pytest.approx(base.mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# Setting trials
+# --------------------------------------------------------------------------------------------------
+def test_sweep_table_is_best_first_and_names_what_varied(tmp_path):
+    row = {**RunSettings(head="sphereface").as_dict(), "val_acc_10fold": 0.7, "run": "a"}
+    pd.DataFrame([row]).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame([{**row, "run": "b", "dropout": 0.5, "val_acc_10fold": 0.8}]).to_csv(tmp_path / "b.csv", index=False)
     table = experiment.sweep_table(tmp_path)
-    assert list(table.index) == ["better", "worse"]
-    assert list(table.columns) == experiment.SWEEP_COLUMNS
+    assert list(table.index) == ["b", "a"]
+    assert experiment.varied_settings(table) == ["dropout"]
     assert experiment.sweep_table(tmp_path / "absent").empty
-
-
-def test_sweep_table_names_missing_columns(tmp_path):
-    _sweep_row("old", 0.7).drop(columns=["crop"]).to_csv(tmp_path / "old.csv", index=False)
-    with pytest.raises(ValueError, match=r"\['crop'\].*sweep_lfw_settings"):
+    pd.DataFrame([{"run": "old", "head": "x"}]).to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(ValueError, match=r"val_acc_10fold.*sweep_lfw_settings"):
         experiment.sweep_table(tmp_path)
-
-
-def test_precision_comparison_pairs_trials_that_differ_only_in_amp(tmp_path):
-    rows = [
-        _sweep_row("e30", 0.842).assign(epochs=30, amp="off"),
-        _sweep_row("e30-bf16", 0.841).assign(epochs=30, amp="bf16"),
-        _sweep_row("e40-shift4-bf16", 0.85).assign(epochs=40, max_shift=4, amp="bf16"),  # no float32 twin
-    ]
-    for i, row in enumerate(rows):
-        row.to_csv(tmp_path / f"{i}.csv", index=False)
-    pairs = experiment.precision_comparison(experiment.sweep_table(tmp_path))
-    assert len(pairs) == 1 and pairs.index[0][1] == 30  # (head, epochs, ...) of the one paired setting
-    assert pairs.iloc[0].to_dict() == {"bf16": 0.841, "off": 0.842}
-    lone = experiment.precision_comparison(experiment.sweep_table(tmp_path).iloc[[2]])
-    assert lone.empty

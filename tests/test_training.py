@@ -14,8 +14,10 @@ from torch import nn
 
 from lib import progress as progress_module
 from lib.losses import make_head
+from lib.settings import RunSettings, data_digest
 from lib.training import (
     Augment,
+    CheckpointError,
     augment_batch,
     embed,
     erase_rectangles,
@@ -24,7 +26,10 @@ from lib.training import (
     fit,
     normalize_batch,
     predict,
+    remove_stale_temporaries,
+    resolve_device,
     resolve_normalization,
+    resolve_precision,
     shift_and_flip,
 )
 
@@ -41,6 +46,7 @@ class TinyNet(nn.Module):
     def __init__(self, dropout: float = 0.0):
         super().__init__()
         self.conv = nn.Conv2d(3, 4, 3, stride=2)
+        self.dropout = dropout
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(4 * 7 * 7, EMBEDDING)
 
@@ -79,24 +85,24 @@ def data():
     return images, labels
 
 
-def fresh(seed=0, head="sphereface", dropout=0.1):
+def fresh(seed=0, head="sphereface", dropout=0.1, head_hparams=None):
     torch.manual_seed(seed)
     model = TinyNet(dropout)
-    head = make_head(head, EMBEDDING, N_CLASSES) if isinstance(head, str) else head
+    head = make_head(head, EMBEDDING, N_CLASSES, **(head_hparams or {})) if isinstance(head, str) else head
     return model, head
 
 
-SETTINGS = dict(
-    batch_size=8,
-    lr=3e-3,
-    optimizer="adam",
-    weight_decay=1e-4,
-    schedule="cosine",
-    seed=7,
-    device="cpu",
-    augment=Augment(flip=True, max_shift=2),
-    progress=False,
-)
+BASE_SETTINGS = dict(head="sphereface", model="TinyNet", embedding_dim=EMBEDDING, image_size=16, dropout=0.1,
+                     batch_size=8, lr=3e-3, optimizer="adam", weight_decay=1e-4, schedule="cosine", seed=7,
+                     flip=True, max_shift=2, epochs=2)
+
+
+def settings(**changes) -> RunSettings:
+    return RunSettings(**{**BASE_SETTINGS, **changes})
+
+
+def train(run_settings, model, head, images, labels, **kwargs):
+    return fit(run_settings, model, head, images, labels, device="cpu", progress=False, **kwargs)
 
 
 def same_state(a: nn.Module, b: nn.Module) -> bool:
@@ -193,8 +199,6 @@ def test_erase_off_draws_the_same_augmentation_as_before():
     shifts = torch.randint(-2, 3, (2, 16), generator=generator)
     expected = shift_and_flip(images, shifts[0], shifts[1], flip)
     assert torch.equal(augment_batch(images, Augment(max_shift=2, erase=0.0), epoch_generator(0, 0, 1)), expected)
-    assert Augment(max_shift=2).config() == {"flip": True, "max_shift": 2}
-    assert Augment(erase=0.25).config() == {"flip": True, "max_shift": 0, "erase": 0.25}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -202,14 +206,10 @@ def test_erase_off_draws_the_same_augmentation_as_before():
 # --------------------------------------------------------------------------------------------------
 def test_same_seed_same_weights(data):
     images, labels = data
-    runs = []
-    for _ in range(2):
-        model, head = fresh()
-        runs.append(fit(model, head, images, labels, epochs=2, **SETTINGS))
+    runs = [train(settings(), *fresh(), images, labels) for _ in range(2)]
     assert same_state(runs[0].model, runs[1].model) and same_state(runs[0].head, runs[1].head)
     pd.testing.assert_frame_equal(runs[0].history.drop(columns="seconds"), runs[1].history.drop(columns="seconds"))
-    model, head = fresh()
-    other = fit(model, head, images, labels, epochs=2, **{**SETTINGS, "seed": 8})
+    other = train(settings(seed=8), *fresh(), images, labels)
     assert not torch.equal(other.model.fc.weight, runs[0].model.fc.weight)
 
 
@@ -230,25 +230,17 @@ def make_eval(crash_at: int | None = None):
 
 def test_resume_after_crash_is_identical(data, tmp_path):
     images, labels = data
-    model, head = fresh()
-    straight = fit(
-        model, head, images, labels, epochs=3, eval_fn=make_eval(), checkpoint_dir=tmp_path / "a", **SETTINGS
-    )
+    run_settings = settings(epochs=3)
+    straight = train(run_settings, *fresh(), images, labels, eval_fn=make_eval(), checkpoint_dir=tmp_path / "a")
 
-    model, head = fresh()
     with pytest.raises(Crash):  # epoch 3 trains, then the process "dies" before its checkpoint
-        fit(
-            model, head, images, labels, epochs=3, eval_fn=make_eval(crash_at=3), checkpoint_dir=tmp_path / "b",
-            **SETTINGS,
-        )
-    stored = torch.load(tmp_path / "b" / "run.pt", weights_only=True)
-    assert stored["epoch"] == 2
-    assert [p.name for p in (tmp_path / "b").iterdir()] == ["run.pt"]  # no temporary files left
+        train(run_settings, *fresh(), images, labels, eval_fn=make_eval(crash_at=3), checkpoint_dir=tmp_path / "b")
+    [stored_path] = list((tmp_path / "b").iterdir())  # no temporary files left
+    assert stored_path.name.startswith("sphereface-seed7-") and stored_path.suffix == ".pt"
+    assert torch.load(stored_path, weights_only=True)["epoch"] == 2
 
-    model, head = fresh(seed=123)  # a new process: different initial weights, all replaced by the checkpoint
-    resumed = fit(
-        model, head, images, labels, epochs=3, eval_fn=make_eval(), checkpoint_dir=tmp_path / "b", **SETTINGS
-    )
+    # a new process: different initial weights, all replaced by the checkpoint
+    resumed = train(run_settings, *fresh(seed=123), images, labels, eval_fn=make_eval(), checkpoint_dir=tmp_path / "b")
     assert resumed.resumed_from_epoch == 2
     assert same_state(resumed.model, straight.model)
     assert same_state(resumed.head, straight.head)  # includes SphereFace's iteration counter
@@ -258,45 +250,98 @@ def test_resume_after_crash_is_identical(data, tmp_path):
 
 def test_finished_run_returns_stored_result_without_training(data, tmp_path):
     images, labels = data
-    model, head = fresh()
-    done = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path, run_name="x", **SETTINGS)
-    model, head = fresh(seed=5)
+    done = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
 
     def must_not_run(*args):
         raise AssertionError("eval_fn called although every epoch was done")
 
-    again = fit(
-        model, head, images, labels, epochs=2, checkpoint_dir=tmp_path, run_name="x", eval_fn=must_not_run, **SETTINGS
-    )
+    again = train(settings(), *fresh(seed=5), images, labels, checkpoint_dir=tmp_path, eval_fn=must_not_run)
     assert same_state(again.model, done.model) and same_state(again.head, done.head)
     pd.testing.assert_frame_equal(again.history, done.history)
 
 
-def test_checkpoint_of_another_run_is_refused(data, tmp_path):
+@pytest.mark.parametrize("change", [
+    {"lr": 1e-2}, {"max_shift": 0}, {"erase": 0.5}, {"epochs": 3}, {"amp": "bf16"}, {"batch_size": 7},
+    {"head_hparams": {"margin": 3}}, {"crop": 12}, {"image_size": 12}, {"flip": False}, {"weight_decay": 0.0},
+])
+def test_any_changed_setting_trains_a_new_run(data, tmp_path, change):
+    """Each setting is part of the run's identity: a changed one never resumes the other run's model."""
     images, labels = data
-    model, head = fresh()
-    fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
-    with pytest.raises(ValueError, match="lr"):
-        fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **{**SETTINGS, "lr": 1.0})
+    first = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    changed = settings(**change)
+    model, head = fresh(head_hparams=change.get("head_hparams", {}))
+    second = train(changed, model, head, images, labels, checkpoint_dir=tmp_path)
+    assert second.resumed_from_epoch == 0 and second.checkpoint_path != first.checkpoint_path
+    assert len(list(tmp_path.glob("*.pt"))) == 2
 
 
-def test_regularization_settings_are_part_of_the_checkpoint(data, tmp_path):
-    """A run with random erasing or model dropout never continues a checkpoint made without it."""
+def test_changed_data_trains_a_new_run(data, tmp_path):
     images, labels = data
-    model, head = fresh()
-    fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
-    erasing = {**SETTINGS, "augment": Augment(flip=True, max_shift=2, erase=0.5)}
-    with pytest.raises(ValueError, match="augment"):
-        fit(*fresh(), images, labels, epochs=1, checkpoint_dir=tmp_path, **erasing)
-    model, head = fresh()
-    model.dropout = 0.5  # what lib.models.SphereCNN(dropout=0.5) exposes
-    with pytest.raises(ValueError, match="model_dropout"):
-        fit(model, head, images, labels, epochs=1, checkpoint_dir=tmp_path, **SETTINGS)
+    first = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    edited = images.clone()
+    edited[0, 0, 0, 0] ^= 1  # one pixel of one image
+    second = train(settings(), *fresh(), edited, labels, checkpoint_dir=tmp_path)
+    assert second.resumed_from_epoch == 0 and second.checkpoint_path != first.checkpoint_path
+    relabelled = train(settings(), *fresh(), images, labels.roll(1), checkpoint_dir=tmp_path)
+    assert relabelled.checkpoint_path not in (first.checkpoint_path, second.checkpoint_path)
+
+
+def test_checkpoint_of_another_run_is_refused_naming_the_fields(data, tmp_path):
+    images, labels = data
+    train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path, run_name="mine")
+    with pytest.raises(CheckpointError, match=r"max_shift: 2 → 0; lr: 0\.003 → 1\.0"):
+        train(settings(lr=1.0, max_shift=0), *fresh(), images, labels, checkpoint_dir=tmp_path, run_name="mine")
+
+
+def test_head_or_model_not_built_from_the_settings_is_refused(data):
+    images, labels = data
+    model, head = fresh(head_hparams={"margin": 3})
+    with pytest.raises(ValueError, match="margin=3"):
+        train(settings(), model, head, images, labels)  # settings say margin 4 (the default)
+    with pytest.raises(ValueError, match="dropout"):
+        train(settings(dropout=0.3), *fresh(), images, labels)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "not ours"])
+def test_damaged_checkpoint_names_the_file_and_what_to_do(data, tmp_path, damage):
+    images, labels = data
+    done = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    path = done.checkpoint_path
+    content = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(content[: len(content) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 1000)
+    else:
+        torch.save({"epoch": 1, "model": {}}, path)
+    with pytest.raises(CheckpointError) as error:
+        train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    assert str(path) in str(error.value) and "rm " in str(error.value)
+
+
+def test_stale_temporary_files_are_removed(data, tmp_path):
+    """A kill during a save leaves a temporary file named after its process; the next run removes it when
+    that process is gone, and leaves a live writer's alone."""
+    import subprocess
+
+    images, labels = data
+    name = settings().replace(data=data_digest(images, labels), amp="off").run_name() + ".pt"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".{name}.{dead.pid}.abcd1234.tmp"
+    old_style = tmp_path / f".{name}.{dead.pid}.tmp"
+    live = tmp_path / f".{name}.1.ffff0000.tmp"  # pid 1 is always alive
+    for path in (stale, old_style, live):
+        path.write_bytes(b"partial checkpoint")
+    train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    assert not stale.exists() and not old_style.exists() and live.exists()
+    assert remove_stale_temporaries(tmp_path / name) == []
 
 
 def test_nan_loss_stops_with_epoch_and_step(data, tmp_path):
     images, labels = data
-    model, _ = fresh()
     head = CountingHead(poison_at=4 + 3)  # 4 steps per epoch: the 3rd step of epoch 2
     before = None
 
@@ -306,8 +351,10 @@ def test_nan_loss_stops_with_epoch_and_step(data, tmp_path):
         return {}
 
     with pytest.raises(FloatingPointError, match="epoch 2, step 3"):
-        fit(model, head, images, labels, epochs=3, eval_fn=remember, checkpoint_dir=tmp_path, **SETTINGS)
-    assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 1
+        train(settings(head="counting", epochs=3), fresh()[0], head, images, labels, eval_fn=remember,
+              checkpoint_dir=tmp_path)
+    [path] = tmp_path.glob("*.pt")
+    assert torch.load(path, weights_only=True)["epoch"] == 1
     assert before is not None
 
 
@@ -316,8 +363,9 @@ def test_epoch_metrics_are_sample_means(data):
     images, labels = data
     model, _ = fresh(dropout=0.0)
     head = CountingHead()
-    settings = {**SETTINGS, "lr": 0.0, "augment": None, "schedule": None, "batch_size": 7}  # 7 does not divide 30
-    result = fit(model, head, images, labels, epochs=1, **settings)
+    run_settings = settings(head="counting", lr=1e-30, flip=False, max_shift=0, schedule=None, batch_size=7,
+                            epochs=1, dropout=0.0)  # 7 does not divide 30
+    result = train(run_settings, model, head, images, labels)
     row = result.history.iloc[0]
     with torch.no_grad():
         x = (images.double() / 255 - 0.5) / 0.5
@@ -334,14 +382,13 @@ def test_epoch_metrics_are_sample_means(data):
 
 def test_schedule_reaches_zero_and_eval_every(data):
     images, labels = data
-    model, head = fresh()
     calls = []
 
     def eval_fn(model, head, epoch):
         calls.append(epoch)
         return {"val_accuracy": 0.5}
 
-    result = fit(model, head, images, labels, epochs=3, eval_fn=eval_fn, eval_every=2, **SETTINGS)
+    result = train(settings(epochs=3), *fresh(), images, labels, eval_fn=eval_fn, eval_every=2)
     assert calls == [2, 3]  # every 2nd epoch, and the last
     assert result.history["lr"].iloc[-1] == pytest.approx(0.0, abs=1e-12)
     assert result.history["val_accuracy"].isna().tolist() == [True, False, False]
@@ -350,39 +397,122 @@ def test_schedule_reaches_zero_and_eval_every(data):
 
 def test_bad_inputs_say_what_to_do(data):
     images, labels = data
-    model, head = fresh()
-    with pytest.raises(ValueError, match="build_cache"):
-        fit(model, head, images.float(), labels, epochs=1, **SETTINGS)
+    with pytest.raises(ValueError, match="feature inputs cannot be augmented"):
+        train(settings(), *fresh(), images.float(), labels)
     with pytest.raises(ValueError, match="3 classes"):
-        fit(model, head, images, labels + 1, epochs=1, **SETTINGS)
+        train(settings(), *fresh(), images, labels + 1)
     with pytest.raises(ValueError, match="fp16 only on CUDA"):
-        fit(model, head, images, labels, epochs=1, **{**SETTINGS, "amp": "fp16"})
+        train(settings(amp="fp16"), *fresh(), images, labels)
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        settings(epochs=0)
+    with pytest.raises(ValueError, match="seed must be an integer, got '\\[0\\]'"):
+        settings(seed="[0]")
 
 
 def test_bf16_on_cpu_autocasts_the_backbone_and_resumes_identically(data, tmp_path):
     images, labels = data
-    model, head = fresh()
-    full = fit(model, head, images, labels, epochs=2, **SETTINGS)
-    model, head = fresh()
-    half = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "a", eval_fn=make_eval(),
-               **{**SETTINGS, "amp": "bf16"})
-    stored = torch.load(tmp_path / "a" / "run.pt", weights_only=True)
-    assert stored["config"]["amp"] == "bfloat16"
+    full = train(settings(), *fresh(), images, labels)
+    half = train(settings(amp="bf16"), *fresh(), images, labels, checkpoint_dir=tmp_path / "a", eval_fn=make_eval())
+    [stored] = (tmp_path / "a").glob("*.pt")
+    assert torch.load(stored, weights_only=True)["settings"]["amp"] == "bf16"
     # the same first epoch in bf16: close to float32, but not equal (autocast did act)
     loss_fp32, loss_bf16 = full.history["loss"].iloc[0], half.history["loss"].iloc[0]
     assert loss_bf16 != loss_fp32 and loss_bf16 == pytest.approx(loss_fp32, rel=0.05)
     assert next(half.model.parameters()).dtype == torch.float32  # master weights stay float32
 
-    model, head = fresh()
     with pytest.raises(Crash):  # dies during epoch 2, after epoch 1's checkpoint
-        fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "b", eval_fn=make_eval(crash_at=2),
-            **{**SETTINGS, "amp": "bf16"})
-    model, head = fresh(seed=9)
-    resumed = fit(model, head, images, labels, epochs=2, checkpoint_dir=tmp_path / "b", eval_fn=make_eval(),
-                  **{**SETTINGS, "amp": "bf16"})
+        train(settings(amp="bf16"), *fresh(), images, labels, checkpoint_dir=tmp_path / "b",
+              eval_fn=make_eval(crash_at=2))
+    resumed = train(settings(amp="bf16"), *fresh(seed=9), images, labels, checkpoint_dir=tmp_path / "b",
+                    eval_fn=make_eval())
     assert same_state(resumed.model, half.model) and same_state(resumed.head, half.head)
-    with pytest.raises(ValueError, match="amp"):  # a float32 run does not silently continue a bf16 checkpoint
-        fit(*fresh(), images, labels, epochs=2, checkpoint_dir=tmp_path / "b", **SETTINGS)
+    float32 = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path / "b")
+    assert float32.resumed_from_epoch == 0  # a float32 run never continues a bf16 checkpoint
+
+
+def test_feature_inputs_train_a_frozen_feature_classifier():
+    """Float features (a frozen encoder's embeddings) go through the same step, without augmentation."""
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(N_CLASSES, EMBEDDING, generator=generator) * 3
+    labels = torch.arange(60) % N_CLASSES
+    features = centres[labels] + 0.3 * torch.randn(60, EMBEDDING, generator=generator)
+    run_settings = RunSettings(head="cosface", head_hparams={"scale": 10.0, "margin": 0.2}, model="identity",
+                               embedding_dim=EMBEDDING, image_size=None, flip=False, epochs=15, batch_size=16,
+                               lr=0.05, seed=1)
+    torch.manual_seed(1)
+    head = make_head("cosface", EMBEDDING, N_CLASSES, scale=10.0, margin=0.2)
+    result = fit(run_settings, nn.Identity(), head, features, labels, device="cpu", progress=False)
+    assert result.history["train_accuracy"].iloc[-1] == 1.0
+    with pytest.raises(ValueError, match="cannot be augmented"):
+        fit(run_settings.replace(flip=True), nn.Identity(), head, features, labels, device="cpu", progress=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# Devices and precision
+# --------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("capability, amp, expected", [
+    ((7, 5), "auto", "fp16"), ((8, 0), "auto", "bf16"), ((9, 0), "auto", "bf16"), ((7, 0), "fp16", "fp16"),
+    ((8, 6), "fp16", "fp16"), ((7, 5), "off", "off"), ((8, 0), False, "off"),
+])
+def test_precision_follows_the_gpu_generation(monkeypatch, capability, amp, expected):
+    """T4-class GPUs (compute capability 7.5) only emulate bf16: they get fp16 with a gradient scaler."""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake GPU")
+    assert resolve_precision(amp, torch.device("cuda")) == expected
+
+
+def test_bf16_on_an_old_gpu_is_refused_with_the_alternative(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    with pytest.raises(ValueError, match="Tesla T4.*7.5.*amp='auto'"):
+        resolve_precision("bf16", torch.device("cuda"))
+
+
+def test_cpu_precision():
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "off" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(ValueError, match="fp16 only on CUDA"):
+        resolve_precision("fp16", cpu)
+
+
+@pytest.mark.parametrize("cuda_build, expected", [(None, "CPU-only build"), ("12.4", "built for CUDA 12.4")])
+def test_missing_cuda_is_an_error_that_says_why(monkeypatch, cuda_build, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda_build)
+    with pytest.raises(RuntimeError, match=expected):
+        resolve_device("cuda")
+    assert resolve_device("auto").type in ("cpu", "mps")  # "auto" may fall back; an explicit device may not
+
+
+# --------------------------------------------------------------------------------------------------
+# Run settings
+# --------------------------------------------------------------------------------------------------
+def test_run_name_is_stable_and_covers_every_setting():
+    base = RunSettings(head="cosface")
+    assert base.run_name() == RunSettings(head="cosface", head_hparams={"scale": 30}).run_name()  # defaults filled
+    assert base.run_name().startswith("cosface-seed0-") and len(base.digest()) == 10
+    for name, value in [("lr", 0.01), ("crop", 120), ("max_shift", 4), ("amp", "bf16"), ("data", "abc"),
+                        ("head_hparams", {"margin": 0.1}), ("dropout", 0.5), ("epochs", 11)]:
+        assert base.replace(**{name: value}).run_name() != base.run_name(), name
+    # a field at its default is not hashed, so adding a field with a default never renames old runs
+    assert "erase" not in base.identity() and "erase" in base.replace(erase=0.1).identity()
+
+
+def test_settings_from_notebook_parameters_ignore_other_names():
+    parameters = {"lr": 0.01, "epochs": 3, "heads": ["a"], "data": object(), "profile": "x", "max_shift": 2}
+    built = RunSettings.from_parameters(parameters, head="softmax", seed=4)
+    assert (built.lr, built.epochs, built.max_shift, built.seed, built.data) == (0.01, 3, 2, 4, "")
+
+
+def test_data_digest_reads_every_byte():
+    images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    labels = torch.arange(4)
+    reference = data_digest(images, labels)
+    changed = images.clone()
+    changed[3, 2, 7, 7] = 1
+    assert data_digest(changed, labels) != reference
+    assert data_digest(images, labels.flip(0)) != reference
+    assert data_digest(images.numpy(), labels.numpy()) == reference
 
 
 # --------------------------------------------------------------------------------------------------
