@@ -56,7 +56,7 @@ __all__ = [
     "Embeddings",
     "embed_images",
     "l2_normalize",
-    "evaluate_on_devtest",
+    "evaluate_on_pairs",
     "embed_lfw",
 ]
 
@@ -504,45 +504,25 @@ def embed_lfw(encoder: Encoder, faces, **kwargs) -> tuple:
     return images, embed_images(encoder, images["path"].tolist(), **kwargs)
 
 
-def evaluate_on_devtest(encoder: Encoder, faces, *, cv_seed: int = 0, **kwargs):
-    """Score the encoder on LFW View 1 DevTest pairs exactly as notebook 02 scores a trained head.
+def evaluate_on_pairs(encoder: Encoder, pair_set, faces, **kwargs):
+    """Score the encoder on a pair set of notebook 02 (e.g. ``data.test``, the DevTest pairs) exactly as a
+    trained head is scored: :func:`lib.lfw_experiment.score_pairs` on the encoder's L2-normalized
+    descriptors of ``pair_set``'s images — same pairs, cosine scores, the same seeded 10-fold
+    cross-validated threshold (``CV_SEED``), fixed 0.5 threshold, ROC and Angular Fisher scores. No flip
+    fusion: the encoder is used as published.
 
-    Same pairs, cosine of L2-normalized descriptors (no flip fusion: the encoder is used as published),
-    the same seeded 10-fold cross-validated threshold (:func:`lib.verification.cross_validated_accuracy`
-    with ``seed=cv_seed``, as :func:`lib.lfw_experiment.evaluate`), fixed 0.5 threshold, ROC and Angular
-    Fisher scores. Returns ``(VerificationResult, Embeddings)``; ``result.summary()`` has the same keys as
-    a trained head's and ``result.scores`` one score per DevTest pair in file order.
+    ``pair_set`` is a :class:`lib.lfw_experiment.PairSet`, ``faces`` the :class:`lib.lfw.LFW` it came from
+    (its image paths are looked up by file name); keyword arguments go to :func:`embed_images`.
+    Returns ``(VerificationResult, Embeddings, features)``: ``result.summary()`` has the same keys as a
+    trained head's, ``result.scores`` one score per pair, ``features`` (float32, rows of
+    ``pair_set.files``, L2-normalized) can be saved beside the heads' for notebook 04.
     """
-    import pandas as pd
+    from lib.lfw_experiment import score_pairs
 
-    from lib.lfw_experiment import VerificationResult
-    from lib.verification import (
-        angular_fisher_score,
-        cosine_scores,
-        cross_validated_accuracy,
-        fixed_threshold_accuracy,
-        roc_metrics,
-    )
-
-    pairs = faces.dev_test_pairs.reset_index(drop=True)
-    unique_paths = pd.unique(pd.concat([pairs["path1"], pairs["path2"]], ignore_index=True))
-    position = {path: i for i, path in enumerate(unique_paths)}
-    name_of = dict(zip(pd.concat([pairs["path1"], pairs["path2"]]), np.concatenate([pairs["name1"], pairs["name2"]])))
-    embeddings = embed_images(encoder, list(unique_paths), **kwargs)
-    features = embeddings.normalized().astype(np.float64)
-    scores = cosine_scores(features[pairs["path1"].map(position).to_numpy()],
-                           features[pairs["path2"].map(position).to_numpy()])
-    same = pairs["same"].to_numpy(dtype=bool)
-    n_folds = int(min(10, same.sum(), (~same).sum()))
-    if n_folds < 2:
-        raise ValueError(f"DevTest needs at least 2 matched and 2 mismatched pairs, has {same.sum()} and {(~same).sum()}")
-    names = np.array([name_of[path] for path in unique_paths])
-    result = VerificationResult(
-        scores=scores,
-        cv=cross_validated_accuracy(scores, same, n_folds=n_folds, seed=cv_seed),
-        fixed_accuracy=fixed_threshold_accuracy(scores, same, 0.5),
-        roc=roc_metrics(scores, same),
-        afs=angular_fisher_score(features, names, normalize=False),
-        afs_normalized=angular_fisher_score(features, names, normalize=True),
-    )
-    return result, embeddings
+    path_of = dict(zip(faces.images["path"].map(lambda p: Path(p).name), faces.images["path"]))
+    missing = [name for name in pair_set.files if name not in path_of]
+    if missing:
+        raise DataError(f"{len(missing)} pair image(s) are not among the LFW images on disk, e.g. {missing[:3]}")
+    embeddings = embed_images(encoder, [path_of[name] for name in pair_set.files], **kwargs)
+    features = embeddings.normalized()
+    return score_pairs(features.astype(np.float64), pair_set), embeddings, features

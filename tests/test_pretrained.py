@@ -6,14 +6,17 @@ from __future__ import annotations
 import hashlib
 import io
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from lib import lfw, paths, pretrained
 from lib.errors import DataError
-from lib.lfw_experiment import VerificationResult
+from lib.lfw_experiment import CV_SEED, PairSet
 from lib.verification import cross_validated_accuracy
 
 DLIB_MISSING = pretrained.unavailable_reason("dlib")
@@ -121,28 +124,27 @@ def test_l2_normalize():
 
 
 # ------------------------------------------------------------------------------------ DevTest protocol
-DEV_TEST_PAIRS = "3\nJon_Jones\t1\t2\nJon_Jones\t1\t3\nEva_Ekberg\t1\t2\n" \
-    "Jon_Jones\t3\tEva_Ekberg\t1\nDee_Dunn\t1\tJon_Jones\t2\nEva_Ekberg\t2\tDee_Dunn\t1\n"
-
-
-def test_devtest_protocol_matches_notebook_02(lfw_copy, tmp_path):
-    (lfw_copy.protocol_dir / "pairsDevTest.txt").write_text(DEV_TEST_PAIRS)  # 3 + 3 pairs: enough for folds
+def test_pair_set_protocol_matches_notebook_02(lfw_copy, tmp_path):
+    """Scores are cosines of the normalized descriptors, the accuracy is notebook 02's 10-fold protocol."""
     faces = lfw.load_lfw(lfw_copy.root)
-    result, embeddings = pretrained.evaluate_on_devtest(MeanColourEncoder(), faces, workers=1,
-                                                        cache_dir=tmp_path / "c", progress=False)
-    assert isinstance(result, VerificationResult)
-    pairs = faces.dev_test_pairs.reset_index(drop=True)
-    means = {}
-    for path in pd.concat([pairs["path1"], pairs["path2"]]):
-        vector = np.array([*expected_mean(path), 1.0])
-        means[path] = vector / np.linalg.norm(vector)
-    expected_scores = np.array([means[a] @ means[b] for a, b in zip(pairs["path1"], pairs["path2"])])
+    files = np.array(["Jon_Jones_0001.jpg", "Jon_Jones_0002.jpg", "Jon_Jones_0003.jpg", "Eva_Ekberg_0001.jpg",
+                      "Eva_Ekberg_0002.jpg", "Dee_Dunn_0001.jpg"])
+    identity = np.array([name.rsplit("_", 1)[0] for name in files])
+    pair_index = np.array([[0, 1], [0, 2], [3, 4], [2, 3], [5, 1], [4, 5]])
+    same = identity[pair_index[:, 0]] == identity[pair_index[:, 1]]
+    pair_set = PairSet(torch.zeros((6, 3, 8, 8), dtype=torch.uint8), identity, files, pair_index, same)
+    result, embeddings, features = pretrained.evaluate_on_pairs(MeanColourEncoder(), pair_set, faces, workers=1,
+                                                                cache_dir=tmp_path / "c", progress=False)
+    path_of = {Path(p).name: p for p in faces.images["path"]}
+    vectors = np.array([[*expected_mean(path_of[name]), 1.0] for name in files])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    np.testing.assert_allclose(features, vectors, atol=1e-5)
+    expected_scores = np.einsum("pd,pd->p", vectors[pair_index[:, 0]], vectors[pair_index[:, 1]])
     np.testing.assert_allclose(result.scores, expected_scores, atol=1e-5)
-    same = pairs["same"].to_numpy(dtype=bool)
-    n_folds = int(min(10, same.sum(), (~same).sum()))
-    reference = cross_validated_accuracy(expected_scores, same, n_folds=n_folds, seed=0)
+    reference = cross_validated_accuracy(expected_scores, same, n_folds=3, seed=CV_SEED)
     assert result.summary()["acc_10fold"] == pytest.approx(reference.mean)
-    assert len(embeddings.vectors) == len(pd.unique(pd.concat([pairs["path1"], pairs["path2"]])))
+    assert set(result.summary()) >= {"acc_10fold", "acc_10fold_stderr", "auc", "eer", "afs"}
+    assert embeddings.computed == 6
 
 
 # ------------------------------------------------------------------------------------ dlib
