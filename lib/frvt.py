@@ -259,6 +259,7 @@ def count_all_pairs(
     order=None,
     bins: ScoreBins = ScoreBins(),
     tail_fmr: float = 4e-3,
+    min_tail_pairs: int = 0,
     block_rows: int = 1024,
     progress: bool = False,
 ) -> AllPairsCounts:
@@ -266,8 +267,9 @@ def count_all_pairs(
 
     ``identities``: person of each image (any hashable labels); ``groups``: demographic group of each image
     (None, NaN or ``"unknown"`` when not known); ``order``: group order in the tables. ``tail_fmr``: keep
-    the highest-scoring impostor pairs up to this fraction of all impostors for :func:`bootstrap`, which
-    can then use target FMRs up to about ``tail_fmr / 2`` (it checks every replicate). ``block_rows``
+    the highest-scoring impostor pairs up to this fraction of all impostors (and at least
+    ``min_tail_pairs`` of them) for :func:`bootstrap`, which can then use target FMRs up to about
+    ``tail_fmr / 2`` (it checks every replicate). ``block_rows``
     rows are scored at a time: memory about 10 x block_rows x N bytes.
     """
     features = _as_features(features)
@@ -290,7 +292,7 @@ def count_all_pairs(
     per_identity = images_per_identity.sum(axis=1)
     n_genuine_expected = int((per_identity * (per_identity - 1) // 2).sum())
     n_impostor_expected = n * (n - 1) // 2 - n_genuine_expected
-    tail = _TopImpostors(max(1, math.ceil(tail_fmr * n_impostor_expected)), bins.count)
+    tail = _TopImpostors(max(1, min_tail_pairs, math.ceil(tail_fmr * n_impostor_expected)), bins.count)
 
     histogram = np.zeros(n_categories * 2 * bins.count, dtype=np.int64)  # (category, genuine?, bin)
     genuine_parts = []
@@ -413,6 +415,10 @@ def error_rates(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5)) -> pd.Da
 # --------------------------------------------------------------------------------------------------
 # Bootstrap over identities
 # --------------------------------------------------------------------------------------------------
+class TailTooShort(ValueError):
+    """A replicate's threshold falls below the impostor pairs kept while counting."""
+
+
 def identity_weights(n_identities: int, n_boot: int, seed: int = 0) -> np.ndarray:
     """(n_boot, n_identities) int32: how often each identity is drawn when n_identities are drawn with
     replacement. Pass the same matrix to :func:`bootstrap` for several models on the same images to get
@@ -429,6 +435,7 @@ class _Replicator:
         self.n_categories = len(counts.categories)
         self.n_groups = len(counts.groups)
         self.tail_width = counts.bins.count - counts.tail_start
+        self.tail_complete = len(counts.tail_bin) == counts.n_impostor  # every impostor pair is kept
         self.tail_offset = (counts.tail_category.astype(np.int64) * self.tail_width
                             + (counts.tail_bin - counts.tail_start))
         # Genuine pairs per category, sorted by bin, so "bins < k" is a prefix.
@@ -479,8 +486,8 @@ class _Replicator:
         rows = []
         for target in targets:
             j = _threshold_bin(overall_above, n_impostor.sum(), target)
-            if j == 0 and counts.tail_start > 0:
-                raise ValueError(
+            if j == 0 and not self.tail_complete:  # impostor pairs below the kept ones could pass
+                raise TailTooShort(
                     f"target FMR {target:g} needs impostor pairs below the kept tail (the top "
                     f"{counts.tail_fmr:.2g} of impostors): recount with a larger tail_fmr (about 4 x the target)"
                 )
@@ -515,10 +522,10 @@ def bootstrap(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5), *, n_boot:
 def rate_ratio(table: pd.DataFrame, numerator, denominator, rate: str = "fmr") -> pd.DataFrame:
     """``rate`` of group ``numerator`` / that of ``denominator`` per target (and replicate, if present)."""
     keys = ["replicate", "target_fmr"] if "replicate" in table.columns else ["target_fmr"]
-    wide = table.pivot_table(index=keys, columns="group", values=rate, aggfunc="first")
     for group in (numerator, denominator):
-        if group not in wide.columns:
-            raise ValueError(f"no group {group!r} in the table; groups are {list(wide.columns)}")
+        if group not in set(table["group"]):
+            raise ValueError(f"no group {group!r} in the table; groups are {list(table['group'].unique())}")
+    wide = table.set_index([*keys, "group"])[rate].unstack("group")  # NaN rates stay NaN
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = wide[numerator] / wide[denominator]
     return ratio.rename(f"{rate} {numerator}/{denominator}").reset_index()
@@ -693,20 +700,30 @@ class Audit:
 
 def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio=None, order=None,
           n_boot: int = 1000, seed: int = 0, weights=None, confidence: float = 0.95,
-          bins: ScoreBins = ScoreBins(), block_rows: int = 1024, progress: bool = False) -> Audit:
+          bins: ScoreBins = ScoreBins(), block_rows: int = 1024, min_tail_pairs: int = 200_000,
+          progress: bool = False) -> Audit:
     """Count all pairs, then the error rates at each target FMR with identity-bootstrap intervals.
 
     ``ratio``: ``(numerator, denominator)`` groups for the FMR and FNMR ratios (e.g. ``("Female",
     "Male")``); default: the first two groups in ``order``. The impostor tail kept for the bootstrap is
-    4 x the largest target.
+    4 x the largest target (at least ``min_tail_pairs`` pairs); if a replicate still needs more (a few
+    people with very many images can dominate a small set), the pairs are counted again with 4 x more.
     """
     targets = _check_targets(target_fmrs)
-    counts = count_all_pairs(features, identities, groups, order=order, bins=bins,
-                             tail_fmr=min(1.0, 4 * max(targets)), block_rows=block_rows, progress=progress)
-    point = error_rates(counts, targets)
-    started = time.perf_counter()
-    replicates = bootstrap(counts, targets, n_boot=n_boot, seed=seed, weights=weights)
+    tail_fmr = min(1.0, 4 * max(targets))
+    while True:
+        counts = count_all_pairs(features, identities, groups, order=order, bins=bins, tail_fmr=tail_fmr,
+                                 min_tail_pairs=min_tail_pairs, block_rows=block_rows, progress=progress)
+        started = time.perf_counter()
+        try:
+            replicates = bootstrap(counts, targets, n_boot=n_boot, seed=seed, weights=weights)
+            break
+        except TailTooShort:
+            if tail_fmr >= 1.0:
+                raise
+            tail_fmr = min(1.0, 4 * tail_fmr)  # a replicate's threshold fell below the kept pairs: keep more
     seconds = time.perf_counter() - started
+    point = error_rates(counts, targets)
     if ratio is None:
         ratio = counts.groups[:2]
     ratios = _ratio_summary(point, replicates, *ratio, confidence) if len(ratio) == 2 else pd.DataFrame()

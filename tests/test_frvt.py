@@ -213,6 +213,19 @@ def test_bootstrap_refuses_targets_beyond_the_kept_tail(faces):
         frvt.bootstrap(counts, [0.3], n_boot=2)
 
 
+def test_audit_keeps_more_impostor_pairs_when_a_replicate_needs_them(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, bins=BINS, tail_fmr=0.04)
+    in_tail = set(counts.tail_identity_a) | set(counts.tail_identity_b)
+    weights = np.zeros((1, len(counts.identities)), dtype=int)
+    outside = [a for a in range(len(counts.identities)) if a not in in_tail][:2]
+    weights[0, outside] = len(counts.identities) // 2  # a replicate made only of people absent from the tail
+    with pytest.raises(ValueError, match="larger tail_fmr"):
+        frvt.bootstrap(counts, [0.01], weights=weights)
+    result = frvt.audit(features, identities, groups, target_fmrs=[0.01], weights=weights, bins=BINS, min_tail_pairs=0)
+    assert result.counts.tail_fmr > 0.04 and len(result.replicates["replicate"].unique()) == 1
+
+
 def test_audit_summarizes_with_intervals_and_ratios(faces):
     features, identities, groups, _ = faces
     result = frvt.audit(features, identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
