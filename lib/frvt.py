@@ -434,10 +434,11 @@ class _Replicator:
         self.counts = counts
         self.n_categories = len(counts.categories)
         self.n_groups = len(counts.groups)
-        self.tail_width = counts.bins.count - counts.tail_start
         self.tail_complete = len(counts.tail_bin) == counts.n_impostor  # every impostor pair is kept
-        self.tail_offset = (counts.tail_category.astype(np.int64) * self.tail_width
-                            + (counts.tail_bin - counts.tail_start))
+        # Only the occupied bins of the kept impostors matter: index them 0..U-1 (ascending).
+        self.occupied = np.unique(counts.tail_bin)
+        local = np.searchsorted(self.occupied, counts.tail_bin)
+        self.tail_offset = counts.tail_category.astype(np.int64) * len(self.occupied) + local
         # Genuine pairs per category, sorted by bin, so "bins < k" is a prefix.
         self.genuine = []
         for c in range(self.n_categories):
@@ -477,9 +478,10 @@ class _Replicator:
         n_impostor = self.impostor_totals(w)
         n_genuine = w @ self.genuine_per_identity
         pair_weight = w[counts.tail_identity_a] * w[counts.tail_identity_b]
+        occupied = len(self.occupied)
         per_bin = np.bincount(self.tail_offset, weights=pair_weight,
-                              minlength=self.n_categories * self.tail_width).reshape(self.n_categories, -1)
-        above = np.cumsum(per_bin[:, ::-1], axis=1)[:, ::-1]
+                              minlength=self.n_categories * occupied).reshape(self.n_categories, -1)
+        above = np.cumsum(per_bin[:, ::-1], axis=1)[:, ::-1]  # [:, j]: pairs in occupied bins >= the j-th
         above = np.concatenate([above, np.zeros((self.n_categories, 1))], axis=1)
         overall_above = above.sum(axis=0)
         edges = counts.bins.edges
@@ -491,7 +493,8 @@ class _Replicator:
                     f"target FMR {target:g} needs impostor pairs below the kept tail (the top "
                     f"{counts.tail_fmr:.2g} of impostors): recount with a larger tail_fmr (about 4 x the target)"
                 )
-            k = counts.tail_start + j
+            # The lowest bin edge that lets exactly these pairs pass: just above the last occupied bin below.
+            k = int(self.occupied[j - 1]) + 1 if j > 0 else 0
             false_non_matches = np.array([w[identity[: np.searchsorted(bin_, k, side="left")]].sum()
                                           for bin_, identity in self.genuine])
             rows += _rows(target, edges[k], *_with_overall(counts.categories, n_genuine, false_non_matches,
