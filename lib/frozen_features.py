@@ -151,14 +151,48 @@ def train_grid_on_features(heads, seeds, data: FrozenData, *, head_hparams: dict
             for head in heads for seed in seeds]
 
 
-def regime_table(predictions: dict[str, pd.DataFrame], groups, confidence: float = 0.95) -> pd.DataFrame:
+def run_health(predictions: pd.DataFrame, majority_margin: float = 0.01) -> pd.DataFrame:
+    """Per head: is the run healthy? Columns: accuracy (mean over seeds), the majority class's share,
+    median θ_y and the shares beyond CosReLU's clamp angle and ArcFace's fallback angle
+    (:func:`lib.fairface_experiment.target_angle_summary`), and ``flag``: ``"at chance"`` when accuracy is
+    within ``majority_margin`` of always predicting the majority class, ``"most samples in a clamp/fallback
+    branch"`` when over half the samples sit beyond ArcFace's fallback angle (the loss then follows its
+    fallback, not the margin), else empty."""
+    from lib.fairface_experiment import target_angle_summary
+
+    angles = target_angle_summary(predictions)
+    majority = predictions.groupby(["head", "seed"])["y_true"].agg(lambda y: y.value_counts(normalize=True).iloc[0])
+    table = pd.DataFrame({
+        "accuracy": predictions.groupby(["head", "seed"], sort=False)["correct"].mean().groupby("head", sort=False).mean(),
+        "majority share": majority.groupby("head").mean(),
+    }).join(angles)
+    fallback = angles.columns[-1]
+    table["flag"] = ""
+    table.loc[table[fallback] > 0.5, "flag"] = "most samples in a clamp/fallback branch"
+    table.loc[table["accuracy"] <= table["majority share"] + majority_margin, "flag"] = "at chance"
+    return table
+
+
+def identical_heads(runs: list[ClassifierRun]) -> list[tuple[str, str]]:
+    """Pairs of heads whose predictions agree on every validation sample of every common seed (one
+    model counted twice, e.g. CosReLU whose clamp never acts, and CosFace)."""
+    from lib.fairface_experiment import prediction_agreement
+
+    heads = list(dict.fromkeys(run.head for run in runs))
+    return [(a, b) for i, a in enumerate(heads) for b in heads[i + 1:] if prediction_agreement(runs, a, b) == 1.0]
+
+
+def regime_table(predictions: dict[str, pd.DataFrame], groups, confidence: float = 0.95,
+                 flags: dict | None = None) -> pd.DataFrame:
     """Accuracy overall and per group (``race``) of every (regime, head): mean over seeds with a
     Student-t interval over seeds, as ``"mean [lower, upper]"`` cells; ``predictions`` maps a regime name
-    to a prediction table (``head, seed, race, correct``)."""
+    to a prediction table (``head, seed, race, correct``); ``flags`` maps (regime, head) to a warning
+    shown in a ``flag`` column (e.g. from :func:`run_health`)."""
     rows = []
     for regime, table in predictions.items():
         for head, by_head in table.groupby("head", sort=False):
-            row = {"regime": regime, "head": head, "seeds": by_head["seed"].nunique()}
+            row = {"regime": regime, "head": head, "flag": (flags or {}).get((regime, head), ""),
+                   "seeds": by_head["seed"].nunique()}
             per_seed = by_head.groupby("seed")["correct"].mean()
             row["overall"] = _cell(per_seed.to_numpy(), confidence)
             for group in groups:

@@ -69,7 +69,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import fairface_experiment as experiment, fairness_analysis, fairness_plots, frozen_features, losses, paths, plots
-from lib import pretrained, synthetic
+from lib import fairness, pretrained, synthetic
 from lib.tables import write_csv
 from lib.training import resolve_device
 
@@ -331,21 +331,42 @@ else:
                      f"in {(time.perf_counter() - frozen_start) / 60:.1f} min ({frozen_epochs} epochs each)."))
 
 # %% [markdown]
-# Accuracy overall and per race group, mean over seeds [95 % t-interval], the from-scratch regime of this
-# notebook (its target `target`) beside the frozen-embedding regime. As a check that the probe is trained to
-# convergence, scikit-learn's multinomial logistic regression (with a bias) on the same features is given too.
+# Accuracy overall and per race group, mean over seeds [95 % t-interval over seeds], the from-scratch regime
+# of this notebook (its target `target`) beside the frozen-embedding regime. With frozen features a seed only
+# changes the head's initialisation and batch order, so these intervals are narrow: they cover training
+# noise, not the sampling of the validation images (its Wilson half-width is printed under each table).
+# A run is flagged when it is at chance or when most samples sit in a clamp/fallback branch of the loss
+# (θ_y beyond ArcFace's fallback angle); heads with identical predictions are one model and are named.
+# As a check that the probe is trained to convergence, scikit-learn's multinomial logistic regression (with
+# a bias) on the same features is given too.
 
 # %%
-regime_tables = {}
+regime_tables, frozen_health = {}, {}
 for frozen_target, table in frozen_predictions.items():
     by_regime = {f"frozen {pretrained_encoder} embeddings": table}
+    frozen_health[frozen_target] = frozen_features.run_health(table)
+    flags = {(f"frozen {pretrained_encoder} embeddings", head): flag
+             for head, flag in frozen_health[frozen_target]["flag"].items()}
     if frozen_target == target:
         by_regime = {"from scratch (ResNet-18, random init)": predictions, **by_regime}
-    regime_tables[frozen_target] = frozen_features.regime_table(by_regime, data.groups)
+        flags.update({("from scratch (ResNet-18, random init)", head): flag
+                      for head, flag in frozen_features.run_health(predictions)["flag"].items()})
+    regime_tables[frozen_target] = frozen_features.regime_table(by_regime, data.groups, flags=flags)
     reference = frozen_features.logistic_regression_accuracy(frozen.with_target(frozen_target))
     display(Markdown(f"**Target `{frozen_target}`** · scikit-learn logistic regression on the frozen features: "
                      f"{reference:.3f}"))
     display(regime_tables[frozen_target])
+    probe = table[(table["head"] == table["head"].iloc[0]) & (table["seed"] == table["seed"].iloc[0])]
+    sizes = probe.groupby("race", observed=True)["correct"].agg(["mean", "size"])
+    half = {name: (upper - lower) / 2 for name, (lower, upper) in zip(
+        sizes.index, zip(*fairness.wilson_interval(sizes["mean"] * sizes["size"], sizes["size"])))}
+    overall_lower, overall_upper = fairness.wilson_interval(probe["correct"].sum(), len(probe))
+    same = frozen_features.identical_heads(frozen_runs[frozen_target])
+    display(Markdown(
+        f"Image-sampling half-width (95 % Wilson, at `{table['head'].iloc[0]}`'s accuracy): overall "
+        f"±{(overall_upper - overall_lower) / 2:.3f}; per race " + ", ".join(f"{g} ±{h:.3f}" for g, h in half.items())
+        + ". " + ("Identical predictions on every sample and seed: " + ", ".join(f"`{a}` = `{b}`" for a, b in same)
+                  + "." if same else "No two heads predict identically.")))
 
 # %% [markdown]
 # Does a margin change accuracy, or the gap between race groups, when the representation is pretrained?
@@ -378,6 +399,10 @@ for frozen_target, runs_t in frozen_runs.items():
         f"({accuracy.get(frozen_features.LINEAR_PROBE, float('nan')):.3f}) better: {', '.join(better) or 'none'}; "
         f"worse: {', '.join(worse) or 'none'} (paired 95 % t-intervals excluding 0)."
     )
+    flagged = frozen_health[frozen_target]["flag"]
+    flagged = flagged[flagged != ""]
+    if len(flagged):
+        frozen_summary_lines.append("Flagged runs: " + ", ".join(f"`{h}` ({f})" for h, f in flagged.items()) + ".")
 if frozen_summary_lines:
     display(Markdown(" ".join(frozen_summary_lines)))
 

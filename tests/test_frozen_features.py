@@ -70,3 +70,15 @@ def test_regime_table_cells():
     # per seed overall 0.75, 0.75, 0.75 (zero spread); G1: 1.0, 0.5, 1.0
     assert row["overall"] == "0.750 [0.750, 0.750]" and row["seeds"] == 3
     assert row["G1"].startswith("0.833 [")
+
+
+def test_run_health_flags_chance_and_fallback_runs():
+    rows = []
+    for head, correct, cosine in (("ok", [1, 1, 1, 0], 0.9), ("chance", [1, 0, 0, 0], 0.5), ("fallback", [1, 1, 0, 1], -0.95)):
+        rows.append(pd.DataFrame({"head": head, "seed": 0, "y_true": ["a", "b", "b", "c"], "correct": correct,
+                                  "target_cosine": cosine}))
+    health = frozen_features.run_health(pd.concat(rows, ignore_index=True))
+    # majority class "b" holds half the samples; cos = -0.95 is 161.8 degrees, beyond 180 - 28.6
+    assert health.loc["ok", "flag"] == "" and health.loc["chance", "flag"] == "at chance"
+    assert health.loc["fallback", "flag"] == "most samples in a clamp/fallback branch"
+    assert health.loc["chance", "majority share"] == 0.5
