@@ -155,9 +155,10 @@ def run_health(predictions: pd.DataFrame, majority_margin: float = 0.01) -> pd.D
     """Per head: is the run healthy? Columns: accuracy (mean over seeds), the majority class's share,
     median θ_y and the shares beyond CosReLU's clamp angle and ArcFace's fallback angle
     (:func:`lib.fairface_experiment.target_angle_summary`), and ``flag``: ``"at chance"`` when accuracy is
-    within ``majority_margin`` of always predicting the majority class, ``"most samples in a clamp/fallback
-    branch"`` when over half the samples sit beyond ArcFace's fallback angle (the loss then follows its
-    fallback, not the margin), else empty."""
+    within ``majority_margin`` of always predicting the majority class; ``"most samples > 130.5° from their
+    class weight"`` when over half sit beyond CosReLU's clamp angle (there CosReLU's target logit is a
+    constant, and ArcFace is at or near its fallback branch: the geometry the margin should create is
+    absent), else empty."""
     from lib.fairface_experiment import target_angle_summary
 
     angles = target_angle_summary(predictions)
@@ -166,9 +167,9 @@ def run_health(predictions: pd.DataFrame, majority_margin: float = 0.01) -> pd.D
         "accuracy": predictions.groupby(["head", "seed"], sort=False)["correct"].mean().groupby("head", sort=False).mean(),
         "majority share": majority.groupby("head").mean(),
     }).join(angles)
-    fallback = angles.columns[-1]
+    beyond_clamp = angles.columns[1]
     table["flag"] = ""
-    table.loc[table[fallback] > 0.5, "flag"] = "most samples in a clamp/fallback branch"
+    table.loc[table[beyond_clamp] > 0.5, "flag"] = "most samples > 130.5° from their class weight"
     table.loc[table["accuracy"] <= table["majority share"] + majority_margin, "flag"] = "at chance"
     return table
 

@@ -335,8 +335,9 @@ else:
 # of this notebook (its target `target`) beside the frozen-embedding regime. With frozen features a seed only
 # changes the head's initialisation and batch order, so these intervals are narrow: they cover training
 # noise, not the sampling of the validation images (its Wilson half-width is printed under each table).
-# A run is flagged when it is at chance or when most samples sit in a clamp/fallback branch of the loss
-# (θ_y beyond ArcFace's fallback angle); heads with identical predictions are one model and are named.
+# A run is flagged when it is at chance or when most validation samples sit more than 130.5° from their own
+# class weight (CosReLU's clamp angle; ArcFace is then at or near its fallback branch), i.e. the geometry a
+# margin should create is absent; heads with identical predictions are one model and are named.
 # As a check that the probe is trained to convergence, scikit-learn's multinomial logistic regression (with
 # a bias) on the same features is given too.
 

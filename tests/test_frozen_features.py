@@ -78,7 +78,7 @@ def test_run_health_flags_chance_and_fallback_runs():
         rows.append(pd.DataFrame({"head": head, "seed": 0, "y_true": ["a", "b", "b", "c"], "correct": correct,
                                   "target_cosine": cosine}))
     health = frozen_features.run_health(pd.concat(rows, ignore_index=True))
-    # majority class "b" holds half the samples; cos = -0.95 is 161.8 degrees, beyond 180 - 28.6
+    # majority class "b" holds half the samples; cos = -0.95 is 161.8 degrees, beyond the 130.5 degree clamp
     assert health.loc["ok", "flag"] == "" and health.loc["chance", "flag"] == "at chance"
-    assert health.loc["fallback", "flag"] == "most samples in a clamp/fallback branch"
+    assert health.loc["fallback", "flag"] == "most samples > 130.5° from their class weight"
     assert health.loc["chance", "majority share"] == 0.5
