@@ -152,6 +152,9 @@ class Encoder(abc.ABC):
     def check_available(self) -> None:
         """Raise :class:`EncoderUnavailable` when the encoder cannot run here."""
 
+    def load(self) -> None:
+        """Load the model files now (else on first use), so that timing excludes it."""
+
 
 class DlibEncoder(Encoder):
     """dlib's ResNet face descriptor (128-d) behind dlib's HOG detector and 5-point alignment.
@@ -204,6 +207,9 @@ class DlibEncoder(Encoder):
         for file_name in (self.DESCRIPTOR_FILE, self.LANDMARK_FILE):
             if not (self.models_folder / file_name).is_file():
                 raise EncoderUnavailable(f"model file {self.models_folder / file_name} is missing: {INSTALL_HINT}")
+
+    def load(self) -> None:
+        self._load()
 
     def _load(self):
         if self._models is None:
@@ -336,6 +342,7 @@ _WORKER_ENCODER: Encoder | None = None
 def _start_worker(name: str, spec: dict) -> None:
     global _WORKER_ENCODER
     _WORKER_ENCODER = make_encoder(name, **spec)
+    _WORKER_ENCODER.load()
 
 
 def _decode(data: bytes, label: str) -> np.ndarray:
@@ -458,6 +465,8 @@ def embed_images(encoder: Encoder, images, *, workers: int | None = None, chunk_
             from lib.progress import progress as progress_bar
 
             bar = progress_bar(total=len(missing), desc=f"{encoder.name} embeddings", unit="img")
+        if workers == 1:
+            encoder.load()
         started = time.perf_counter()
         if workers == 1:
             for chunk in chunks:
