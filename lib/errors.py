@@ -8,6 +8,7 @@ what to do about it. It subclasses ``ValueError`` so generic handlers still catc
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class DataError(ValueError):
@@ -19,3 +20,19 @@ def examples(items: Iterable, limit: int = 5) -> str:
     items = [str(item) for item in items]
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown}, ... ({len(items)} in all)"
+
+
+def read_utf8(path, what: str) -> str:
+    """The text of a UTF-8 file, without a leading byte-order mark (Windows editors add one, and it
+    would otherwise stick to the first name or number), or a :class:`DataError` naming the file, the
+    line and the byte when the file is not UTF-8 (e.g. latin-1 accents). ``what`` names the file's role."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise DataError(
+            f"{path}:{line}: byte 0x{data[error.start]:02x} (offset {error.start}) is not UTF-8; {what} must "
+            f"be UTF-8 (or ASCII) text. If it was saved as latin-1, convert it with "
+            f"`iconv -f latin1 -t utf-8`, or re-download it."
+        ) from None

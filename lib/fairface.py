@@ -30,9 +30,11 @@ examples), so a pipeline can skip them visibly instead of crashing mid-epoch.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
+import posixpath
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,8 +47,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
-from lib.errors import DataError, examples
-from lib.labels import AGES, GENDERS, race_vocabulary
+from lib.errors import DataError, examples, read_utf8
+from lib.labels import AGES, GENDERS, RACES, SYNTHETIC_GROUPS, race_vocabulary
 
 CSV_COLUMNS = ("file", "age", "gender", "race", "service_test")
 TABLE_COLUMNS = ("id", "split", "image", "age", "gender", "race", "service_test")
@@ -125,9 +127,10 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
         raise DataError(f"FairFace folder {root} does not exist. {GET_DATA}")
     frames = []
     for split in _check_splits(splits):
-        labels = _read_label_csv(label_csv(root, split), limit)
+        csv_path = label_csv(root, split)
+        labels = _read_label_csv(csv_path, limit)
         if require_images:
-            _check_files_exist(root, labels["file"], label_csv(root, split))
+            _check_files_exist(root, labels, csv_path)
         frames.append(pd.DataFrame({
             "id": labels["file"],
             "split": split,
@@ -135,56 +138,162 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
             "age": labels["age"],
             "gender": labels["gender"],
             "race": labels["race"],
-            "service_test": _parse_bool(labels["service_test"], label_csv(root, split)),
+            "service_test": _parse_bool(labels, csv_path),
         }))
     return _canonical(pd.concat(frames, ignore_index=True), source=str(root))
 
 
 def _read_label_csv(path: Path, limit: int | None) -> pd.DataFrame:
+    """One label CSV as strings (exactly as written), plus ``line``: each row's line in the file.
+
+    Every problem names the file and the line: a row with too few or too many fields, an empty field,
+    an unknown age or gender, a ``file`` that is absolute or leaves the folder, a file listed twice.
+    """
     if not path.is_file():
         raise DataError(
             f"missing label file {path}: a FairFace folder holds fairface_label_train.csv and "
             f"fairface_label_val.csv beside train/ and val/. {GET_DATA}"
         )
+    reader = csv.reader(io.StringIO(read_utf8(path, "a FairFace label file"), newline=""))
     try:
-        # dtype=str and no NA parsing: labels stay the exact strings of the file.
-        labels = pd.read_csv(path, dtype=str, keep_default_na=False, nrows=limit)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise DataError(f"cannot parse {path} as CSV ({error}); expected header {','.join(CSV_COLUMNS)}") from error
-    missing = [column for column in CSV_COLUMNS if column not in labels.columns]
-    if missing:
-        raise DataError(
-            f"{path} lacks column(s) {missing}: expected the header {','.join(CSV_COLUMNS)}, "
-            f"found {','.join(map(str, labels.columns))}. Use the official FairFace label files."
-        )
-    if labels.empty:
+        header = [name.strip() for name in next(reader, [])]
+        if not header:
+            raise DataError(f"{path} is empty; expected the header {','.join(CSV_COLUMNS)} then one row per image")
+        missing = [column for column in CSV_COLUMNS if column not in header]
+        if missing:
+            raise DataError(
+                f"{path} lacks column(s) {missing}: expected the header {','.join(CSV_COLUMNS)}, "
+                f"found {','.join(header)}. Use the official FairFace label files."
+            )
+        rows, lines, end = [], [], reader.line_num
+        for fields in reader:
+            start, end = end + 1, reader.line_num  # a quoted field may span lines: name the row's first
+            if len(fields) <= 1 and not "".join(fields).strip():
+                continue  # blank line
+            if len(fields) != len(header):
+                spans = f" (the row runs to line {end}: a quote that is never closed?)" if end > start else ""
+                raise DataError(
+                    f"{path}:{start}: expected {len(header)} fields ({','.join(header)}), got "
+                    f"{len(fields)}: {','.join(fields)[:200]!r}{spans}. Restore the row from the official label file."
+                )
+            rows.append(fields)
+            lines.append(start)
+            if limit is not None and len(rows) >= limit:
+                break
+    except csv.Error as error:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({error}); re-download the label file") from None
+    if not rows:
         raise DataError(f"{path} has a header but no rows; re-download the official label file")
+    labels = pd.DataFrame(rows, columns=header, dtype=str).loc[:, list(CSV_COLUMNS)]
+    labels["line"] = lines
+    for column in CSV_COLUMNS:
+        _refuse(labels, labels[column].str.strip().eq(""), path, f"empty {column}",
+                "every row needs a value in each of " + ",".join(CSV_COLUMNS))
+    for column, vocabulary in (("age", AGES), ("gender", GENDERS), ("race", RACES + SYNTHETIC_GROUPS)):
+        unknown = ~labels[column].isin(vocabulary)
+        if unknown.any():
+            values = labels.loc[unknown, column].unique()
+            where = labels.loc[unknown, "line"].iloc[0]
+            raise DataError(
+                f"{path}:{where}: unknown {column} label(s) {examples(values)} ({int(unknown.sum())} rows); "
+                f"expected one of {list(vocabulary)} (exact strings, as in the official FairFace CSVs)."
+            )
+    labels["file"] = _confined_ids(labels, path)
     return labels
 
 
-def _check_files_exist(root: Path, files: pd.Series, csv: Path) -> None:
-    """Every listed file must exist: list each parent folder once instead of stat-ing every file."""
-    parents = files.str.rpartition("/")[0]
-    on_disk = set()
-    for parent in parents.unique():
-        folder = root / parent
-        if folder.is_dir():
-            prefix = f"{parent}/" if parent else ""
-            on_disk.update(prefix + entry.name for entry in os.scandir(folder))
-    missing = files[~files.isin(on_disk)]
-    if len(missing):
+def _refuse(labels: pd.DataFrame, bad: pd.Series, path: Path, problem: str, advice: str) -> None:
+    """Raise a DataError naming the first offending row (its line and ``file``) and the count."""
+    if bad.any():
+        first = labels[bad].iloc[0]
         raise DataError(
-            f"{len(missing)} of {len(files)} files listed in {csv.name} do not exist under {root}: "
-            f"{examples(missing)}. Unpack the matching image zip into {root} (it must contain train/ "
-            f"and val/), or pass limit= to load only the first rows."
+            f"{path}:{first['line']}: {problem} in the row for {first['file']!r} ({int(bad.sum())} rows in all); "
+            f"{advice}."
         )
 
 
-def _parse_bool(values: pd.Series, where: Path) -> np.ndarray:
-    lowered = values.str.strip().str.lower()
-    bad = values[~lowered.isin(["true", "false"])]
-    if len(bad):
-        raise DataError(f"{where.name}: service_test must be True or False, found {examples(bad.unique())}")
+def _confined_ids(labels: pd.DataFrame, path: Path) -> pd.Series:
+    """The ``file`` column as normalized relative ids that stay inside the data folder.
+
+    ``train/./1.jpg`` and ``train//1.jpg`` become ``train/1.jpg`` (before the duplicate check);
+    absolute paths (``/etc/passwd``, ``C:\\x.jpg``), backslashes, and anything that climbs out of
+    the folder (``../outside/x.jpg``, ``train/../../x.jpg``) are refused with the line that holds them.
+    Symbolic links that lead outside are refused when the files are checked on disk.
+    """
+    files = labels["file"]
+    absolute = files.str.startswith("/") | files.str.match(r"^[A-Za-z]:") | files.str.contains("\\", regex=False)
+    _refuse(labels, absolute, path, "absolute path or backslash in file",
+            "file must be a path relative to the FairFace folder with forward slashes, like train/1.jpg")
+    normalized = files.copy()
+    unusual = files.str.contains("//", regex=False) | files.str.endswith("/") | files.str.contains(r"(?:^|/)\.\.?(?:/|$)")
+    normalized[unusual] = files[unusual].map(posixpath.normpath)  # only where needed: 100k rows take 0.2 s
+    outside = normalized.eq("..") | normalized.str.startswith("../") | normalized.eq(".")
+    _refuse(labels, outside, path, "file leads outside the FairFace folder",
+            "file must name an image inside the folder, like train/1.jpg")
+    duplicated = normalized.duplicated(keep=False)
+    if duplicated.any():
+        first = normalized[duplicated].iloc[0]
+        rows = labels.loc[normalized.eq(first), "line"].tolist()
+        raise DataError(
+            f"{path}:{rows[1]}: {first!r} is listed again (also at line {rows[0]}; written as "
+            f"{examples(files[normalized.eq(first)].map(repr))}); {int(duplicated.sum())} rows name a file "
+            f"that another row names. Each image must be listed once: remove the repeated rows."
+        )
+    return normalized
+
+
+def _check_files_exist(root: Path, labels: pd.DataFrame, csv_path: Path) -> None:
+    """Every listed file must exist inside ``root``: list each parent folder once instead of stat-ing every
+    file; folders and files that are symbolic links must resolve inside ``root``."""
+    files = labels["file"]
+    parents = files.str.rpartition("/")[0]
+    on_disk, links = set(), []
+    for parent in parents.unique():
+        folder = root / parent
+        if not folder.is_dir():
+            continue
+        if not _inside(folder.resolve(), root):
+            first = labels[parents.eq(parent)].iloc[0]
+            raise DataError(
+                f"{csv_path}:{first['line']}: {first['file']!r} lies in {folder}, a link to "
+                f"{folder.resolve()} outside {root}; keep the images inside the FairFace folder."
+            )
+        prefix = f"{parent}/" if parent else ""
+        for entry in os.scandir(folder):
+            on_disk.add(prefix + entry.name)
+            if entry.is_symlink():
+                links.append(prefix + entry.name)
+    listed = set(files)
+    for link in links:
+        target = (root / link).resolve()
+        if link in listed and not _inside(target, root):
+            first = labels[files.eq(link)].iloc[0]
+            raise DataError(
+                f"{csv_path}:{first['line']}: {link!r} is a symbolic link to {target}, outside {root}; "
+                f"replace the link with the image file itself."
+            )
+    missing = files[~files.isin(on_disk)]
+    if len(missing):
+        first_line = labels.loc[missing.index[0], "line"]
+        raise DataError(
+            f"{len(missing)} of {len(files)} files listed in {csv_path.name} do not exist under {root}: "
+            f"{examples(missing)} (first at {csv_path}:{first_line}). Unpack the matching image zip into "
+            f"{root} (it must contain train/ and val/), or pass limit= to load only the first rows."
+        )
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _parse_bool(labels: pd.DataFrame, where: Path) -> np.ndarray:
+    lowered = labels["service_test"].str.strip().str.lower()
+    bad = ~lowered.isin(["true", "false"])
+    if bad.any():
+        raise DataError(
+            f"{where}:{labels.loc[bad, 'line'].iloc[0]}: service_test must be True or False, found "
+            f"{examples(labels.loc[bad, 'service_test'].unique())} ({int(bad.sum())} rows)"
+        )
     return (lowered == "true").to_numpy()
 
 
@@ -436,15 +545,22 @@ class ImageCheck:
 def validate_images(table: pd.DataFrame) -> tuple[pd.DataFrame, ImageCheck]:
     """Decode every image once; return the table without unreadable ones and a report.
 
+    Unreadable means: cannot be decoded, or smaller than ``lib.imagecache.MIN_SOURCE_SIDE`` pixels on
+    a side (a placeholder, not a face; the image cache refuses to upscale it).
     A non-empty report also raises a ``UserWarning`` with its summary, so skipping is never silent.
     Decoding is I/O-bound and per file, hence the loop (about 0.5 ms per 224x224 JPEG).
     """
+    from lib.imagecache import MIN_SOURCE_SIDE  # imports torch: only when images are checked
+
     errors = {}
     for row_id, ref in zip(table["id"], table["image"]):
         try:
-            decode_image(ref)
+            width, height = decode_image(ref).size
         except DataError as error:
             errors[row_id] = str(error.__cause__ or error)
+            continue
+        if min(width, height) < MIN_SOURCE_SIDE:
+            errors[row_id] = f"{height}x{width} px, below the {MIN_SOURCE_SIDE} px minimum side"
     bad = table["id"].isin(list(errors))
     unreadable = table.loc[bad, ["id", "split"]].assign(error=table.loc[bad, "id"].map(errors)).reset_index(drop=True)
     report = ImageCheck(checked=len(table), unreadable=unreadable)

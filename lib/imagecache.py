@@ -9,13 +9,25 @@ The array lives either in memory (``in_memory=True``) or in a file under ``lib.p
 (``data/cache/``, git-ignored) that is memory-mapped, so a cache larger than RAM still works and
 a notebook re-run reuses the file instead of decoding again. The file name holds a hash of
 
-* the references: for a path, the resolved path, file size and modification time (so an edited
-  image invalidates the cache); for JPEG bytes (Hub rows), a BLAKE2 digest of the bytes;
+* the *content* of every source: a BLAKE2b digest of each file's bytes (or of the JPEG bytes of a Hub
+  row), in order. Size and modification time are not trusted: an image corrupted in place, or replaced
+  by another of the same size and time stamp, changes the key and the cache is rebuilt. Hashing reads
+  every source on every load; measured with ``scripts/bench_cache_hash.py`` on a shared 2-core CPU, files
+  in the page cache: 0.31-0.35 s for LFW's 13,233 files (117 MB), 0.36-0.45 s for the 18,500 FairFace
+  0.25 files (109 MB), against minutes for decoding them;
 * the output size and the crop, and a format version.
 
 Files are written atomically: pixels go to a temporary file that is renamed into place, then a small
 JSON sidecar is written (also by rename); a cache counts as complete only when its sidecar exists and
-matches, so an interrupted build is simply rebuilt.
+matches, so an interrupted build is simply rebuilt. The sidecar records the digest of the decoded
+pixels (:func:`cache_digest`); on reuse the pixel file is hashed again and rebuilt, with a warning,
+if it no longer matches (0.28-0.31 s for LFW DevTrain's 263 MB at 96 px). ``cache_digest(images)`` is the
+data identity of a run.
+
+Source images must be at least ``MIN_SOURCE_SIDE`` (16) pixels on each side after the crop: a smaller
+one (a 1x1 placeholder, a thumbnail) holds no face to speak of, and is refused with its name instead of
+being blown up silently. Sources smaller than the output size but not below that floor are upscaled,
+and every load warns with their count and examples (the count is kept in the sidecar).
 """
 
 from __future__ import annotations
@@ -25,6 +37,8 @@ import io
 import json
 import os
 import tempfile
+import warnings
+import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -36,10 +50,12 @@ from PIL import Image
 from lib import paths
 from lib.errors import DataError
 from lib.progress import progress as progress_bar
+from lib.tables import write_text
 
-__all__ = ["ImageCache", "build_cache", "cache_key", "decode_resized"]
+__all__ = ["ImageCache", "MIN_SOURCE_SIDE", "build_cache", "cache_digest", "cache_key", "decode_resized", "source_digests"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content-hash keys, pixel digest and upscale count in the sidecar
+MIN_SOURCE_SIDE = 16  # px: a smaller source (after the crop) is refused rather than upscaled
 RESAMPLE = Image.Resampling.BILINEAR  # what torchvision's Resize uses on PIL images (antialiased)
 
 
@@ -76,31 +92,82 @@ def _describe(ref) -> str:
     return f"in-memory image ({len(data)} bytes, blake2b {hashlib.blake2b(data, digest_size=8).hexdigest()})"
 
 
-def _fingerprint(ref, index: int) -> bytes:
-    """What identifies one reference's content cheaply (no decoding)."""
+def _content_digest(ref, index: int) -> bytes:
+    """BLAKE2b digest of one source's encoded bytes: a file's content, or the in-memory bytes (no decoding)."""
     data = _ref_bytes(ref)
-    if data is not None:
-        return b"b" + hashlib.blake2b(data, digest_size=16).digest()
-    path = Path(os.fspath(ref))
-    try:
-        stat = path.stat()
-    except OSError as error:
-        raise DataError(
-            f"cannot read image {index}, {_describe(ref)} ({error}); drop missing files with the loader's "
-            "validation step"
-        ) from error
-    return f"p{os.path.abspath(path)}\0{stat.st_size}\0{stat.st_mtime_ns}".encode()
+    if data is None:
+        try:
+            with open(os.fspath(ref), "rb") as handle:
+                data = handle.read()
+        except OSError as error:
+            raise DataError(
+                f"cannot read image {index}, {_describe(ref)} ({error}); drop missing files with the loader's "
+                "validation step"
+            ) from error
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def source_digests(refs: Sequence) -> list[bytes]:
+    """The content digest of every reference, in order.
+
+    One thread: per file, the work (open, read about 9 kB, hash) is too short for a thread pool to pay
+    off; on the 2-core machine of ``scripts/bench_cache_hash.py`` a pool of two was 2-3x slower.
+    """
+    return [_content_digest(ref, index) for index, ref in enumerate(refs)]
 
 
 def cache_key(refs: Sequence, size, crop=None) -> str:
-    """A 20-hex-digit hash of the references (content fingerprints), output size, crop and format version."""
-    size, crop = _as_pair(size, "size"), _as_pair(crop, "crop")
+    """A 20-hex-digit hash of the sources' contents (in order), the output size, the crop and the format version.
+
+    Paths and time stamps do not enter it: the same images moved to another folder give the same key,
+    and an image changed in place (even with its size and time stamp restored) gives another.
+    """
+    return _key(source_digests(refs), _as_pair(size, "size"), _as_pair(crop, "crop"))
+
+
+def _key(digests: list[bytes], size: tuple[int, int], crop: tuple[int, int] | None) -> str:
     digest = hashlib.blake2b(digest_size=10)
-    digest.update(json.dumps({"version": FORMAT_VERSION, "size": size, "crop": crop, "n": len(refs)}).encode())
-    for index, ref in enumerate(refs):
-        digest.update(_fingerprint(ref, index))
-        digest.update(b"\n")
+    digest.update(json.dumps({"version": FORMAT_VERSION, "size": size, "crop": crop, "n": len(digests)}).encode())
+    for content in digests:
+        digest.update(content)
     return digest.hexdigest()
+
+
+def cache_digest(images) -> str:
+    """A 32-hex-digit BLAKE2b digest of an image array's dtype, shape and bytes: the identity of decoded data.
+
+    ``images`` is a tensor or NumPy array, e.g. what :func:`build_cache` returned. For a tensor loaded
+    from a cache file the digest recorded (and verified) in its sidecar is returned without reading the
+    pixels, as long as the tensor has not been modified in place since; anything else (a slice, a copy,
+    an in-memory build, an edited tensor) is hashed, about 0.3 s per 263 MB. Equal arrays give equal
+    digests whichever way they were obtained.
+    """
+    if isinstance(images, torch.Tensor):
+        known = _LOADED.get(id(images))
+        if known is not None and known[0] == (images.data_ptr(), tuple(images.shape), images._version):
+            return known[1]
+        array = images.detach().cpu().numpy()
+    else:
+        array = np.asarray(images)
+    return _array_digest(array)
+
+
+def _array_digest(array: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.dtype.str}{tuple(array.shape)}".encode())
+    digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()
+
+
+# Tensors returned from cache files -> (data pointer, shape, in-place version counter), verified digest.
+# Keyed by id() (a tensor's == is element-wise, so it cannot key a WeakKeyDictionary) and dropped when
+# the tensor is collected. torch bumps ``_version`` on every in-place operation, so an edited tensor is re-hashed.
+_LOADED: dict[int, tuple[tuple, str]] = {}
+
+
+def _remember_digest(images: torch.Tensor, digest: str) -> None:
+    _LOADED[id(images)] = ((images.data_ptr(), tuple(images.shape), images._version), digest)
+    weakref.finalize(images, _LOADED.pop, id(images), None)
 
 
 def decode_resized(ref, size, crop=None) -> np.ndarray:
@@ -109,7 +176,13 @@ def decode_resized(ref, size, crop=None) -> np.ndarray:
     ``crop`` and ``size`` are ints (square) or ``(height, width)``; the crop is in source pixels and
     must fit in the image (e.g. LFW: 250x250, crop 150 keeps the face). The resize is exact (aspect
     ratio not preserved), with PIL's antialiased bilinear filter, like torchvision's ``Resize``.
+    A source (after the crop) below ``MIN_SOURCE_SIDE`` pixels on a side raises :class:`DataError`.
     """
+    return _decode(ref, size, crop)[0]
+
+
+def _decode(ref, size, crop=None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_resized` plus the (height, width) of the source after the crop, before the resize."""
     height, width = _as_pair(size, "size")
     crop = _as_pair(crop, "crop")
     data = _ref_bytes(ref)
@@ -130,9 +203,16 @@ def decode_resized(ref, size, crop=None) -> np.ndarray:
             )
         top, left = (image.height - crop_h) // 2, (image.width - crop_w) // 2
         image = image.crop((left, top, left + crop_w, top + crop_h))
+    if min(image.size) < MIN_SOURCE_SIDE:
+        raise DataError(
+            f"{_describe(ref)} is {image.height}x{image.width} px{' after the crop' if crop else ''}, below the "
+            f"{MIN_SOURCE_SIDE} px minimum side: it holds no usable face and would be upscaled to "
+            f"{height}x{width}. Remove it from the image list or replace it with the full-size image."
+        )
+    source = (image.height, image.width)
     if image.size != (width, height):
         image = image.resize((width, height), RESAMPLE)
-    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+    return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1), source
 
 
 def _default_workers() -> int:
@@ -140,34 +220,50 @@ def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show_progress: bool, desc: str) -> None:
-    """Fill ``out[i]`` with image i, in a thread pool, in order-independent chunks."""
+def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show_progress: bool, desc: str) -> dict:
+    """Fill ``out[i]`` with image i, in a thread pool, in order-independent chunks.
 
-    def decode_chunk(start: int) -> int:
+    Returns the upscale record: ``{"upscaled": count, "upscaled_examples": [...]}`` (sources smaller
+    than the output size, first five by position).
+    """
+    height, width = _as_pair(size, "size")
+
+    def decode_chunk(start: int) -> tuple[int, list[str]]:
         stop = min(start + chunk, len(refs))
+        small = []
         for index in range(start, stop):
             try:
-                out[index] = decode_resized(refs[index], size, crop)
+                out[index], (source_h, source_w) = _decode(refs[index], size, crop)
             except DataError as error:
-                # Name the reference with its position; decode_resized cannot know it.
+                # Name the reference with its position; _decode cannot know it.
                 raise DataError(f"image {index} of {len(refs)}: {error}") from error
-        return stop - start
+            if source_h < height or source_w < width:
+                small.append(f"image {index}, {_describe(refs[index])} ({source_h}x{source_w})")
+        return stop - start, small
 
     chunk = 64
     pool = ThreadPoolExecutor(max_workers=workers)
     bar = progress_bar(total=len(refs), desc=desc, unit="img", disable=not show_progress)
+    upscaled = []
     try:
-        for done in pool.map(decode_chunk, range(0, len(refs), chunk)):
+        for done, small in pool.map(decode_chunk, range(0, len(refs), chunk)):
             bar.update(done)
+            upscaled.extend(small)
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, do not decode the rest
+    return {"upscaled": len(upscaled), "upscaled_examples": upscaled[:5]}
 
 
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=1))
-    os.replace(temp, path)
+def _warn_upscaled(record: dict, total: int, size: tuple[int, int], name: str) -> None:
+    if record.get("upscaled"):
+        warnings.warn(
+            f"{record['upscaled']} of {total} images of {name} are smaller than the {size[0]}x{size[1]} output "
+            f"and were upscaled (blurred): {'; '.join(record['upscaled_examples'])}"
+            f"{' ...' if record['upscaled'] > len(record['upscaled_examples']) else ''}. Use a smaller size, or "
+            f"full-size sources.",
+            stacklevel=4,
+        )
 
 
 class ImageCache:
@@ -195,8 +291,7 @@ class ImageCache:
 
     def paths_for(self, refs: Sequence, key: str | None = None) -> tuple[Path, Path]:
         """``(pixel file, JSON sidecar)`` for these references; ``key`` is a readable name prefix."""
-        stem = f"{key or 'images'}-{self.size[0]}x{self.size[1]}-{cache_key(refs, self.size, self.crop)}"
-        return self.cache_dir / f"{stem}.u8", self.cache_dir / f"{stem}.json"
+        return self._paths(source_digests(refs), key)
 
     def load(self, refs: Iterable, key: str | None = None) -> torch.Tensor:
         """uint8 tensor (N, 3, H, W) of ``refs`` (paths or encoded bytes), built once and then reused."""
@@ -206,51 +301,77 @@ class ImageCache:
         if key is not None and (not key or os.sep in key or key.startswith(".")):
             raise ValueError(f"key must be a plain file-name prefix, got {key!r}")
         shape = (len(refs), 3, *self.size)
-        desc = f"decoding {key or 'images'} → {self.size[0]}x{self.size[1]}"
+        name = key or "images"
+        desc = f"decoding {name} → {self.size[0]}x{self.size[1]}"
         if self.in_memory:
             out = np.empty(shape, dtype=np.uint8)
-            _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
+            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
+            _warn_upscaled(record, len(refs), self.size, name)
             return torch.from_numpy(out)
 
-        data_path, meta_path = self.paths_for(refs, key)
+        digests = source_digests(refs)
+        data_path, meta_path = self._paths(digests, key)
         meta = {
             "version": FORMAT_VERSION,
             "shape": list(shape),
             "dtype": "uint8",
             "size": list(self.size),
             "crop": list(self.crop) if self.crop else None,
+            "sources": hashlib.blake2b(b"".join(digests), digest_size=16).hexdigest(),
             "first_reference": _describe(refs[0]),
         }
-        if not self._is_complete(data_path, meta_path, meta):
-            self._build(data_path, meta_path, meta, refs, shape, desc)
+        stored = self._complete_sidecar(data_path, meta_path, meta)
+        if stored is None:
+            stored = self._build(data_path, meta_path, meta, refs, shape, desc)
+        _warn_upscaled(stored, len(refs), self.size, name)
         # Copy-on-write mapping: pages load lazily and shared; the tensor is writable without touching the file.
-        return torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
+        images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
+        _remember_digest(images, stored["pixels"])
+        return images
+
+    def _paths(self, digests: list[bytes], key: str | None) -> tuple[Path, Path]:
+        stem = f"{key or 'images'}-{self.size[0]}x{self.size[1]}-{_key(digests, self.size, self.crop)}"
+        return self.cache_dir / f"{stem}.u8", self.cache_dir / f"{stem}.json"
 
     @staticmethod
-    def _is_complete(data_path: Path, meta_path: Path, meta: dict) -> bool:
+    def _complete_sidecar(data_path: Path, meta_path: Path, meta: dict) -> dict | None:
+        """The stored sidecar when the cache is complete and its pixels hash to the recorded digest, else None."""
         try:
             stored = json.loads(meta_path.read_text())
         except (OSError, ValueError):
-            return False
+            return None
         expected_bytes = int(np.prod(meta["shape"]))
-        same = all(stored.get(name) == meta[name] for name in ("version", "shape", "dtype", "size", "crop"))
-        return same and data_path.is_file() and data_path.stat().st_size == expected_bytes
+        same = all(stored.get(name) == meta[name] for name in ("version", "shape", "dtype", "size", "crop", "sources"))
+        if not (same and data_path.is_file() and data_path.stat().st_size == expected_bytes):
+            return None
+        pixels = np.memmap(data_path, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
+        if _array_digest(pixels) != stored.get("pixels"):
+            warnings.warn(
+                f"the image cache {data_path} no longer matches the pixel digest recorded when it was built "
+                f"(changed on disk since); rebuilding it",
+                stacklevel=4,
+            )
+            return None
+        return stored
 
-    def _build(self, data_path: Path, meta_path: Path, meta: dict, refs: list, shape: tuple, desc: str) -> None:
+    def _build(self, data_path: Path, meta_path: Path, meta: dict, refs: list, shape: tuple, desc: str) -> dict:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         meta_path.unlink(missing_ok=True)  # no stale "complete" marker while the pixels are rewritten
         handle, temp_name = tempfile.mkstemp(prefix=f".{data_path.name}.", suffix=".tmp", dir=self.cache_dir)
         os.close(handle)
         try:
             out = np.memmap(temp_name, dtype=np.uint8, mode="w+", shape=shape)
-            _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
+            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
             out.flush()
+            pixels = _array_digest(out)
             del out
             os.replace(temp_name, data_path)
         finally:
             if os.path.exists(temp_name):
                 os.remove(temp_name)
-        _write_json_atomically(meta_path, meta)
+        meta = {**meta, "pixels": pixels, **record}
+        write_text(meta_path, json.dumps(meta, indent=1))
+        return meta
 
 
 def build_cache(

@@ -22,6 +22,8 @@ trained on DevTrain must not be scored on View 2 without saying so.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import warnings
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.errors import DataError, examples
+from lib.errors import DataError, examples, read_utf8
 from lib.labels import AGES, GENDERS, race_vocabulary
 
 IMAGE_FOLDERS = ("lfw-deepfunneled", "lfw_funneled", "lfw")  # searched in this order
@@ -43,7 +45,8 @@ IDENTITIES_CSV = "identities.csv"
 ATTRIBUTE_COLUMNS = ("name", "group", "gender", "age")
 PAIR_COLUMNS = ("fold", "name1", "index1", "name2", "index2", "same", "path1", "path2")
 GENDER_LISTS = {"Male": "male_names.txt", "Female": "female_names.txt"}
-IMAGE_FILE = r"^(?P<name>.+)_(?P<index>\d{4})\.jpg$"  # <Name>_0001.jpg
+IMAGE_FILE = r"^(?P<name>[^/\\]+)_(?P<index>\d{4})\.jpg$"  # <Name>_0001.jpg, the name without path separators
+VIEW2_FOLDS = 10  # the View 2 protocol: pairs.txt header "10<TAB>300", ten folds of 300 + 300 pairs
 
 GET_DATA = (
     "On Colab run sklearn.datasets.fetch_lfw_pairs(download_if_missing=True) and pass "
@@ -164,11 +167,18 @@ def scan_images(image_dir: Path) -> pd.DataFrame:
 
     Files that do not follow that pattern are ignored with a warning.
     """
-    entries = [
-        (person.name, entry.name)
-        for person in os.scandir(image_dir) if person.is_dir()
-        for entry in os.scandir(person.path) if entry.is_file()
-    ]
+    entries, links = [], []
+    for person in os.scandir(image_dir):
+        if not person.is_dir():
+            continue
+        if person.is_symlink():
+            links.append(person.path)
+        for entry in os.scandir(person.path):
+            if entry.is_file():
+                entries.append((person.name, entry.name))
+                if entry.is_symlink():
+                    links.append(entry.path)
+    _check_links_inside(links, Path(image_dir))
     files = pd.DataFrame(entries, columns=["folder", "file"], dtype=str)
     parsed = files["file"].str.extract(IMAGE_FILE)
     valid = parsed["name"].eq(files["folder"]).to_numpy()
@@ -186,6 +196,18 @@ def scan_images(image_dir: Path) -> pd.DataFrame:
     return images
 
 
+def _check_links_inside(links: list[str], image_dir: Path) -> None:
+    """Symbolic links in the image folder must lead to files inside it (LFW itself has none)."""
+    root = image_dir.resolve()
+    outside = [link for link in links if not Path(link).resolve().is_relative_to(root)]
+    if outside:
+        described = [f"{Path(link).relative_to(image_dir)} -> {Path(link).resolve()}" for link in outside]
+        raise DataError(
+            f"{len(outside)} symbolic link(s) in {image_dir} lead outside it: {examples(described)}. "
+            f"Replace them with the image files themselves (re-extract the archive)."
+        )
+
+
 def image_paths(image_dir: Path, names: pd.Series, indices: pd.Series) -> pd.Series:
     """``<image_dir>/<Name>/<Name>_%04d.jpg`` for 1-based image numbers, vectorized."""
     names = names.astype(str)
@@ -194,22 +216,36 @@ def image_paths(image_dir: Path, names: pd.Series, indices: pd.Series) -> pd.Ser
 
 
 # -------------------------------------------------------------------------------- protocol files
-def _lines(path: Path) -> list[str]:
+def _lines(path: Path, what: str) -> list[str]:
+    # UTF-8 only, a byte-order mark dropped (read_utf8 names the line of a non-UTF-8 byte);
     # splitlines() handles LF, CRLF and a mix of both (the third-party lists mix them).
-    return Path(path).read_text(encoding="utf-8").splitlines()
+    return read_utf8(path, what).splitlines()
+
+
+def _check_name(name: str, path: Path, number: int, line: str) -> str:
+    """An identity name from a protocol file: one folder name, so that paths built from it stay in the image folder."""
+    if name in (".", "..") or "/" in name or "\\" in name or not name.isprintable():
+        raise DataError(
+            f"{path}:{number}: {name!r} is not an LFW name (a single folder name like George_W_Bush, without "
+            f"path separators or invisible characters) in {line!r}. Re-download the file; do not edit it by hand."
+        )
+    return name
 
 
 def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame:
     """Parse a pairs file into ``fold, name1, index1, name2, index2, same``.
 
-    The header decides the format: two numbers ``folds per_half`` (View 2: each fold has ``per_half``
-    matched and ``per_half`` mismatched pairs, fold = line position // (2 * per_half)) or one number
-    ``n`` (View 1: n matched + n mismatched pairs, fold = -1). Body lines are read by field count:
-    3 fields = ``name i j`` (matched), 4 = ``name1 i name2 j`` (mismatched). ``view`` (1 or 2), when
-    given, is checked against the header.
+    The header decides the format: two numbers ``folds per_half`` (View 2: each fold is ``per_half``
+    matched lines, then ``per_half`` mismatched lines) or one number ``n`` (View 1: n matched lines,
+    then n mismatched, fold = -1). Body lines are read by field count: 3 fields = ``name i j``
+    (matched), 4 = ``name1 i name2 j`` (mismatched). ``view`` (1 or 2), when given, is checked against
+    the header. The header must describe the file line by line: a View 2 header of ``5 6`` or ``1 30``
+    on a file laid out as ``10 3`` has the right total but puts a mismatched line where a matched one
+    belongs, and is refused with that line's number (it would split the pairs into wrong folds).
+    A consistent View 2 file with other than 10 folds loads with a warning: the protocol has 10.
     """
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path, "an LFW pairs file")
     if not lines:
         raise DataError(f"{path} is empty; expected a header line then one pair per line. {GET_DATA}")
     header = _integers(lines[0].split(), path, 1, lines[0])
@@ -220,22 +256,30 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
         }
         wanted = expected[view] if view is not None else " or ".join(expected.values())
         raise DataError(f"{path}:1: header {lines[0]!r} is not {wanted}")
-    rows = []
+    rows, line_numbers = [], []
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
         if not fields:
             continue
         if len(fields) == 3:
             name, i, j = fields
-            rows.append((name, *_integers([i, j], path, number, line), name, True))
+            rows.append((_check_name(name, path, number, line), *_integers([i, j], path, number, line), name, True))
         elif len(fields) == 4:
             name1, i, name2, j = fields
-            rows.append((name1, *_integers([i, j], path, number, line), name2, False))
+            if name2.isdigit():
+                raise DataError(
+                    f"{path}:{number}: 4 fields {line!r}, but the third, {name2!r}, is a number, not a name: a "
+                    f"matched line has 3 fields (name i j), a mismatched one 4 (name1 i name2 j). Remove the extra "
+                    f"field or re-download the file."
+                )
+            rows.append((_check_name(name1, path, number, line), *_integers([i, j], path, number, line),
+                         _check_name(name2, path, number, line), False))
         else:
             raise DataError(
                 f"{path}:{number}: expected 3 fields (name i j) or 4 (name1 i name2 j), got "
                 f"{len(fields)}: {line!r}. Re-download the file; do not edit it by hand."
             )
+        line_numbers.append(number)
     table = pd.DataFrame(rows, columns=["name1", "index1", "index2", "name2", "same"])
     table = table.astype({"name1": str, "name2": str, "index1": np.int64, "index2": np.int64, "same": bool})
     expected_pairs = 2 * int(np.prod(header))
@@ -244,13 +288,29 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
             f"{path}: header {lines[0]!r} announces {expected_pairs} pairs but the file has {len(table)}; "
             f"the file is truncated or not an LFW pairs file. {GET_DATA}"
         )
-    table.insert(0, "fold", np.arange(len(table)) // (2 * header[1]) if len(header) == 2 else -1)
-    # Half of each fold (of the whole file for View 1) must be matched pairs, else folds are misaligned.
-    matched = table.groupby("fold")["same"].sum()
-    if (matched != header[-1]).any():
+    per_half = header[-1]
+    table.insert(0, "fold", np.arange(len(table)) // (2 * per_half) if len(header) == 2 else -1)
+    # Each fold (the whole file for View 1) is per_half matched lines, then per_half mismatched ones;
+    # checking every position names the first line that breaks it (a moved line, or a header such as
+    # "5 6" on a "10 3" file, whose total is right but whose folds are not).
+    should_match = np.arange(len(table)) % (2 * per_half) < per_half
+    misplaced = np.flatnonzero(table["same"].to_numpy() != should_match)
+    if len(misplaced):
+        row = int(misplaced[0])
+        number = line_numbers[row]
+        kind = "matched (name i j)" if should_match[row] else "mismatched (name1 i name2 j)"
         raise DataError(
-            f"{path}: every fold must hold {header[-1]} matched and {header[-1]} mismatched pairs, found "
-            f"{matched.tolist()} matched per fold; the file does not follow the LFW layout. {GET_DATA}"
+            f"{path}:{number}: expected a {kind} line here, got {lines[number - 1]!r}: with the header "
+            f"{lines[0]!r} each fold is {per_half} matched lines then {per_half} mismatched ones, so either lines "
+            f"were moved or the header does not describe this file (the LFW View 2 header is '10\\t300', View 1 "
+            f"files have one count). Re-download the file; a wrong header would split the pairs into wrong folds."
+        )
+    if view == 2 and header[0] != VIEW2_FOLDS:
+        warnings.warn(
+            f"{path}:1: header {lines[0]!r} announces {header[0]} folds; the LFW View 2 protocol has "
+            f"{VIEW2_FOLDS} (header '10\\t300'), so every '10-fold' result on this file is over {header[0]} "
+            f"folds. Use the official pairs.txt for results comparable with published ones.",
+            stacklevel=2,
         )
     return table[["fold", "name1", "index1", "name2", "index2", "same"]]
 
@@ -258,7 +318,7 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
 def read_people(path: str | os.PathLike) -> pd.DataFrame:
     """Parse a View 1 people file (a count line, then ``name count`` lines) into ``name, count``."""
     path = Path(path)
-    lines = _lines(path)
+    lines = _lines(path, "an LFW people file")
     if not lines:
         raise DataError(f"{path} is empty; expected a count line then 'name count' lines")
     (expected,) = _integers(lines[0].split()[:1] or [""], path, 1, lines[0])
@@ -269,7 +329,7 @@ def read_people(path: str | os.PathLike) -> pd.DataFrame:
             continue
         if len(fields) != 2:
             raise DataError(f"{path}:{number}: expected 2 fields (name count), got {len(fields)}: {line!r}")
-        rows.append((fields[0], *_integers(fields[1:], path, number, line)))
+        rows.append((_check_name(fields[0], path, number, line), *_integers(fields[1:], path, number, line)))
     if len(rows) != expected:
         raise DataError(f"{path}: header announces {expected} people but the file lists {len(rows)}; re-download it")
     return pd.DataFrame(rows, columns=["name", "count"]).astype({"name": str, "count": np.int64})
@@ -320,23 +380,52 @@ def fold_identities(pairs: pd.DataFrame) -> pd.DataFrame:
 
 def read_attributes(path: str | os.PathLike) -> pd.DataFrame:
     """The synthetic set's ``identities.csv`` (``name, group, gender, age``), with group, gender and
-    age typed over the canonical vocabularies of ``lib.labels`` (FairFace's strings)."""
+    age typed over the canonical vocabularies of ``lib.labels`` (FairFace's strings).
+
+    Problems name the file and the line: an empty file, a header without rows, a short row, an empty
+    or unknown label, a byte that is not UTF-8.
+    """
     path = Path(path)
-    table = pd.read_csv(path, keep_default_na=False)
-    missing = [column for column in ATTRIBUTE_COLUMNS if column not in table.columns]
+    regenerate = "regenerate the synthetic set (python -m lib.synthetic) or remove the file"
+    reader = csv.reader(io.StringIO(read_utf8(path, "identities.csv"), newline=""))
+    header = [name.strip() for name in next(reader, [])]
+    if not header:
+        raise DataError(f"{path} is empty; expected the header {','.join(ATTRIBUTE_COLUMNS)} then one row per person; {regenerate}")
+    missing = [column for column in ATTRIBUTE_COLUMNS if column not in header]
     if missing:
         raise DataError(f"{path} lacks column(s) {missing}; expected the header {','.join(ATTRIBUTE_COLUMNS)}")
-    table["name"] = table["name"].astype(str)
+    rows, lines, end = [], [], reader.line_num
+    for fields in reader:
+        start, end = end + 1, reader.line_num  # a quoted field may span lines: name the row's first
+        if len(fields) <= 1 and not "".join(fields).strip():
+            continue
+        if len(fields) != len(header):
+            raise DataError(f"{path}:{start}: expected {len(header)} fields ({','.join(header)}), "
+                            f"got {len(fields)}: {','.join(fields)[:200]!r}; {regenerate}")
+        rows.append(fields)
+        lines.append(start)
+    if not rows:
+        raise DataError(f"{path} has a header but no rows; {regenerate}")
+    table = pd.DataFrame(rows, columns=header, dtype=str).loc[:, list(ATTRIBUTE_COLUMNS)]
+    line_of = pd.Series(lines, index=table.index)
+    for column in ATTRIBUTE_COLUMNS:
+        empty = table[column].str.strip().eq("")
+        if empty.any():
+            raise DataError(f"{path}:{line_of[empty].iloc[0]}: empty {column} ({int(empty.sum())} rows); {regenerate}")
     try:
-        groups = race_vocabulary(table["group"].astype(str).unique())
+        groups = race_vocabulary(table["group"].unique())
     except ValueError as error:
         raise DataError(f"{path}: {error}") from error
-    table["group"] = pd.Categorical(table["group"].astype(str), categories=list(groups))
+    table["name"] = table["name"].astype(str)
+    table["group"] = pd.Categorical(table["group"], categories=list(groups))
     for column, vocabulary in (("gender", GENDERS), ("age", AGES)):
-        values = table[column].astype(str)
-        unknown = values[~values.isin(vocabulary)].unique()
-        if len(unknown):
-            raise DataError(f"{path}: unknown {column} label(s) {examples(unknown)}; expected {list(vocabulary)}")
+        values = table[column]
+        unknown = ~values.isin(vocabulary)
+        if unknown.any():
+            raise DataError(
+                f"{path}:{line_of[unknown].iloc[0]}: unknown {column} label(s) {examples(values[unknown].unique())}; "
+                f"expected {list(vocabulary)}"
+            )
         table[column] = pd.Categorical(values, categories=list(vocabulary))
     return table
 
@@ -378,15 +467,18 @@ def load_lfw_gender(folder: str | os.PathLike, images: LFW | pd.DataFrame | None
                 f"missing gender list {path}; LFW gender labels come as male_names.txt and "
                 f"female_names.txt (one <Name>_NNNN.jpg per line) in one folder"
             )
-        entries = pd.Series([line.strip() for line in _lines(path)], dtype=str)
+        # A byte-order mark at the start is dropped by _lines; anywhere else it (like any invisible
+        # character) would silently stop the entry from matching its image, so it is refused.
+        entries = pd.Series([line.strip() for line in _lines(path, "an LFW gender list")], dtype=str)
         line_numbers = np.flatnonzero(entries.ne("").to_numpy()) + 1
         entries = entries[entries.ne("")]
-        malformed = ~entries.str.match(IMAGE_FILE)
+        malformed = ~entries.str.match(IMAGE_FILE) | ~entries.map(str.isprintable).astype(bool)
         if malformed.any():
             first = int(np.argmax(malformed.to_numpy()))
             raise DataError(
-                f"{path}:{line_numbers[first]}: expected an image file name <Name>_NNNN.jpg, "
-                f"got {entries.iloc[first]!r}"
+                f"{path}:{line_numbers[first]}: expected an image file name <Name>_NNNN.jpg (no path "
+                f"separators, no invisible characters such as a byte-order mark), got {entries.iloc[first]!r} "
+                f"({int(malformed.sum())} such lines). Fix the line or re-download the list."
             )
         duplicates += int(entries.duplicated().sum())
         listed[gender] = entries.drop_duplicates()

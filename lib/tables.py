@@ -1,21 +1,69 @@
-"""Writing result tables so that a crash never leaves half a file behind."""
+"""Writing result files so that a crash or a second writer never leaves half a file behind.
+
+Every writer goes through :func:`atomic_write`: the content is written to a temporary file with a
+unique name in the target's folder, then renamed over the target with ``os.replace``. A rename within
+one file system is atomic (POSIX ``rename(2)``; ``MoveFileEx`` with ``MOVEFILE_REPLACE_EXISTING`` on
+Windows), so a reader sees either the old file or the new one, never a mixture, and never a missing
+file once the target exists. The temporary name holds the process id, the thread id and a random
+token, so two runs (or two threads of one run) writing the same target never share a temporary file:
+a fixed name such as ``.<name>.<pid>.tmp`` is shared by the threads of one process, and a plain
+``<name>.tmp`` by every process. If writing fails, the temporary file is removed and the target is
+left as it was.
+"""
 
 from __future__ import annotations
 
 import os
+import secrets
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+__all__ = ["atomic_write", "temporary_name", "write_csv", "write_text"]
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False) -> Path:
-    """``frame.to_csv(path)`` through a temporary file in the same folder and an atomic rename."""
+
+def temporary_name(path: str | os.PathLike) -> Path:
+    """A fresh hidden name beside ``path``: ``.<name>.<pid>-<thread>-<random>.tmp<suffix>``.
+
+    The target's suffix is kept at the end so that writers which infer a format from the file name
+    (``to_csv`` compression for ``.gz``, ``savefig`` for ``.png``) still infer the right one.
+    """
+    path = Path(path)
+    token = f"{os.getpid()}-{threading.get_ident()}-{secrets.token_hex(4)}"
+    return path.with_name(f".{path.name}.{token}.tmp{path.suffix}")
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Call ``write(temporary_path)``, then rename the temporary file over ``path``.
+
+    The temporary file is created empty first, exclusively (``open(..., "x")``), so no other writer
+    can hold the same name and the file gets the usual permissions (``0o666`` minus the umask).
+    On any exception the temporary file is removed, ``path`` is untouched and the exception propagates.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    while True:
+        temp = temporary_name(path)
+        try:
+            with open(temp, "x"):
+                break
+        except FileExistsError:  # a random collision: draw another token
+            continue
     try:
-        frame.to_csv(temp, index=index)
+        write(temp)
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
     return path
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False, **to_csv_options) -> Path:
+    """``frame.to_csv(path, index=index)``, atomically (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda temp: frame.to_csv(temp, index=index, **to_csv_options))
+
+
+def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """``Path(path).write_text(text)``, atomically (see :func:`atomic_write`); returns ``path``."""
+    return atomic_write(path, lambda temp: temp.write_text(text, encoding=encoding))

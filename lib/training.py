@@ -1,10 +1,16 @@
 """The training engine shared by the notebooks: batches from a uint8 image cache, on-device
-augmentation, a seeded and resumable ``fit``, and batched inference (``embed``, ``predict``).
+augmentation, one visible training step, a seeded and resumable ``fit``, and batched inference
+(``embed``, ``predict``).
 
 Data path of one training step::
 
-    cached uint8 (N, 3, H, W) ──gather rows──▶ uint8 batch ──to device──▶ flip / shift (uint8)
+    cached uint8 (N, 3, H, W) ──gather rows──▶ uint8 batch ──to device──▶ flip / shift / erase (uint8)
         ──▶ float, (x/255 − mean)/std ──▶ model ──▶ embeddings ──▶ head(embeddings, labels) = loss
+
+:func:`train_epoch` and :func:`train_step` are that path in code (notebook 02 prints them); :func:`fit` is
+the harness around them: the run's :class:`lib.settings.RunSettings`, resume, RNG, checkpoints, the NaN
+stop and evaluation. Every model of the series, the toy networks of ``lib.margin_geometry`` and the
+benchmark included, trains through :func:`train_step`.
 
 Images travel as uint8 (4x less than float32) and are augmented and normalized on the device, so
 no per-image Python code runs during training (compare the course code, which decoded every JPEG
@@ -13,9 +19,10 @@ every epoch; ``scripts/bench_pipeline.py`` measures the difference).
 Reproducibility. The shuffling order and the augmentation of epoch ``e`` come from generators seeded
 by ``(seed, e)`` alone, so an epoch does not depend on what ran before it; everything else that
 changes (weights, optimizer moments, scheduler, the head's buffers such as SphereFace's iteration
-counter, the global RNG states, the history) is checkpointed atomically after every epoch. Calling
-``fit`` again with the same ``checkpoint_dir``/``run_name`` continues after the last finished epoch
-and, on CPU, gives bit-identical results to an uninterrupted run.
+counter, the global RNG states, the history) is checkpointed atomically after every epoch, together
+with the run's settings. Calling ``fit`` again with the same settings continues after the last finished
+epoch and, on CPU, gives bit-identical results to an uninterrupted run; any other setting is another
+run, with another checkpoint.
 """
 
 from __future__ import annotations

@@ -38,10 +38,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import audit, download, fairface, lfw, paths, plots, synthetic
+from lib import audit, download, fairface, lfw, parameters, paths, plots, synthetic
 from lib.labels import RACES
 
 plots.setup_style()
+parameters.validate("01_data_audit", globals())  # every parameter checked before any work
 pd.set_option("display.max_columns", 30)
 pd.set_option("display.width", 140)
 

@@ -67,10 +67,12 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import download, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, paths, plots, synthetic, training
+from lib import (download, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, parameters, paths,
+                 plots, synthetic, training)
 from lib.settings import RunSettings
 
-# Every run's settings come from the parameters above; building them first checks every value before any work.
+parameters.validate("02_sphereface", globals())  # every parameter checked before any work
+# One settings object per (head, seed), built from the parameters above.
 run_settings = {(head, seed): RunSettings.from_parameters(globals(), head=head, seed=seed,
                                                           head_hparams=head_hparams.get(head, {}))
                 for head in heads for seed in seeds}

@@ -69,11 +69,12 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import fairface_experiment as experiment, fairness_analysis, fairness_plots, frozen_features, losses, paths, plots
-from lib import fairness, pretrained, synthetic
+from lib import fairness, parameters, pretrained, synthetic
 from lib.tables import write_csv
 from lib.training import resolve_device
 
 plots.setup_style()
+parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 140)
 if fairface_source == "synthetic":

@@ -54,11 +54,13 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import download, fairness_analysis as analysis, fairness_plots, frvt, lfw, paths, plots, pretrained, synthetic
+from lib import download, fairness_analysis as analysis, fairness_plots, frvt, lfw, parameters, paths, plots, pretrained
+from lib import synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
 
 plots.setup_style()
+parameters.validate("04_fairness", globals())  # every parameter checked before any work
 pd.set_option("display.precision", 3)
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)

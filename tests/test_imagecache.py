@@ -1,9 +1,14 @@
-"""Image cache: pixels against an independent PIL decode, reuse, keys, atomic files, bad images."""
+"""Image cache: pixels against an independent PIL decode, reuse, keys, atomic files, bad images,
+content changes that keep a file's size and time stamp, the pixel digest."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import shutil
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -77,7 +82,7 @@ def test_reuse_does_not_decode_again(png_files, tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("decoded again although the cache was complete")
 
-    monkeypatch.setattr(imagecache, "decode_resized", fail)
+    monkeypatch.setattr(imagecache, "_decode", fail)
     again = build_cache(png_files, 10, cache_dir=cache_dir, key="faces", progress=False)
     assert torch.equal(first, again)
     assert sorted(os.listdir(cache_dir)) == files  # nothing new, no temporary files
@@ -154,3 +159,106 @@ def test_memmap_tensor_is_writable_without_touching_the_file(png_files, tmp_path
     cached[0] = 0  # copy-on-write mapping
     again = build_cache(png_files, 10, cache_dir=tmp_path, progress=False)
     assert torch.equal(again[0], original)
+
+
+# ------------------------------------------------------------------ content, not size and mtime
+@pytest.fixture
+def bmp_files(tmp_path):
+    """Four uncompressed BMPs of 24x20: any pixel edit keeps the file size exactly."""
+    folder = tmp_path / "bmp"
+    folder.mkdir()
+    paths = []
+    for i in range(4):
+        path = folder / f"img_{i}.bmp"
+        random_image(50 + i, size=(24, 20)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def keep_stat(path, change):
+    """Run ``change()`` on ``path`` and restore its size check and time stamps exactly."""
+    before = os.stat(path)
+    change()
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+def test_same_size_in_place_corruption_is_detected(bmp_files, tmp_path):
+    before = build_cache(bmp_files, 10, cache_dir=tmp_path / "cache", progress=False)
+
+    def flip_bytes():
+        with open(bmp_files[1], "r+b") as handle:
+            handle.seek(200)
+            data = handle.read(30)
+            handle.seek(200)
+            handle.write(bytes(255 - b for b in data))
+
+    keep_stat(bmp_files[1], flip_bytes)
+    after = build_cache(bmp_files, 10, cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(after[1].numpy(), reference(bmp_files[1], (10, 10)))
+    assert not torch.equal(before[1], after[1]) and torch.equal(before[0], after[0])
+
+
+def test_source_replaced_with_same_size_and_mtime_is_detected(bmp_files, tmp_path):
+    build_cache(bmp_files, 10, cache_dir=tmp_path / "cache", progress=False)
+    keep_stat(bmp_files[2], lambda: random_image(999, size=(24, 20)).save(bmp_files[2]))
+    after = build_cache(bmp_files, 10, cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(after[2].numpy(), reference(bmp_files[2], (10, 10)))
+
+
+def test_moved_sources_reuse_the_cache(bmp_files, tmp_path, monkeypatch):
+    first = build_cache(bmp_files, 10, cache_dir=tmp_path / "cache", progress=False)
+    moved = shutil.copytree(Path(bmp_files[0]).parent, tmp_path / "moved")
+    monkeypatch.setattr(imagecache, "_decode", lambda *a, **k: pytest.fail("decoded although only the folder moved"))
+    again = build_cache(sorted(str(p) for p in moved.iterdir()), 10, cache_dir=tmp_path / "cache", progress=False)
+    assert torch.equal(first, again)
+
+
+def test_pixel_file_changed_in_place_is_rebuilt_with_warning(png_files, tmp_path):
+    first = build_cache(png_files, 10, cache_dir=tmp_path, progress=False).clone()
+    data = next(tmp_path.glob("*.u8"))
+    keep_stat(data, lambda: data.write_bytes(bytes(data.stat().st_size)))  # same size, all zero
+    with pytest.warns(UserWarning, match=f"{data.name} no longer matches the pixel digest"):
+        rebuilt = build_cache(png_files, 10, cache_dir=tmp_path, progress=False)
+    assert torch.equal(rebuilt, first)
+
+
+def reference_digest(array: np.ndarray) -> str:
+    """The documented format, spelled out: BLAKE2b-128 of dtype string, shape tuple, then C-order bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.dtype.str}{tuple(array.shape)}".encode())
+    digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def test_cache_digest_is_the_pixels_identity(png_files, tmp_path):
+    cached = build_cache(png_files, 10, cache_dir=tmp_path, progress=False)
+    expected = reference_digest(np.stack([reference(p, (10, 10)) for p in png_files]))
+    assert imagecache.cache_digest(cached) == expected  # from the sidecar
+    assert imagecache.cache_digest(cached.clone()) == expected  # hashed
+    assert imagecache.cache_digest(build_cache(png_files, 10, in_memory=True, progress=False)) == expected
+    sidecar = next(tmp_path.glob("*.json")).read_text()
+    assert expected in sidecar
+    assert imagecache.cache_digest(cached[:3]) == reference_digest(cached[:3].numpy())
+    cached[0, 0, 0, 0] += 1  # in place: the remembered digest no longer applies
+    assert imagecache.cache_digest(cached) == reference_digest(cached.numpy()) != expected
+
+
+def test_tiny_source_is_refused_not_upscaled(png_files, tmp_path):
+    tiny = tmp_path / "images" / "tiny.png"
+    random_image(7, size=(1, 1)).save(tiny)
+    with pytest.raises(DataError, match=r"tiny.png is 1x1 px, below the 16 px minimum side"):
+        build_cache([*png_files, str(tiny)], 32, cache_dir=tmp_path / "cache", progress=False)
+    with pytest.raises(DataError, match=r"after the crop, below the 16 px minimum"):
+        build_cache(png_files[:1], 32, crop=(10, 30), in_memory=True, progress=False)
+
+
+def test_upscaling_is_counted_on_every_load(png_files, tmp_path):
+    small = tmp_path / "images" / "small.png"
+    random_image(8, size=(20, 18)).save(small)  # 18 high, 20 wide: below 28x28, above the 16 px floor
+    refs = [*png_files, str(small)]  # the PNGs are 30 high and 40 wide: not upscaled
+    for _ in range(2):  # the build, then the reuse: the sidecar keeps the count
+        with pytest.warns(UserWarning, match=r"1 of 7 images of faces are smaller than the 28x28 output") as record:
+            build_cache(refs, 28, cache_dir=tmp_path / "cache", key="faces", progress=False)
+        assert "image 6, image file " in str(record[0].message) and "small.png (18x20)" in str(record[0].message)

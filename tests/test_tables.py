@@ -1,0 +1,95 @@
+"""lib.tables: atomic writes with unique temporary names; two writers at once never tear a file."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib.tables import atomic_write, temporary_name, write_csv, write_text
+
+
+def frame_of(writer: int, rows: int = 60_000) -> pd.DataFrame:
+    """A frame whose every row names its writer, so a read shows whether it mixes two writes."""
+    values = np.arange(rows)
+    return pd.DataFrame({"writer": writer, "row": values, "value": values * (writer + 1) % 9973})
+
+
+def test_two_writers_never_tear_the_file(tmp_path):
+    """Two threads (one process id: where a .<name>.<pid>.tmp name collides) write different frames to
+    one path over and over; a reader reads it as fast as it can. Every read must be one whole frame."""
+    path = tmp_path / "02_lfw_pair_scores.csv"
+    frames = {writer: frame_of(writer) for writer in (1, 2)}
+    write_csv(frames[1], path)
+    errors, reads, done = [], [], threading.Event()
+
+    def writer(number: int) -> None:
+        try:
+            for _ in range(8):
+                write_csv(frames[number], path)
+        except Exception as error:  # reported below; a thread's exception would otherwise vanish
+            errors.append(error)
+
+    def reader() -> None:
+        while not done.is_set():
+            try:
+                table = pd.read_csv(path)
+            except Exception as error:
+                errors.append(error)
+                continue
+            owners = table["writer"].unique().tolist()
+            reads.append((len(table), owners))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in (1, 2)]
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    watcher.join()
+
+    assert errors == []
+    assert reads, "the reader never got a turn"
+    assert all(rows == 60_000 and len(owners) == 1 for rows, owners in reads), reads[:5]
+    assert pd.read_csv(path).equals(frames[1]) or pd.read_csv(path).equals(frames[2])
+    assert sorted(os.listdir(tmp_path)) == [path.name]  # no temporary file left
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "summary.csv"
+    write_csv(frame_of(1, rows=3), path)
+    before = path.read_bytes()
+
+    def half_then_crash(temp):
+        temp.write_text("writer,row\n1,")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write(path, half_then_crash)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_temporary_names_are_unique_hidden_and_keep_the_suffix(tmp_path):
+    path = tmp_path / "scores.csv.gz"
+    names = {temporary_name(path).name for _ in range(200)}
+    assert len(names) == 200
+    assert all(name.startswith(".scores.csv.gz.") and name.endswith(".tmp.gz") for name in names)
+    # the kept suffix lets pandas infer gzip from the name, as it would for the target
+    write_csv(frame_of(1, rows=5), path)
+    assert path.read_bytes()[:2] == b"\x1f\x8b"
+    assert pd.read_csv(path).equals(frame_of(1, rows=5))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    mask = os.umask(0)
+    os.umask(mask)
+    path = write_text(tmp_path / "notes.txt", "hello\n")
+    assert path.read_text() == "hello\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
