@@ -16,8 +16,9 @@ caches the descriptors on disk and measures throughput. The cache lives under ``
 "embeddings" / <encoder name>-<model digest>``; each entry is keyed by a BLAKE2 digest of the image
 file's bytes, and the folder name holds a digest of the model files and the alignment settings, so an
 edited image or another model or setting is never served a stale descriptor. Shards are written to a
-unique temporary file and renamed into place (``os.replace``): an interrupted run leaves whole shards
-only, and the next run computes what is missing.
+unique temporary file and renamed into place (:func:`lib.tables.atomic_write`): an interrupted run
+leaves whole shards only (and perhaps a hidden temporary, which is never read), and the next run
+computes what is missing.
 
 The optional dependencies are installed with ``pip install -e ".[pretrained]"``; without them,
 :func:`make_encoder` raises :class:`EncoderUnavailable` (an ``ImportError``) saying so.
@@ -33,7 +34,6 @@ import importlib.util
 import io
 import multiprocessing
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from PIL import Image
 
 from lib import paths
 from lib.errors import DataError
+from lib.tables import atomic_write
 
 __all__ = [
     "INSTALL_HINT",
@@ -375,7 +376,7 @@ def _cache_folder(encoder: Encoder, cache_dir) -> Path:
 
 def _read_cache(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
     found = {}
-    for shard in sorted(folder.glob("*.npz")):
+    for shard in sorted(folder.glob("[!.]*.npz")):  # hidden names are temporaries of an interrupted write
         with np.load(shard) as data:
             for key, vector, code in zip(data["digests"], data["vectors"], data["aligned_by"]):
                 found[str(key)] = (vector, int(code))
@@ -383,19 +384,10 @@ def _read_cache(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
 
 
 def _write_shard(folder: Path, digests: list[str], vectors: np.ndarray, codes: np.ndarray) -> Path:
-    """One shard, written to a unique temporary file in ``folder`` and renamed into place."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One shard, written atomically (:func:`lib.tables.atomic_write`: unique temporary name, renamed)."""
     name = hashlib.blake2b("\n".join(sorted(digests)).encode(), digest_size=12).hexdigest()
-    handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, digests=np.array(digests), vectors=vectors.astype(np.float32),
-                     aligned_by=codes.astype(np.int8))
-        os.chmod(temp, 0o644)  # mkstemp makes it private; a cache entry is an ordinary file
-        os.replace(temp, folder / f"{name}.npz")
-    finally:
-        Path(temp).unlink(missing_ok=True)
-    return folder / f"{name}.npz"
+    return atomic_write(folder / f"{name}.npz", lambda temp: np.savez(
+        temp, digests=np.array(digests), vectors=vectors.astype(np.float32), aligned_by=codes.astype(np.int8)))
 
 
 def _available_cores() -> int:

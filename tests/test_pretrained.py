@@ -88,7 +88,17 @@ def test_cache_is_keyed_by_content_and_model(tmp_path):
     assert other_model.encoded == 1  # another model digest never reads this model's entries
     folders = sorted(p.name for p in cache.iterdir())
     assert len(folders) == 2 and all(name.startswith("mean-colour-") for name in folders)
-    assert not list(cache.rglob("*.tmp"))  # shards renamed into place, no temporary left
+    assert not [p for p in cache.rglob("*") if p.name.startswith(".")]  # shards renamed into place, no temporary left
+
+
+def test_a_leftover_temporary_is_never_read(tmp_path):
+    image = solid_jpeg(tmp_path / "a.jpg", (1, 2, 3))
+    encoder = MeanColourEncoder()
+    pretrained.embed_images(encoder, [image], workers=1, cache_dir=tmp_path / "c", progress=False)
+    (folder,) = (tmp_path / "c").iterdir()
+    (folder / ".half.npz.123-4-abcd.tmp.npz").write_bytes(b"PK\x03\x04 cut off")  # a killed writer's remains
+    again = pretrained.embed_images(encoder, [image], workers=1, cache_dir=tmp_path / "c", progress=False)
+    assert again.cached == 1 and encoder.encoded == 1
 
 
 def test_cache_is_written_in_shards_as_it_goes(tmp_path):
