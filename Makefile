@@ -63,10 +63,11 @@ check-sync: $(STAMP) ## Check that every notebooks/*.py and its paired .ipynb ha
 sync: $(STAMP) ## Rewrite notebooks/*.ipynb from the jupytext sources notebooks/*.py
 	$(PY) -m lib.notebooks sync
 
-bench: $(STAMP) ## Throughput benchmarks: input pipeline in float32 and bf16 on the CPU, ResNet-18 224 px on CUDA (if present)
+bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px on CUDA if present), pretrained encoder, all-vs-all scoring
 	$(PY) scripts/bench_pipeline.py
 	$(PY) scripts/bench_pipeline.py --amp bf16
 	$(PY) scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto
+	$(PY) scripts/bench_pretrained.py
 
 clean: ## Remove generated reports/figures of non-committed profiles, caches and build files
 	rm -rf build reports/smoke reports/default figures/smoke figures/default data/cache data/checkpoints/smoke data/checkpoints/default data/results/smoke data/results/default

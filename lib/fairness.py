@@ -578,8 +578,9 @@ def threshold_at_far(scores, same, far: float) -> float:
 
     With N impostor scores and k = ⌊far·N⌋ allowed false accepts, this is the (k+1)-th largest impostor
     score: under "match ⇔ score > threshold" at most k impostors pass. It equals the operating point
-    of ``roc_metrics(...).tar_at_far[far]``. Warns when N < 1/far (the FAR is below resolution and
-    the threshold is just the largest impostor score).
+    of ``roc_metrics(...).tar_at_far[far]``. ``far = 0`` gives the largest impostor score (no impostor
+    passes). Warns when 0 < far and N < 1/far (the FAR is below resolution and the threshold is just
+    the largest impostor score).
     """
     scores, same = as_scores(scores), as_binary(same)
     check_same_length(scores=scores, same=same)
@@ -588,7 +589,7 @@ def threshold_at_far(scores, same, far: float) -> float:
     impostor = np.sort(scores[~same])[::-1]
     if len(impostor) == 0:
         raise ValueError("no impostor pairs: a FAR threshold needs some")
-    if len(impostor) * far < 1 - 1e-9:
+    if 0 < far and len(impostor) * far < 1 - 1e-9:
         warnings.warn(
             f"only {len(impostor)} impostor pairs: FAR {far:g} is below resolution (needs ≥ {int(np.ceil(1 / far))} "
             "pairs); returning the largest impostor score",

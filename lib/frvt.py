@@ -1,0 +1,844 @@
+"""A demographic audit of a face verifier in the style of NIST FRVT Part 3 (Grother, Ngan, Hanaoka,
+*Face Recognition Vendor Test Part 3: Demographic Effects*, NISTIR 8280, 2019).
+
+Every image is compared with every other image (all-vs-all, each unordered pair once). A pair of two
+images of one identity is *genuine*, any other pair an *impostor*. One threshold is fixed for everyone
+by a target **overall** false-match rate (FMR) over all impostor pairs, as FRVT does ("a threshold
+fixed globally to give FMR = 1e-4 over all impostor comparisons"); then, per demographic group:
+
+* FMR  = impostor pairs whose two images are both of the group and whose score passes the threshold,
+  over all such pairs (FRVT's same-demographic impostors);
+* FNMR = genuine pairs of the group whose score does not pass it.
+
+Cross-group impostor pairs (two images of different groups) count towards the overall FMR that sets
+the threshold and are reported on their own row (``cross-group``); FRVT reports them in its
+off-diagonal heatmap cells. They are usually *less* similar than same-group impostors, so a threshold set
+on all impostors is lower than one set on same-group impostors only, which raises the same-group FMRs
+above the target. Pairs that touch an image without a group label (``unknown``) count towards the
+overall rates only.
+
+How it stays cheap (LFW: 13,233 images, 242,257 genuine and 87,307,271 impostor pairs):
+
+* scores are computed in float32 row blocks of the upper triangle (never an N x N matrix) and counted
+  into fixed fine bins (2^18 bins on [-1, 1], width 7.6e-6) per (pair category, genuine/impostor): no sort of
+  the 87 M impostor scores. Thresholds are bin edges; "match" means score > threshold, as in
+  :mod:`lib.verification`;
+* for the bootstrap over identities (resample identities with replacement; a resampled copy of a person
+  brings its images, its genuine pairs and its impostor pairs with every other drawn person), a replicate
+  only needs (1) every genuine pair's bin and identity, (2) the impostor pairs above the lowest threshold
+  any replicate can reach (kept while scoring: the top ``tail_fmr`` fraction of impostors), and (3) the
+  number of impostor pairs per category, which is a quadratic form in the identity weights computed from
+  per-identity image counts. A replicate is then weighted sums over these arrays, not a re-scoring.
+  Identity ``a`` drawn ``w_a`` times weights its genuine pairs by ``w_a`` and an impostor pair of people
+  ``a`` and ``b`` by ``w_a w_b``; two copies of one person form no pairs with each other.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "UNKNOWN",
+    "CROSS_GROUP",
+    "ScoreBins",
+    "AllPairsCounts",
+    "count_all_pairs",
+    "error_rates",
+    "identity_weights",
+    "bootstrap",
+    "summarize",
+    "rate_ratio",
+    "det_curves",
+    "det_plot",
+    "describe",
+    "Audit",
+    "audit",
+    "DEVTEST_EMBEDDINGS_FILE",
+    "read_model_embeddings",
+    "ModelAudits",
+    "audit_models",
+]
+
+UNKNOWN = "unknown"  # group of an image without a label, and of every pair that touches one
+CROSS_GROUP = "cross-group"  # pairs whose two images have different (known) groups
+DEFAULT_BIN_COUNT = 2**18
+
+
+# --------------------------------------------------------------------------------------------------
+# Bins
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScoreBins:
+    """``count`` equal bins on ``[low, high]``; bin ``k`` holds scores in ``(edges[k], edges[k+1]]``.
+
+    With that convention "score > edges[k]" is exactly "bin >= k", so a threshold at a bin edge splits
+    the bins without ambiguity. Scores at or below ``low`` fall in bin 0, above ``high`` in the last.
+    """
+
+    count: int = DEFAULT_BIN_COUNT
+    low: float = -1.0
+    high: float = 1.0
+
+    def __post_init__(self):
+        if self.count < 2 or not self.high > self.low:
+            raise ValueError(f"need count >= 2 and high > low, got {self}")
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.linspace(self.low, self.high, self.count + 1)
+
+    def index_(self, scores: np.ndarray) -> np.ndarray:
+        """Bin of each score, in place on a float32 array (used on the large score blocks)."""
+        scores -= np.float32(self.low)
+        scores *= np.float32(self.count / (self.high - self.low))
+        np.ceil(scores, out=scores)
+        index = scores.astype(np.int32)
+        index -= 1
+        np.clip(index, 0, self.count - 1, out=index)
+        return index
+
+    def index(self, scores) -> np.ndarray:
+        """Bin of each score (a copy; float32 arithmetic, as for the score blocks)."""
+        return self.index_(np.array(scores, dtype=np.float32, copy=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# Counting all pairs
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class AllPairsCounts:
+    """Counts of all-vs-all scores, and what a bootstrap over identities needs.
+
+    ``categories`` are the known groups (same-group pairs), then ``cross-group``, then ``unknown``.
+    ``genuine`` / ``impostor``: int64 (category, bin) counts. ``images_per_identity``: (identity,
+    group + unknown) image counts. ``genuine_*``: every genuine pair (bin, identity code, category).
+    ``tail_*``: every impostor pair with bin >= ``tail_start`` (bin, both identity codes, category),
+    sorted by bin, highest first.
+    """
+
+    bins: ScoreBins
+    groups: tuple
+    identities: np.ndarray
+    genuine: np.ndarray
+    impostor: np.ndarray
+    images_per_identity: np.ndarray
+    genuine_bin: np.ndarray
+    genuine_identity: np.ndarray
+    genuine_category: np.ndarray
+    tail_start: int
+    tail_bin: np.ndarray
+    tail_identity_a: np.ndarray
+    tail_identity_b: np.ndarray
+    tail_category: np.ndarray
+    n_images: int
+    seconds: float
+    block_rows: int
+    notes: dict = field(default_factory=dict)
+
+    @property
+    def categories(self) -> tuple:
+        return (*self.groups, CROSS_GROUP, UNKNOWN)
+
+    @property
+    def n_genuine(self) -> int:
+        return int(self.genuine.sum())
+
+    @property
+    def n_impostor(self) -> int:
+        return int(self.impostor.sum())
+
+    @property
+    def pairs_per_second(self) -> float:
+        return (self.n_genuine + self.n_impostor) / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def tail_fmr(self) -> float:
+        """Fraction of all impostor pairs kept in the tail (the highest FMR a replicate can reach)."""
+        return len(self.tail_bin) / max(self.n_impostor, 1)
+
+    def summary(self) -> dict:
+        return {
+            "images": self.n_images,
+            "identities": len(self.identities),
+            "genuine pairs": self.n_genuine,
+            "impostor pairs": self.n_impostor,
+            "seconds": round(self.seconds, 2),
+            "pairs/s": self.pairs_per_second,
+            "impostor pairs kept for the bootstrap": len(self.tail_bin),
+        }
+
+
+def _group_codes(groups, order) -> tuple[tuple, np.ndarray]:
+    """(known group names, code per image); unknown (None, NaN, "unknown") gets code len(names)."""
+    values = pd.Series(np.asarray(groups, dtype=object))
+    missing = values.isna() | (values == UNKNOWN)
+    present = sorted(set(values[~missing]), key=str)
+    if order is None:
+        names = tuple(present)
+    else:
+        extra = [name for name in present if name not in order]
+        if extra:
+            raise ValueError(f"groups {extra[:5]} are not in `order` {list(order)}; list every group or leave order=None")
+        names = tuple(name for name in order if name in set(present))
+    if not names:
+        raise ValueError("no image has a known group: pass group labels (None or 'unknown' marks a missing one)")
+    codes = pd.Index(names).get_indexer(values.where(~missing, None))
+    codes = np.where(missing, len(names), codes).astype(np.int32)
+    return names, codes
+
+
+def _category_matrix(n_groups: int) -> np.ndarray:
+    """Category of a pair from its two image-group codes (the last code is unknown)."""
+    cross, unknown = n_groups, n_groups + 1
+    matrix = np.full((n_groups + 1, n_groups + 1), cross, dtype=np.int32)
+    np.fill_diagonal(matrix, np.arange(n_groups + 1))
+    matrix[n_groups, :] = unknown
+    matrix[:, n_groups] = unknown
+    return matrix
+
+
+def _as_features(features) -> np.ndarray:
+    features = np.asarray(features)
+    if features.ndim != 2 or len(features) < 2:
+        raise ValueError(f"features must be (N >= 2, D), got shape {features.shape}")
+    features = features.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(features)):
+        raise ValueError("features contain NaN or infinite values")
+    norms = np.linalg.norm(features, axis=1)
+    if np.any(np.abs(norms - 1) > 1e-3):
+        worst = int(np.argmax(np.abs(norms - 1)))
+        raise ValueError(f"features must be L2-normalized: row {worst} has norm {norms[worst]:.4f}")
+    return np.ascontiguousarray(features)
+
+
+class _TopImpostors:
+    """The impostor pairs in the highest bins, at least ``keep`` of them (whole bins are kept)."""
+
+    def __init__(self, keep: int, bin_count: int):
+        self.keep, self.bin_count, self.start = keep, bin_count, 0
+        self.parts: list[tuple] = []
+        self.size = 0
+
+    def add(self, bins, rows, cols, categories):
+        self.parts.append((bins, rows, cols, categories))
+        self.size += len(bins)
+        if self.size > 2 * self.keep:
+            self.prune()
+
+    def prune(self):
+        if not self.parts:
+            return
+        bins, rows, cols, categories = (np.concatenate(column) for column in zip(*self.parts))
+        above = np.cumsum(np.bincount(bins, minlength=self.bin_count)[::-1])[::-1]  # pairs with bin >= k
+        # The highest bin that still keeps `keep` pairs above it; bins below it can never matter.
+        self.start = max(self.start, int(np.flatnonzero(above >= self.keep)[-1]) if above[0] >= self.keep else 0)
+        kept = bins >= self.start
+        self.parts = [(bins[kept], rows[kept], cols[kept], categories[kept])]
+        self.size = int(kept.sum())
+
+    def result(self):
+        self.prune()
+        if not self.parts:
+            empty = np.zeros(0, np.int32)
+            return self.start, empty, empty, empty, empty
+        bins, rows, cols, categories = self.parts[0]
+        order = np.argsort(-bins, kind="stable")
+        return self.start, bins[order], rows[order], cols[order], categories[order]
+
+
+def count_all_pairs(
+    features,
+    identities,
+    groups,
+    *,
+    order=None,
+    bins: ScoreBins = ScoreBins(),
+    tail_fmr: float = 4e-3,
+    min_tail_pairs: int = 0,
+    block_rows: int = 1024,
+    progress: bool = False,
+) -> AllPairsCounts:
+    """Score every unordered pair of ``features`` (rows L2-normalized) and count the scores into bins.
+
+    ``identities``: person of each image (any hashable labels); ``groups``: demographic group of each image
+    (None, NaN or ``"unknown"`` when not known); ``order``: group order in the tables. ``tail_fmr``: keep
+    the highest-scoring impostor pairs up to this fraction of all impostors (and at least
+    ``min_tail_pairs`` of them) for :func:`bootstrap`, which can then use target FMRs up to about
+    ``tail_fmr / 2`` (it checks every replicate). ``block_rows``
+    rows are scored at a time: memory about 10 x block_rows x N bytes.
+    """
+    features = _as_features(features)
+    n = len(features)
+    identities = np.asarray(identities)
+    if identities.shape != (n,) or np.asarray(groups).shape != (n,):
+        raise ValueError(f"identities and groups need one entry per feature row ({n}), "
+                         f"got {identities.shape} and {np.asarray(groups).shape}")
+    if not 0 < tail_fmr <= 1:
+        raise ValueError(f"tail_fmr must be in (0, 1], got {tail_fmr}")
+    names, group_code = _group_codes(groups, order)
+    identity_names, identity_code = np.unique(identities, return_inverse=True)
+    identity_code = identity_code.astype(np.int32)
+    n_groups = len(names)
+    n_categories = n_groups + 2
+    category_of = _category_matrix(n_groups)
+
+    images_per_identity = np.zeros((len(identity_names), n_groups + 1), dtype=np.int64)
+    np.add.at(images_per_identity, (identity_code, group_code), 1)
+    per_identity = images_per_identity.sum(axis=1)
+    n_genuine_expected = int((per_identity * (per_identity - 1) // 2).sum())
+    n_impostor_expected = n * (n - 1) // 2 - n_genuine_expected
+    tail = _TopImpostors(max(1, min_tail_pairs, math.ceil(tail_fmr * n_impostor_expected)), bins.count)
+
+    histogram = np.zeros(n_categories * 2 * bins.count, dtype=np.int64)  # (category, genuine?, bin)
+    genuine_parts = []
+    started = time.perf_counter()
+    starts = range(0, n - 1, block_rows)
+    if progress:
+        from lib.progress import progress as progress_bar
+
+        starts = progress_bar(starts, desc="all-vs-all scoring", unit="block")
+    for start in starts:
+        stop = min(start + block_rows, n)
+        rows = stop - start
+        scores = features[start:stop] @ features[start:].T  # float32 (rows, n - start)
+        bin_index = bins.index_(scores)
+        del scores
+        category = category_of[group_code[start:stop, None], group_code[None, start:]]
+        genuine = identity_code[start:stop, None] == identity_code[None, start:]
+        code = (category * 2 + genuine) * bins.count + bin_index
+        upper = np.ones(code.shape, dtype=bool)
+        upper[:, :rows] = np.triu(np.ones((rows, rows), dtype=bool), k=1)  # each pair once, no self-pairs
+        histogram += np.bincount(code[upper], minlength=histogram.size)
+
+        row, col = np.nonzero(genuine & upper)
+        genuine_parts.append((bin_index[row, col], identity_code[start + row], category[row, col]))
+        candidates = upper & ~genuine & (bin_index >= tail.start)
+        row, col = np.nonzero(candidates)
+        tail.add(bin_index[row, col], identity_code[start + row], identity_code[start + col], category[row, col])
+    seconds = time.perf_counter() - started
+
+    histogram = histogram.reshape(n_categories, 2, bins.count)
+    tail_start, tail_bin, tail_a, tail_b, tail_category = tail.result()
+    genuine_bin, genuine_identity, genuine_category = (np.concatenate(column) for column in zip(*genuine_parts))
+    counts = AllPairsCounts(
+        bins=bins,
+        groups=names,
+        identities=identity_names,
+        genuine=histogram[:, 1, :],
+        impostor=histogram[:, 0, :],
+        images_per_identity=images_per_identity,
+        genuine_bin=genuine_bin.astype(np.int32),
+        genuine_identity=genuine_identity.astype(np.int32),
+        genuine_category=genuine_category.astype(np.int8),
+        tail_start=tail_start,
+        tail_bin=tail_bin.astype(np.int32),
+        tail_identity_a=tail_a.astype(np.int32),
+        tail_identity_b=tail_b.astype(np.int32),
+        tail_category=tail_category.astype(np.int8),
+        n_images=n,
+        seconds=seconds,
+        block_rows=block_rows,
+    )
+    if counts.n_genuine != n_genuine_expected or counts.n_impostor != n_impostor_expected:
+        raise AssertionError(f"counted {counts.n_genuine} genuine / {counts.n_impostor} impostor pairs, expected "
+                             f"{n_genuine_expected} / {n_impostor_expected}")
+    return counts
+
+
+# --------------------------------------------------------------------------------------------------
+# Error rates at thresholds fixed by an overall FMR
+# --------------------------------------------------------------------------------------------------
+RATE_COLUMNS = ["target_fmr", "threshold", "group", "n_genuine", "false_non_matches", "fnmr",
+                "n_impostor", "false_matches", "fmr"]
+
+
+def _check_targets(target_fmrs) -> tuple[float, ...]:
+    targets = tuple(float(t) for t in np.atleast_1d(target_fmrs))
+    if not targets or any(not 0 <= t < 1 for t in targets):
+        raise ValueError(f"target FMRs must be in [0, 1), got {targets}")
+    return targets
+
+
+def _threshold_bin(above: np.ndarray, total: float, target: float) -> int:
+    """Smallest k with (impostors in bins >= k) <= target * total; ``above[k]`` is non-increasing and
+    ends with 0, so such a k exists. With integer counts this allows floor(target * total) false matches,
+    as :func:`lib.fairness.threshold_at_far`."""
+    allowed = target * total * (1 + 1e-12)
+    return int(np.searchsorted(-above, -allowed, side="left"))
+
+
+def _rows(target, threshold, names, n_genuine, false_non_matches, n_impostor, false_matches) -> list[dict]:
+    rows = []
+    for c, name in enumerate(names):
+        rows.append({
+            "target_fmr": target, "threshold": threshold, "group": name,
+            "n_genuine": n_genuine[c], "false_non_matches": false_non_matches[c],
+            "fnmr": false_non_matches[c] / n_genuine[c] if n_genuine[c] > 0 else np.nan,
+            "n_impostor": n_impostor[c], "false_matches": false_matches[c],
+            "fmr": false_matches[c] / n_impostor[c] if n_impostor[c] > 0 else np.nan,
+        })
+    return rows
+
+
+def _with_overall(names, n_genuine, fnm, n_impostor, fm):
+    """Append an ``overall`` entry (sums over every category) to the per-category arrays."""
+    return ((*names, "overall"), np.append(n_genuine, n_genuine.sum()), np.append(fnm, fnm.sum()),
+            np.append(n_impostor, n_impostor.sum()), np.append(fm, fm.sum()))
+
+
+def error_rates(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5)) -> pd.DataFrame:
+    """Per target overall FMR: the threshold (a bin edge) and FMR/FNMR of every pair category and overall.
+
+    Computed from the binned counts alone. Columns: ``target_fmr, threshold, group, n_genuine,
+    false_non_matches, fnmr, n_impostor, false_matches, fmr``; rows per target: the groups, ``cross-group``,
+    ``unknown`` and ``overall``.
+    """
+    edges = counts.bins.edges
+    impostor_above = np.cumsum(counts.impostor[:, ::-1], axis=1)[:, ::-1]  # (category, k): bins >= k
+    impostor_above = np.concatenate([impostor_above, np.zeros((len(impostor_above), 1), np.int64)], axis=1)
+    genuine_below = np.concatenate([np.zeros((len(counts.genuine), 1), np.int64),
+                                    np.cumsum(counts.genuine, axis=1)], axis=1)  # (category, k): bins < k
+    n_genuine, n_impostor = counts.genuine.sum(axis=1), counts.impostor.sum(axis=1)
+    rows = []
+    for target in _check_targets(target_fmrs):
+        k = _threshold_bin(impostor_above.sum(axis=0), n_impostor.sum(), target)
+        rows += _rows(target, edges[k], *_with_overall(counts.categories, n_genuine, genuine_below[:, k],
+                                                       n_impostor, impostor_above[:, k]))
+    return pd.DataFrame(rows, columns=RATE_COLUMNS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Bootstrap over identities
+# --------------------------------------------------------------------------------------------------
+class TailTooShort(ValueError):
+    """A replicate's threshold falls below the impostor pairs kept while counting."""
+
+
+def identity_weights(n_identities: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """(n_boot, n_identities) int32: how often each identity is drawn when n_identities are drawn with
+    replacement. Pass the same matrix to :func:`bootstrap` for several models on the same images to get
+    replicates that resample the same people (e.g. to average over training seeds)."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_identities, np.full(n_identities, 1 / n_identities), size=n_boot).astype(np.int32)
+
+
+class _Replicator:
+    """Error rates of one bootstrap replicate (identity weights ``w``) from the stored pairs of ``counts``."""
+
+    def __init__(self, counts: AllPairsCounts):
+        self.counts = counts
+        self.n_categories = len(counts.categories)
+        self.n_groups = len(counts.groups)
+        self.tail_complete = len(counts.tail_bin) == counts.n_impostor  # every impostor pair is kept
+        # Only the occupied bins of the kept impostors matter: index them 0..U-1 (ascending).
+        self.occupied = np.unique(counts.tail_bin)
+        local = np.searchsorted(self.occupied, counts.tail_bin)
+        self.tail_offset = counts.tail_category.astype(np.int64) * len(self.occupied) + local
+        # Genuine pairs per category, sorted by bin, so "bins < k" is a prefix.
+        self.genuine = []
+        for c in range(self.n_categories):
+            members = np.flatnonzero(counts.genuine_category == c)
+            members = members[np.argsort(counts.genuine_bin[members], kind="stable")]
+            self.genuine.append((counts.genuine_bin[members], counts.genuine_identity[members]))
+        n = counts.images_per_identity.astype(np.float64)
+        self.images = n
+        self.genuine_per_identity = self._genuine_per_identity(n)
+
+    def _genuine_per_identity(self, n: np.ndarray) -> np.ndarray:
+        """(identity, category) genuine pair counts from the image counts."""
+        g = self.n_groups
+        table = np.zeros((len(n), self.n_categories))
+        table[:, :g] = n[:, :g] * (n[:, :g] - 1) / 2
+        known = n[:, :g].sum(axis=1)
+        table[:, g] = (known**2 - (n[:, :g] ** 2).sum(axis=1)) / 2  # pairs across two known groups
+        total = n.sum(axis=1)
+        table[:, g + 1] = total * (total - 1) / 2 - table[:, : g + 1].sum(axis=1)
+        return table
+
+    def impostor_totals(self, w: np.ndarray) -> np.ndarray:
+        """Impostor pairs per category when identity a is drawn w[a] times (pairs of copies excluded)."""
+        g = self.n_groups
+        s = w @ self.images  # images per image-group
+        m = self.images.T @ (w[:, None] ** 2 * self.images)  # sum_a w_a^2 n_ag n_ah
+        between = np.outer(s, s) - m  # ordered pairs of images of different drawn people, by group pair
+        totals = np.zeros(self.n_categories)
+        totals[:g] = np.diag(between)[:g] / 2
+        totals[g] = (between[:g, :g].sum() - np.trace(between[:g, :g])) / 2
+        totals[g + 1] = between.sum() / 2 - totals[: g + 1].sum()
+        return totals
+
+    def rates(self, w: np.ndarray, targets) -> list[dict]:
+        counts = self.counts
+        w = np.asarray(w, dtype=np.float64)
+        n_impostor = self.impostor_totals(w)
+        n_genuine = w @ self.genuine_per_identity
+        pair_weight = w[counts.tail_identity_a] * w[counts.tail_identity_b]
+        occupied = len(self.occupied)
+        per_bin = np.bincount(self.tail_offset, weights=pair_weight,
+                              minlength=self.n_categories * occupied).reshape(self.n_categories, -1)
+        above = np.cumsum(per_bin[:, ::-1], axis=1)[:, ::-1]  # [:, j]: pairs in occupied bins >= the j-th
+        above = np.concatenate([above, np.zeros((self.n_categories, 1))], axis=1)
+        overall_above = above.sum(axis=0)
+        edges = counts.bins.edges
+        rows = []
+        for target in targets:
+            j = _threshold_bin(overall_above, n_impostor.sum(), target)
+            if j == 0 and not self.tail_complete:  # impostor pairs below the kept ones could pass
+                raise TailTooShort(
+                    f"target FMR {target:g} needs impostor pairs below the kept tail (the top "
+                    f"{counts.tail_fmr:.2g} of impostors): recount with a larger tail_fmr (about 4 x the target)"
+                )
+            # The lowest bin edge that lets exactly these pairs pass: just above the last occupied bin below.
+            k = int(self.occupied[j - 1]) + 1 if j > 0 else 0
+            false_non_matches = np.array([w[identity[: np.searchsorted(bin_, k, side="left")]].sum()
+                                          for bin_, identity in self.genuine])
+            rows += _rows(target, edges[k], *_with_overall(counts.categories, n_genuine, false_non_matches,
+                                                           n_impostor, above[:, j]))
+        return rows
+
+
+def bootstrap(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5), *, n_boot: int = 1000, seed: int = 0,
+              weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Error rates of ``n_boot`` replicates that resample identities with replacement.
+
+    Each replicate recomputes the threshold at each target overall FMR (the threshold is part of what
+    varies). ``weights`` (from :func:`identity_weights`, one column per identity of ``counts.identities``)
+    overrides ``n_boot``/``seed``. Returns the columns of :func:`error_rates` plus ``replicate``; counts are
+    floats (weighted).
+    """
+    targets = _check_targets(target_fmrs)
+    if weights is None:
+        weights = identity_weights(len(counts.identities), n_boot, seed)
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != len(counts.identities):
+        raise ValueError(f"weights must be (n_boot, {len(counts.identities)} identities), got {weights.shape}")
+    replicator = _Replicator(counts)
+    rows = [{"replicate": r, **row} for r, w in enumerate(weights) for row in replicator.rates(w, targets)]
+    return pd.DataFrame(rows, columns=["replicate", *RATE_COLUMNS])
+
+
+def rate_ratio(table: pd.DataFrame, numerator, denominator, rate: str = "fmr") -> pd.DataFrame:
+    """``rate`` of group ``numerator`` / that of ``denominator`` per target (and replicate, if present)."""
+    keys = ["replicate", "target_fmr"] if "replicate" in table.columns else ["target_fmr"]
+    for group in (numerator, denominator):
+        if group not in set(table["group"]):
+            raise ValueError(f"no group {group!r} in the table; groups are {list(table['group'].unique())}")
+    wide = table.set_index([*keys, "group"])[rate].unstack("group")  # NaN rates stay NaN
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = wide[numerator] / wide[denominator]
+    return ratio.rename(f"{rate} {numerator}/{denominator}").reset_index()
+
+
+def summarize(point: pd.DataFrame, replicates: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """The point estimates of :func:`error_rates` with percentile intervals from :func:`bootstrap`.
+
+    Adds ``fmr_lower, fmr_upper, fnmr_lower, fnmr_upper, threshold_lower, threshold_upper`` and the
+    number of replicates.
+    """
+    alpha = (1 - confidence) / 2
+    grouped = replicates.groupby(["target_fmr", "group"], sort=False)
+    bounds = {}
+    for column in ("fmr", "fnmr", "threshold"):
+        bounds[f"{column}_lower"] = grouped[column].quantile(alpha)
+        bounds[f"{column}_upper"] = grouped[column].quantile(1 - alpha)
+    bounds["replicates"] = grouped["replicate"].nunique()
+    table = point.merge(pd.DataFrame(bounds).reset_index(), on=["target_fmr", "group"], how="left")
+    return table[["target_fmr", "threshold", "threshold_lower", "threshold_upper", "group", "n_genuine",
+                  "false_non_matches", "fnmr", "fnmr_lower", "fnmr_upper", "n_impostor", "false_matches",
+                  "fmr", "fmr_lower", "fmr_upper", "replicates"]]
+
+
+def _ratio_summary(point, replicates, numerator, denominator, confidence) -> pd.DataFrame:
+    alpha = (1 - confidence) / 2
+    rows = []
+    for rate in ("fmr", "fnmr"):
+        estimate = rate_ratio(point, numerator, denominator, rate).set_index("target_fmr").iloc[:, 0]
+        boot = rate_ratio(replicates, numerator, denominator, rate)
+        for target, values in boot.groupby("target_fmr"):
+            values = values.iloc[:, -1].to_numpy()
+            finite = np.isfinite(values)
+            rows.append({
+                "target_fmr": target, "rate": rate, "ratio": f"{numerator}/{denominator}",
+                "estimate": float(estimate.loc[target]),
+                "lower": float(np.quantile(values[finite], alpha)) if finite.any() else np.nan,
+                "upper": float(np.quantile(values[finite], 1 - alpha)) if finite.any() else np.nan,
+                "replicates without a finite ratio": int((~finite).sum()),
+            })
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------------
+# DET curves
+# --------------------------------------------------------------------------------------------------
+def det_curves(counts: AllPairsCounts, groups=None, max_points: int = 400) -> pd.DataFrame:
+    """DET curve (FMR, FNMR at every bin edge) of each group's same-group pairs and of all pairs.
+
+    Long table ``group, threshold, fmr, fnmr``, thinned to about ``max_points`` points per curve spaced
+    evenly in log10 FMR (the DET's axis), keeping the end points.
+    """
+    groups = list(counts.groups if groups is None else groups)
+    edges = counts.bins.edges
+    curves = []
+    for name in [*groups, "overall"]:
+        if name == "overall":
+            genuine, impostor = counts.genuine.sum(axis=0), counts.impostor.sum(axis=0)
+        else:
+            c = counts.categories.index(name)
+            genuine, impostor = counts.genuine[c], counts.impostor[c]
+        if genuine.sum() == 0 or impostor.sum() == 0:
+            continue
+        fmr = np.append(np.cumsum(impostor[::-1])[::-1], 0) / impostor.sum()
+        fnmr = np.concatenate([[0], np.cumsum(genuine)]) / genuine.sum()
+        changes = np.flatnonzero((np.diff(fmr, prepend=np.nan) != 0) | (np.diff(fnmr, prepend=np.nan) != 0))
+        positive = changes[fmr[changes] > 0]
+        if len(positive) > max_points:
+            log_fmr = np.log10(fmr[positive])
+            grid = np.linspace(log_fmr.min(), log_fmr.max(), max_points)
+            # log_fmr is non-increasing along the edges: pick the edge nearest to each grid value
+            picks = np.searchsorted(-log_fmr, -grid, side="left").clip(0, len(positive) - 1)
+            positive = positive[np.unique(np.concatenate([[0], picks, [len(positive) - 1]]))]
+        keep = np.unique(np.concatenate([positive, changes[fmr[changes] == 0][:1]]))
+        curves.append(pd.DataFrame({"group": name, "threshold": edges[keep], "fmr": fmr[keep], "fnmr": fnmr[keep]}))
+    return pd.concat(curves, ignore_index=True)
+
+
+def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None, ax=None, title: str = "",
+             colors: dict | None = None, alpha: float = 1.0, legend: bool = True):
+    """DET curves (FNMR against FMR, both on log axes) with the operating points of each target FMR.
+
+    ``colors``: group → colour (the same across figures); ``overall`` is always a dashed black line.
+    Call it again on the same ``ax`` with ``legend=False`` to overlay another model (e.g. another seed).
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 5))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = dict(colors or {})
+    for name in curves["group"].unique():
+        if name != "overall":
+            colors.setdefault(name, palette[len([c for c in colors if c != "overall"]) % len(palette)])
+    colors["overall"] = "black"
+    for name, curve in curves.groupby("group", sort=False):
+        style = {"ls": "--", "lw": 1} if name == "overall" else {"lw": 1.6}
+        visible = (curve["fmr"] > 0) & (curve["fnmr"] > 0)
+        ax.plot(curve.loc[visible, "fmr"], curve.loc[visible, "fnmr"], label=name if legend else None,
+                color=colors[name], alpha=alpha, **style)
+    if operating_points is not None:
+        markers = dict(zip(sorted(operating_points["target_fmr"].unique(), reverse=True), "osD^v"))
+        for row in operating_points.itertuples():
+            if row.group in curves["group"].values and row.fmr > 0 and row.fnmr > 0:
+                ax.plot(row.fmr, row.fnmr, markers[row.target_fmr], color=colors[row.group], ms=6, mfc="none",
+                        alpha=alpha)
+        if legend:
+            for target, marker in markers.items():
+                ax.plot([], [], marker, color="grey", mfc="none", label=f"threshold at overall FMR {target:g}")
+    ax.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
+           title=title)
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8)
+    return ax
+
+
+def _rate_with_interval(row, rate: str) -> str:
+    value = row[rate]
+    if pd.isna(value):
+        return "n/a"
+    lower, upper = row.get(f"{rate}_lower", np.nan), row.get(f"{rate}_upper", np.nan)
+    interval = "" if pd.isna(lower) else f" [{lower:.2g}, {upper:.2g}]"
+    return f"{value:.2g}{interval}"
+
+
+def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=None) -> str:
+    """One Markdown sentence per target FMR (and head, when the table has a ``head`` column), every number
+    taken from :func:`summarize` / :class:`ModelAudits` tables: threshold, FMR and FNMR of each group with
+    its interval, and the ratios."""
+    groups = list(groups) if groups is not None else [g for g in rates["group"].unique()
+                                                      if g not in ("overall", CROSS_GROUP, UNKNOWN)]
+    keys = ["head", "target_fmr"] if "head" in rates.columns else ["target_fmr"]
+    sentences = []
+    for key, block in rates.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        block = block.set_index("group")
+        target = key[-1]
+        who = f"`{key[0]}` " if len(key) == 2 else ""
+        fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in groups if g in block.index)
+        fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in groups if g in block.index)
+        text = (f"{who}at overall FMR {target:g} (threshold {block['threshold'].iloc[0]:.3f}): "
+                f"FMR {fmr}; FNMR {fnmr}")
+        if ratios is not None and len(ratios):
+            chosen = ratios[ratios["target_fmr"] == target]
+            if len(key) == 2:
+                chosen = chosen[chosen["head"] == key[0]]
+            for row in chosen.to_dict("records"):
+                if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
+                    text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
+                             f"[{row['lower']:.2f}, {row['upper']:.2f}]")
+                else:
+                    text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+        sentences.append(text + ".")
+    return " ".join(sentences)
+
+
+# --------------------------------------------------------------------------------------------------
+# Everything at once
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class Audit:
+    """What :func:`audit` computed: counts, per-group rates with intervals, ratios and DET curves."""
+
+    counts: AllPairsCounts
+    rates: pd.DataFrame  # summarize(): point estimates with bootstrap intervals
+    ratios: pd.DataFrame  # FMR and FNMR ratio numerator/denominator with intervals
+    replicates: pd.DataFrame
+    det: pd.DataFrame
+    bootstrap_seconds: float
+
+
+def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio=None, order=None,
+          n_boot: int = 1000, seed: int = 0, weights=None, confidence: float = 0.95,
+          bins: ScoreBins = ScoreBins(), block_rows: int = 1024, min_tail_pairs: int = 200_000,
+          progress: bool = False) -> Audit:
+    """Count all pairs, then the error rates at each target FMR with identity-bootstrap intervals.
+
+    ``ratio``: ``(numerator, denominator)`` groups for the FMR and FNMR ratios (e.g. ``("Female",
+    "Male")``); default: the first two groups in ``order``. The impostor tail kept for the bootstrap is
+    4 x the largest target (at least ``min_tail_pairs`` pairs); if a replicate still needs more (a few
+    people with very many images can dominate a small set), the pairs are counted again with 4 x more.
+    """
+    targets = _check_targets(target_fmrs)
+    tail_fmr = min(1.0, 4 * max(targets))
+    while True:
+        counts = count_all_pairs(features, identities, groups, order=order, bins=bins, tail_fmr=tail_fmr,
+                                 min_tail_pairs=min_tail_pairs, block_rows=block_rows, progress=progress)
+        started = time.perf_counter()
+        try:
+            replicates = bootstrap(counts, targets, n_boot=n_boot, seed=seed, weights=weights)
+            break
+        except TailTooShort:
+            if tail_fmr >= 1.0:
+                raise
+            tail_fmr = min(1.0, 4 * tail_fmr)  # a replicate's threshold fell below the kept pairs: keep more
+    seconds = time.perf_counter() - started
+    point = error_rates(counts, targets)
+    if ratio is None:
+        ratio = counts.groups[:2]
+    ratios = _ratio_summary(point, replicates, *ratio, confidence) if len(ratio) == 2 else pd.DataFrame()
+    return Audit(counts, summarize(point, replicates, confidence), ratios, replicates, det_curves(counts), seconds)
+
+
+# --------------------------------------------------------------------------------------------------
+# Several models on the same images (notebook 02's trained heads, several seeds each)
+# --------------------------------------------------------------------------------------------------
+DEVTEST_EMBEDDINGS_FILE = "02_devtest_embeddings.npz"
+MODEL_PREFIX = "model:"
+
+
+def read_model_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(files, identities, {(head, seed): features})`` from an ``.npz`` of notebook 02's layout.
+
+    The file holds ``files`` (image file names, e.g. ``Aaron_Peirsol_0001.jpg``), ``identity`` (person of
+    each image) and one float32 (N, D) array per model under ``model:<head>-seed<seed>``, rows aligned
+    with ``files`` and L2-normalized.
+    """
+    from lib.errors import DataError
+
+    with np.load(path, allow_pickle=False) as data:
+        keys = list(data.keys())
+        missing = [key for key in ("files", "identity") if key not in keys]
+        if missing:
+            raise DataError(f"{path} lacks array(s) {missing}; re-run notebook 02 to rewrite it")
+        files, identities = data["files"].astype(str), data["identity"].astype(str)
+        models = {}
+        for key in keys:
+            if not key.startswith(MODEL_PREFIX):
+                continue
+            head, separator, seed = key[len(MODEL_PREFIX):].rpartition("-seed")
+            if not separator or not seed.isdigit():
+                raise DataError(f"{path}: array {key!r} is not named model:<head>-seed<seed>")
+            features = data[key]
+            if features.shape[0] != len(files):
+                raise DataError(f"{path}: {key} has {features.shape[0]} rows for {len(files)} files")
+            models[(head, int(seed))] = features
+    if not models:
+        raise DataError(f"{path} holds no model:<head>-seed<seed> arrays")
+    return files, identities, models
+
+
+@dataclass
+class ModelAudits:
+    """:func:`audit` of each model, and their summary per head over seeds.
+
+    ``per_model``: the rates of every (head, seed) with identity-bootstrap intervals. ``per_head``: per
+    head, target and group the mean over seeds, its interval (percentiles over replicates of the seed
+    mean; the same resampled people for every seed, so it covers the identity sampling of that mean) and
+    the lowest and highest seed. ``ratios``: per head and target, the ratio of the seed-mean FMRs (and
+    FNMRs) of the two ``ratio`` groups, with the same kind of interval.
+    """
+
+    audits: dict
+    per_model: pd.DataFrame
+    per_head: pd.DataFrame
+    ratios: pd.DataFrame
+    det: pd.DataFrame
+
+
+def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), ratio=None, order=None,
+                 n_boot: int = 1000, seed: int = 0, confidence: float = 0.95, bins: ScoreBins = ScoreBins()) -> ModelAudits:
+    """:func:`audit` of every ``{(head, seed): features}`` on the same images, with one identity bootstrap
+    shared by all models, then summaries per head over seeds."""
+    identity_count = len(np.unique(np.asarray(identities)))
+    weights = identity_weights(identity_count, n_boot, seed)
+    alpha = (1 - confidence) / 2
+    audits, rows, det, replicate_frames = {}, [], [], []
+    for (head, model_seed), features in models.items():
+        result = audit(features, identities, groups, target_fmrs=target_fmrs, ratio=ratio, order=order,
+                       weights=weights, confidence=confidence, bins=bins)
+        audits[(head, model_seed)] = result
+        rows.append(result.rates.assign(head=head, seed=model_seed))
+        det.append(result.det.assign(head=head, seed=model_seed))
+        replicate_frames.append(result.replicates.assign(head=head, seed=model_seed))
+    per_model = pd.concat(rows, ignore_index=True)
+    replicates = pd.concat(replicate_frames, ignore_index=True)
+
+    keys = ["head", "target_fmr", "group"]
+    mean_of_seeds = replicates.groupby(["replicate", *keys], sort=False)[["fmr", "fnmr"]].mean()
+    bounds = mean_of_seeds.groupby(keys, sort=False).quantile([alpha, 1 - alpha]).unstack()
+    bounds.columns = [f"{rate}_{'lower' if q == alpha else 'upper'}" for rate, q in bounds.columns]
+    summary = per_model.groupby(keys, sort=False).agg(
+        seeds=("seed", "nunique"), threshold=("threshold", "mean"),
+        fmr=("fmr", "mean"), fmr_seed_min=("fmr", "min"), fmr_seed_max=("fmr", "max"),
+        fnmr=("fnmr", "mean"), fnmr_seed_min=("fnmr", "min"), fnmr_seed_max=("fnmr", "max"),
+    ).join(bounds).reset_index()
+    summary = summary[["head", "target_fmr", "group", "seeds", "threshold", "fmr", "fmr_lower", "fmr_upper",
+                       "fmr_seed_min", "fmr_seed_max", "fnmr", "fnmr_lower", "fnmr_upper", "fnmr_seed_min",
+                       "fnmr_seed_max"]]
+
+    ratio_table = pd.DataFrame()
+    if ratio is None:
+        ratio = next(iter(audits.values())).counts.groups[:2]
+    if len(ratio) == 2:
+        numerator, denominator = ratio
+        rows = []
+        for rate in ("fmr", "fnmr"):
+            # the ratio of the seed-mean rates, per replicate and for the point estimate
+            boot = mean_of_seeds[rate].unstack("group")
+            point = summary.set_index(keys)[rate].unstack("group")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                boot_ratio = (boot[numerator] / boot[denominator]).replace([np.inf, -np.inf], np.nan)
+                point_ratio = point[numerator] / point[denominator]
+            for (head, target), value in point_ratio.items():
+                values = boot_ratio.xs((head, target), level=("head", "target_fmr")).dropna().to_numpy()
+                rows.append({"head": head, "target_fmr": target, "rate": rate, "ratio": f"{numerator}/{denominator}",
+                             "estimate": value,
+                             "lower": np.quantile(values, alpha) if len(values) else np.nan,
+                             "upper": np.quantile(values, 1 - alpha) if len(values) else np.nan,
+                             "replicates without a finite ratio": n_boot - len(values)})
+        ratio_table = pd.DataFrame(rows)
+    return ModelAudits(audits, per_model, summary, ratio_table, pd.concat(det, ignore_index=True))

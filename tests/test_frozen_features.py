@@ -1,0 +1,72 @@
+"""Tests of lib.frozen_features: heads trained on fixed feature vectors with the project's engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from lib import frozen_features
+
+
+def blob_data(seed=0, n_train=600, n_val=300, dim=16, classes=("a", "b", "c")):
+    """Unit vectors around three class centres; race groups independent of the class."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((len(classes), dim)) * 2
+
+    def split(n, prefix):
+        labels = rng.integers(0, len(classes), n)
+        x = centres[labels] + rng.standard_normal((n, dim))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        meta = pd.DataFrame({"id": [f"{prefix}/{i}.jpg" for i in range(n)],
+                             "race": pd.Categorical(rng.choice(["G1", "G2"], n), categories=["G1", "G2"]),
+                             "gender": pd.Categorical(np.array(classes)[labels], categories=list(classes)),
+                             "age": pd.Categorical(["20-29"] * n), "service_test": False})
+        return torch.tensor(x, dtype=torch.float32), torch.tensor(labels), meta
+
+    train_x, train_y, train = split(n_train, "train")
+    val_x, val_y, val = split(n_val, "val")
+    return frozen_features.FrozenData("gender", tuple(classes), ("G1", "G2"), train_x, train_y, val_x, val_y, train,
+                                      val, "blobs", {})
+
+
+def test_linear_probe_reaches_logistic_regression():
+    data = blob_data()
+    run = frozen_features.train_head_on_features(frozen_features.LINEAR_PROBE, data, seed=0, epochs=20, lr=1e-2)
+    reference = LogisticRegression(max_iter=2000).fit(data.train_features.numpy(), data.train_labels.numpy())
+    expected = reference.score(data.val_features.numpy(), data.val_labels.numpy())
+    assert run.accuracy == pytest.approx(expected, abs=0.03)
+    assert frozen_features.logistic_regression_accuracy(data) == pytest.approx(expected)
+    assert list(run.history["epoch"]) == list(range(1, 21)) and "overall" in run.history.columns
+    assert set(run.predictions.columns) >= {"id", "y_true", "y_pred", "correct", "race", "head", "seed"}
+    assert run.predictions["correct"].mean() == pytest.approx(run.accuracy)
+
+
+def test_same_seed_same_run_and_other_seed_other_run():
+    data = blob_data(seed=1)
+    first = frozen_features.train_head_on_features("cosface", data, seed=3, epochs=3)
+    again = frozen_features.train_head_on_features("cosface", data, seed=3, epochs=3)
+    other = frozen_features.train_head_on_features("cosface", data, seed=4, epochs=3)
+    pd.testing.assert_series_equal(first.history["loss"], again.history["loss"])
+    assert not np.allclose(first.history["loss"], other.history["loss"])
+
+
+def test_with_target_relabels_the_same_features():
+    data = blob_data()
+    race = data.with_target("race")
+    assert race.classes == ("G1", "G2") and race.train_features is data.train_features
+    np.testing.assert_array_equal(race.val_labels.numpy(), data.val["race"].cat.codes.to_numpy())
+    with pytest.raises(ValueError, match="target must be"):
+        data.with_target("height")
+
+
+def test_regime_table_cells():
+    frame = pd.DataFrame({"head": "h", "seed": np.repeat([0, 1, 2], 4), "race": ["G1", "G1", "G2", "G2"] * 3,
+                          "correct": [1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 1, 0]})
+    table = frozen_features.regime_table({"frozen": frame}, ("G1", "G2"))
+    row = table.loc[("frozen", "h")]
+    # per seed overall 0.75, 0.75, 0.75 (zero spread); G1: 1.0, 0.5, 1.0
+    assert row["overall"] == "0.750 [0.750, 0.750]" and row["seeds"] == 3
+    assert row["G1"].startswith("0.833 [")

@@ -1,0 +1,302 @@
+"""Tests of lib.frvt against brute force: every pair scored in float64 and sorted, and bootstrap replicates
+built by really copying the resampled people's images and re-scoring them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import frvt
+from lib.fairness import threshold_at_far
+
+GROUP_NAMES = ("A", "B")
+
+
+# ------------------------------------------------------------------------------------ reference
+def pair_table(features, identities, groups) -> pd.DataFrame:
+    """Every unordered pair (i < j) with its float64 cosine, genuine flag and category, by brute force."""
+    features = np.asarray(features, dtype=np.float64)
+    i, j = np.triu_indices(len(features), k=1)
+    scores = np.einsum("pd,pd->p", features[i], features[j])
+    groups = np.asarray(groups, dtype=object)
+    unknown = pd.isna(groups[i]) | pd.isna(groups[j])
+    category = np.where(unknown, "unknown", np.where(groups[i] == groups[j], groups[i], "cross-group"))
+    return pd.DataFrame({"i": i, "j": j, "score": scores, "genuine": identities[i] == identities[j],
+                         "category": category})
+
+
+def reference_bins(scores, edges) -> np.ndarray:
+    """Bin k holds (edges[k], edges[k+1]]."""
+    return np.clip(np.searchsorted(edges, scores, side="left") - 1, 0, len(edges) - 2)
+
+
+def clustered_faces(seed, n_identities=25, dim=16, spread=0.8):
+    """Unit features around per-identity centres; identity sizes 1-7; groups per identity, some images
+    unlabelled and one identity split across both groups (a cross-group genuine pair)."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 8, n_identities)
+    identities = np.repeat(np.arange(n_identities), sizes)
+    centres = rng.standard_normal((n_identities, dim))
+    features = centres[identities] + spread * rng.standard_normal((len(identities), dim))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    groups = np.array(GROUP_NAMES, dtype=object)[rng.integers(0, 2, n_identities)][identities]
+    groups[rng.choice(len(groups), 4, replace=False)] = None
+    split = np.flatnonzero(sizes >= 3)[0]
+    first = np.flatnonzero(identities == split)[:2]
+    groups[first] = ["A", "B"]
+    return features.astype(np.float32), np.array([f"person{k:02d}" for k in identities]), groups
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """The first seed whose pair scores all lie 1e-6 away from every bin edge of ScoreBins(64), so the
+    float32 scoring cannot move a pair into another bin than the float64 reference."""
+    edges = frvt.ScoreBins(64).edges
+    for seed in range(50):
+        features, identities, groups = clustered_faces(seed)
+        pairs = pair_table(features, identities, groups)
+        gaps = np.abs(pairs["score"].to_numpy()[:, None] - edges[None, :]).min()
+        if gaps > 1e-6:
+            return features, identities, groups, pairs
+    raise AssertionError("no seed keeps every score away from the bin edges")
+
+
+BINS = frvt.ScoreBins(64)
+
+
+# ------------------------------------------------------------------------------------ counting
+def test_counts_equal_brute_force_histograms(faces):
+    features, identities, groups, pairs = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS, block_rows=7)
+    assert counts.categories == ("A", "B", "cross-group", "unknown")
+    pairs = pairs.assign(bin=reference_bins(pairs["score"], BINS.edges))
+    for c, name in enumerate(counts.categories):
+        for genuine, table in ((True, counts.genuine), (False, counts.impostor)):
+            rows = pairs[(pairs["category"] == name) & (pairs["genuine"] == genuine)]
+            np.testing.assert_array_equal(table[c], np.bincount(rows["bin"], minlength=BINS.count))
+    assert counts.n_genuine + counts.n_impostor == len(features) * (len(features) - 1) // 2
+    assert counts.genuine[2].sum() >= 1  # the split identity's cross-group genuine pair
+
+
+def test_kept_impostor_tail_is_exactly_the_top_bins(faces):
+    features, identities, groups, pairs = faces
+    counts = frvt.count_all_pairs(features, identities, groups, bins=BINS, tail_fmr=0.1, block_rows=5)
+    impostors = pairs[~pairs["genuine"]].assign(bin=lambda t: reference_bins(t["score"], BINS.edges))
+    keep = math.ceil(0.1 * len(impostors))
+    # the highest start bin with at least `keep` impostors at or above it
+    assert (impostors["bin"] >= counts.tail_start).sum() >= keep > (impostors["bin"] >= counts.tail_start + 1).sum()
+    expected = impostors[impostors["bin"] >= counts.tail_start]
+    assert sorted(counts.tail_bin.tolist(), reverse=True) == counts.tail_bin.tolist()
+    assert sorted(zip(counts.tail_bin.tolist(), counts.identities[counts.tail_identity_a],
+                      counts.identities[counts.tail_identity_b])) == sorted(
+        zip(expected["bin"].tolist(), identities[expected["i"]], identities[expected["j"]]))
+
+
+def test_thresholds_and_rates_against_a_sort_of_all_scores(faces):
+    features, identities, groups, pairs = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS, block_rows=11)
+    targets = (0.2, 0.05, 0.01, 0.0)
+    table = frvt.error_rates(counts, targets)
+    scores, genuine = pairs["score"].to_numpy(), pairs["genuine"].to_numpy()
+    for target in targets:
+        rows = table[table["target_fmr"] == target].set_index("group")
+        threshold = rows["threshold"].iloc[0]
+        exact = threshold_at_far(scores, genuine, target)  # the (floor(target N) + 1)-th largest impostor score
+        k = int(np.flatnonzero(np.isclose(BINS.edges, threshold))[0])
+        assert BINS.edges[k - 1] < exact <= BINS.edges[k]  # the smallest bin edge at or above it
+        assert np.mean(scores[~genuine] > threshold) <= target
+        for name in (*counts.categories, "overall"):
+            chosen = pairs if name == "overall" else pairs[pairs["category"] == name]
+            imp, gen = chosen[~chosen["genuine"]], chosen[chosen["genuine"]]
+            assert rows.loc[name, "n_impostor"] == len(imp) and rows.loc[name, "n_genuine"] == len(gen)
+            assert rows.loc[name, "false_matches"] == (imp["score"] > threshold).sum()
+            assert rows.loc[name, "false_non_matches"] == (gen["score"] <= threshold).sum()
+
+
+def test_det_points_match_brute_force_rates(faces):
+    features, identities, groups, pairs = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS)
+    curves = frvt.det_curves(counts)
+    assert set(curves["group"]) == {"A", "B", "overall"}
+    for row in curves.sample(40, random_state=0).itertuples():
+        chosen = pairs if row.group == "overall" else pairs[pairs["category"] == row.group]
+        imp, gen = chosen.loc[~chosen["genuine"], "score"], chosen.loc[chosen["genuine"], "score"]
+        assert row.fmr == pytest.approx(np.mean(imp > row.threshold))
+        assert row.fnmr == pytest.approx(np.mean(gen <= row.threshold))
+
+
+# ------------------------------------------------------------------------------------ bootstrap
+def materialized_replicate(features, identities, groups, weights, identity_names, targets, edges):
+    """A replicate built for real: person a's images copied weights[a] times as distinct people, all pairs
+    re-scored, pairs between two copies of one person dropped; then thresholds and rates by counting."""
+    rows, copy_of = [], []
+    for a, name in enumerate(identity_names):
+        for copy in range(weights[a]):
+            members = np.flatnonzero(identities == name)
+            rows.extend(members)
+            copy_of.extend([(name, copy)] * len(members))
+    rows = np.array(rows)
+    person = np.array([f"{name}#{copy}" for name, copy in copy_of])
+    original = identities[rows]
+    pairs = pair_table(features[rows], person, groups[rows])
+    same_person_other_copy = (original[pairs["i"]] == original[pairs["j"]]) & ~pairs["genuine"].to_numpy()
+    pairs = pairs[~same_person_other_copy].assign(bin=lambda t: reference_bins(t["score"], edges))
+    results = {}
+    impostor_bins = np.sort(pairs.loc[~pairs["genuine"], "bin"].to_numpy())
+    for target in targets:
+        allowed = math.floor(target * len(impostor_bins) + 1e-9)
+        k = next(k for k in range(len(edges)) if (impostor_bins >= k).sum() <= allowed)
+        for name, chosen in [*pairs.groupby("category"), ("overall", pairs)]:
+            imp, gen = chosen[~chosen["genuine"]], chosen[chosen["genuine"]]
+            results[(target, name)] = (edges[k], len(gen), int((gen["bin"] < k).sum()), len(imp),
+                                       int((imp["bin"] >= k).sum()))
+    return results
+
+
+def test_bootstrap_replicates_equal_materialized_resamples(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS, tail_fmr=0.4,
+                                  block_rows=9)
+    targets = (0.1, 0.02)
+    weights = frvt.identity_weights(len(counts.identities), n_boot=4, seed=3)
+    replicates = frvt.bootstrap(counts, targets, weights=weights)
+    for r, w in enumerate(weights):
+        expected = materialized_replicate(features, identities, groups, w, counts.identities, targets, BINS.edges)
+        got = replicates[replicates["replicate"] == r].set_index(["target_fmr", "group"])
+        for (target, name), (threshold, n_gen, fnm, n_imp, fm) in expected.items():
+            row = got.loc[(target, name)]
+            assert (row["threshold"], row["n_genuine"], row["false_non_matches"], row["n_impostor"],
+                    row["false_matches"]) == pytest.approx((threshold, n_gen, fnm, n_imp, fm)), (r, target, name)
+        missing = got.reset_index()
+        missing = missing[~missing.set_index(["target_fmr", "group"]).index.isin(expected.keys())]
+        assert (missing["n_genuine"] == 0).all() and (missing["n_impostor"] == 0).all()
+
+
+def test_bootstrap_with_unit_weights_is_the_point_estimate(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS, tail_fmr=0.2)
+    targets = (0.05, 0.01)
+    point = frvt.error_rates(counts, targets)
+    replicate = frvt.bootstrap(counts, targets, weights=np.ones((1, len(counts.identities)), dtype=int))
+    pd.testing.assert_frame_equal(replicate.drop(columns="replicate"), point, check_dtype=False)
+
+
+def test_bootstrap_fnmr_of_a_known_case():
+    """300 people with two images each; the genuine pair of a known 30 % of them scores -1 (rejected at any
+    threshold), the others +1, impostors near 0. A replicate's FNMR is then exactly the weighted share of
+    those people, whose bootstrap distribution has standard deviation sqrt(p (1 - p) / n)."""
+    rng = np.random.default_rng(0)
+    n, dim, p = 300, 256, 0.3
+    first = rng.standard_normal((n, dim))
+    first /= np.linalg.norm(first, axis=1, keepdims=True)
+    rejected = np.zeros(n, dtype=bool)
+    rejected[rng.choice(n, int(p * n), replace=False)] = True
+    second = np.where(rejected[:, None], -first, first)
+    features = np.stack([first, second], axis=1).reshape(2 * n, dim)
+    identities = np.repeat([f"p{a:03d}" for a in range(n)], 2)
+    counts = frvt.count_all_pairs(features, identities, np.full(2 * n, "all"), tail_fmr=0.05)
+    weights = frvt.identity_weights(n, n_boot=2000, seed=1)
+    replicates = frvt.bootstrap(counts, [0.01], weights=weights)
+    fnmr = replicates.loc[replicates["group"] == "all", "fnmr"].to_numpy()
+    np.testing.assert_allclose(fnmr, weights @ rejected / n)  # rows of `weights` follow counts.identities (sorted)
+    assert fnmr.mean() == pytest.approx(p, abs=3 * math.sqrt(p * (1 - p) / n / 2000))
+    assert fnmr.std() == pytest.approx(math.sqrt(p * (1 - p) / n), rel=0.1)
+
+
+def test_bootstrap_refuses_targets_beyond_the_kept_tail(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, bins=BINS, tail_fmr=0.01)
+    with pytest.raises(ValueError, match="larger tail_fmr"):
+        frvt.bootstrap(counts, [0.3], n_boot=2)
+
+
+def test_audit_keeps_more_impostor_pairs_when_a_replicate_needs_them(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, bins=BINS, tail_fmr=0.04)
+    in_tail = set(counts.tail_identity_a) | set(counts.tail_identity_b)
+    weights = np.zeros((1, len(counts.identities)), dtype=int)
+    outside = [a for a in range(len(counts.identities)) if a not in in_tail][:2]
+    weights[0, outside] = len(counts.identities) // 2  # a replicate made only of people absent from the tail
+    with pytest.raises(ValueError, match="larger tail_fmr"):
+        frvt.bootstrap(counts, [0.01], weights=weights)
+    result = frvt.audit(features, identities, groups, target_fmrs=[0.01], weights=weights, bins=BINS, min_tail_pairs=0)
+    assert result.counts.tail_fmr > 0.04 and len(result.replicates["replicate"].unique()) == 1
+
+
+def test_audit_summarizes_with_intervals_and_ratios(faces):
+    features, identities, groups, _ = faces
+    result = frvt.audit(features, identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
+                        ratio=("B", "A"), n_boot=50, bins=BINS)
+    rates = result.rates.set_index(["target_fmr", "group"])
+    for column in ("fmr", "fnmr"):
+        inside = rates[column].between(rates[f"{column}_lower"] - 1e-12, rates[f"{column}_upper"] + 1e-12)
+        assert inside[rates[column].notna()].all()
+    assert set(result.ratios["rate"]) == {"fmr", "fnmr"} and set(result.ratios["ratio"]) == {"B/A"}
+    fmr_ratio = result.ratios.query("rate == 'fmr'").set_index("target_fmr")["estimate"]
+    assert fmr_ratio.loc[0.05] == pytest.approx(rates.loc[(0.05, "B"), "fmr"] / rates.loc[(0.05, "A"), "fmr"])
+
+
+# ------------------------------------------------------------------------------------ inputs
+def test_inputs_are_checked():
+    features = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="L2-normalized"):
+        frvt.count_all_pairs(2 * features, ["a", "b", "c"], ["X", "X", "Y"])
+    with pytest.raises(ValueError, match="not in `order`"):
+        frvt.count_all_pairs(features, ["a", "b", "c"], ["X", "X", "Y"], order=["X"])
+    with pytest.raises(ValueError, match="one entry per feature row"):
+        frvt.count_all_pairs(features, ["a", "b"], ["X", "X", "Y"])
+    with pytest.raises(ValueError, match="no image has a known group"):
+        frvt.count_all_pairs(features, ["a", "b", "c"], [None, "unknown", np.nan])
+
+
+# ------------------------------------------------------------------------------------ saved models
+def write_devtest_npz(path, faces, seeds=(0, 1), heads=("softmax", "cosface")):
+    """A tiny file in notebook 02's layout: files, identity and model:<head>-seed<seed> arrays."""
+    features, identities, _, _ = faces
+    rng = np.random.default_rng(7)
+    arrays = {"files": np.array([f"{name}_{i:04d}.jpg" for i, name in enumerate(identities)]),
+              "identity": identities.astype(str)}
+    for head in heads:
+        for seed in seeds:
+            noisy = features + 0.3 * rng.standard_normal(features.shape).astype(np.float32)
+            arrays[f"model:{head}-seed{seed}"] = noisy / np.linalg.norm(noisy, axis=1, keepdims=True)
+    np.savez(path, **arrays)
+    return arrays
+
+
+def test_saved_model_embeddings_are_audited_per_model_and_summarized_over_seeds(faces, tmp_path):
+    features, identities, groups, _ = faces
+    arrays = write_devtest_npz(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE, faces)
+    files, read_identities, models = frvt.read_model_embeddings(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE)
+    assert sorted(models) == [("cosface", 0), ("cosface", 1), ("softmax", 0), ("softmax", 1)]
+    np.testing.assert_array_equal(files, arrays["files"])
+    np.testing.assert_array_equal(models[("cosface", 1)], arrays["model:cosface-seed1"])
+
+    result = frvt.audit_models(models, read_identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
+                               ratio=("B", "A"), n_boot=40, bins=BINS)
+    single = frvt.error_rates(frvt.count_all_pairs(models[("softmax", 1)], read_identities, groups,
+                                                   order=GROUP_NAMES, bins=BINS), (0.05, 0.01))
+    got = result.per_model.query("head == 'softmax' and seed == 1").reset_index(drop=True)
+    np.testing.assert_allclose(got["fmr"], single["fmr"])
+    np.testing.assert_allclose(got["fnmr"], single["fnmr"])
+    means = result.per_model.groupby(["head", "target_fmr", "group"])[["fmr", "fnmr"]].mean()
+    summary = result.per_head.set_index(["head", "target_fmr", "group"])
+    np.testing.assert_allclose(summary.loc[means.index, "fmr"], means["fmr"])
+    assert (summary["seeds"] == 2).all()
+    ratios = result.ratios.query("rate == 'fmr'").set_index(["head", "target_fmr"])["estimate"]
+    assert ratios.loc[("cosface", 0.05)] == pytest.approx(summary.loc[("cosface", 0.05, "B"), "fmr"]
+                                                          / summary.loc[("cosface", 0.05, "A"), "fmr"])
+
+
+def test_saved_model_file_errors(tmp_path):
+    from lib.errors import DataError
+
+    np.savez(tmp_path / "bad.npz", files=np.array(["a.jpg"]), identity=np.array(["a"]), **{"model:cosface": np.ones((1, 2))})
+    with pytest.raises(DataError, match="model:<head>-seed<seed>"):
+        frvt.read_model_embeddings(tmp_path / "bad.npz")
+    np.savez(tmp_path / "short.npz", files=np.array(["a.jpg"]), **{"model:a-seed0": np.ones((1, 2))})
+    with pytest.raises(DataError, match="lacks array"):
+        frvt.read_model_embeddings(tmp_path / "short.npz")
