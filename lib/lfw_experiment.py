@@ -390,6 +390,17 @@ def seed_summary(runs: list[HeadRun], *, n_boot: int = 2000, confidence: float =
     return pd.DataFrame(rows).set_index("head")
 
 
+def reference_summary(name: str, result: VerificationResult, *, n_boot: int = 2000,
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """One row in :func:`seed_summary`'s format for a single fixed model (e.g. a pretrained encoder scored
+    on the same pairs): ``seeds`` = 1, the interval from the same bootstrap with one seed, i.e. over the
+    pairs only, and the per-seed range collapsed to its one value."""
+    interval = bootstrap_over_seeds_and_pairs(result.cv.correct[None, :], n_boot=n_boot, confidence=confidence)
+    return pd.DataFrame([{"head": name, "seeds": 1, "acc_10fold": interval.mean, "std over seeds": np.nan,
+                          "ci_low": interval.lower, "ci_high": interval.upper,
+                          "min over seeds": result.cv.mean, "max over seeds": result.cv.mean}]).set_index("head")
+
+
 def paired_difference(runs: list[HeadRun], head_a: str, head_b: str, *, n_boot: int = 2000,
                       confidence: float = 0.95):
     """Mean DevTest accuracy difference ``a − b`` over the seeds both heads were trained with (paired by

@@ -404,6 +404,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "fuse_flip": flag(),
         "toy_identities": whole(2),
         "toy_steps": whole(1),
+        "pretrained_encoder": encoder_name(),
     },
     "03_cosrelu_vs_softmax": {
         **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import types
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -182,6 +183,10 @@ class RunSettings:
         names = {f.name for f in fields(cls)} - {"data"}
         values = {name: parameters[name] for name in names if name in parameters}
         values.update(overrides)
+        for name, value in values.items():  # e.g. `from lib import pretrained` in a notebook shadows a field
+            if isinstance(value, types.ModuleType) or callable(value):
+                raise TypeError(f"parameter {name!r} is {value!r}, not a setting: a module or function of that "
+                                f"name shadows the notebook parameter; import it under another name")
         return cls(**values)
 
     def replace(self, **changes) -> "RunSettings":

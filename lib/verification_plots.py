@@ -177,27 +177,30 @@ def _require(history: pd.DataFrame, columns) -> None:
 
 
 def train_vs_heldout(history: pd.DataFrame, ax: plt.Axes | None = None,
-                     title: str = "Over-fitting: training accuracy vs held-out pair accuracy") -> plt.Axes:
-    """Per head, by epoch: accuracy on the training images (solid; classification of the training
-    identities) and 10-fold verification accuracy on the held-out DevTest pairs (dashed, markers).
+                     title: str = "Over-fitting: training accuracy vs held-out pair accuracy", *,
+                     train_column: str = "train_accuracy", heldout_column: str = "acc_10fold",
+                     train_label: str = "training images (classification)",
+                     heldout_label: str = "DevTest pairs (10-fold verification)") -> plt.Axes:
+    """Per head, by epoch: ``train_column`` (solid; by default accuracy on the training images) and
+    ``heldout_column`` (dashed, markers; by default 10-fold verification accuracy on held-out pairs).
     A widening gap between the two is over-fitting. With several seeds: lines are means, bands 95 %
     Student-t intervals over seeds (said in the legend); with one seed there is no band."""
-    _require(history, ["head", "seed", "epoch", "train_accuracy", "acc_10fold"])
+    _require(history, ["head", "seed", "epoch", train_column, heldout_column])
     ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
     heads = list(dict.fromkeys(history["head"]))
     colors = _colors(heads)
     n_seeds = history["seed"].nunique()
     for head in heads:
         rows = history[history["head"] == head]
-        for column, style, marker in (("train_accuracy", "-", None), ("acc_10fold", "--", "o")):
-            curve = _band_over_seeds(rows, column)
+        for column, style, marker in ((train_column, "-", None), (heldout_column, "--", "o")):
+            curve = _band_over_seeds(rows.dropna(subset=[column]), column)
             ax.plot(curve["epoch"], curve["mean"], color=colors[head], ls=style, marker=marker, ms=3)
             if n_seeds > 1:
                 ax.fill_between(curve["epoch"], curve["low"], curve["high"], color=colors[head], alpha=BAND_ALPHA, lw=0)
     handles = [Line2D([], [], color=colors[h], lw=2) for h in heads]
     labels = list(heads)
     handles += [Line2D([], [], color="grey", ls="-"), Line2D([], [], color="grey", ls="--", marker="o", ms=3)]
-    labels += ["training images (classification)", "DevTest pairs (10-fold verification)"]
+    labels += [train_label, heldout_label]
     if n_seeds > 1:
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=BAND_ALPHA))
         labels.append(f"band: 95% t-interval over {n_seeds} seeds")
@@ -209,34 +212,38 @@ def train_vs_heldout(history: pd.DataFrame, ax: plt.Axes | None = None,
 
 def accuracy_by_epoch(history: pd.DataFrame, *, course_points: pd.Series | None = None, show_fixed: bool = True,
                       n_folds: int = 10, ax: plt.Axes | None = None,
-                      title: str = "DevTest verification accuracy by epoch") -> plt.Axes:
+                      title: str = "DevTest verification accuracy by epoch", column: str = "acc_10fold",
+                      fixed_column: str = "acc_fixed_0.5",
+                      course_label: str = "course report, fixed 0.5") -> plt.Axes:
     """Per head, by epoch: the 10-fold accuracy (solid) and, with ``show_fixed``, the accuracy at the
     fixed cosine 0.5 (dotted); ``course_points`` (epochs trained -> accuracy, e.g.
     ``lib.course_reports.SPHEREFACE_FIXED_THRESHOLD_ACCURACY``) as black crosses.
 
     The band around each 10-fold line: with several seeds a 95 % Student-t interval over the seeds;
-    with one seed and a history column ``acc_10fold_std`` (the standard deviation over the ``n_folds``
-    folds) a 95 % t-interval over the folds; otherwise none. The legend says which.
+    with one seed and a history column ``<column>_std`` (the standard deviation over the ``n_folds``
+    folds) a 95 % t-interval over the folds; otherwise none. The legend says which. ``column`` and
+    ``fixed_column`` name the history's accuracy columns (e.g. ``val_acc_10fold`` for validation pairs).
     """
-    _require(history, ["head", "seed", "epoch", "acc_10fold"] + (["acc_fixed_0.5"] if show_fixed else []))
+    _require(history, ["head", "seed", "epoch", column] + ([fixed_column] if show_fixed else []))
+    std_column = f"{column}_std"
     ax = ax or plt.subplots(figsize=(7.5, 4.5))[1]
     heads = list(dict.fromkeys(history["head"]))
     colors = _colors(heads)
     n_seeds = history["seed"].nunique()
-    band = "seeds" if n_seeds > 1 else "folds" if "acc_10fold_std" in history.columns else None
+    band = "seeds" if n_seeds > 1 else "folds" if std_column in history.columns else None
     for head in heads:
-        rows = history[history["head"] == head].dropna(subset=["acc_10fold"])
-        curve = _band_over_seeds(rows, "acc_10fold")
+        rows = history[history["head"] == head].dropna(subset=[column])
+        curve = _band_over_seeds(rows, column)
         ax.plot(curve["epoch"], curve["mean"], color=colors[head], marker="o", ms=3, label=head)
         if band == "seeds":
             ax.fill_between(curve["epoch"], curve["low"], curve["high"], color=colors[head], alpha=BAND_ALPHA, lw=0)
         elif band == "folds":
             rows = rows.sort_values("epoch")
-            half = stats.t.ppf(0.975, n_folds - 1) * rows["acc_10fold_std"].to_numpy() / np.sqrt(n_folds)
-            ax.fill_between(rows["epoch"], rows["acc_10fold"] - half, rows["acc_10fold"] + half,
+            half = stats.t.ppf(0.975, n_folds - 1) * rows[std_column].to_numpy() / np.sqrt(n_folds)
+            ax.fill_between(rows["epoch"], rows[column] - half, rows[column] + half,
                             color=colors[head], alpha=BAND_ALPHA, lw=0)
         if show_fixed:
-            fixed = _band_over_seeds(history[history["head"] == head], "acc_fixed_0.5")
+            fixed = _band_over_seeds(history[history["head"] == head].dropna(subset=[fixed_column]), fixed_column)
             ax.plot(fixed["epoch"], fixed["mean"], color=colors[head], ls=":", lw=1.2)
     ax.axhline(0.5, color="grey", lw=0.8, alpha=0.6, label="chance (half the pairs match)")
     handles, labels = ax.get_legend_handles_labels()
@@ -246,7 +253,7 @@ def accuracy_by_epoch(history: pd.DataFrame, *, course_points: pd.Series | None 
     if course_points is not None:
         ax.plot(course_points.index, course_points.to_numpy(), ls="none", marker="X", ms=8, color="black")
         handles.append(Line2D([], [], ls="none", marker="X", ms=8, color="black"))
-        labels.append("course report, fixed 0.5")
+        labels.append(course_label)
     if band is not None:
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=BAND_ALPHA))
         labels.append(f"band: 95% t-interval over {n_seeds} seeds" if band == "seeds"

@@ -516,42 +516,31 @@ for frozen_target, table in frozen_predictions.items():
 # and each head's race gap (best − worst group accuracy, mean over seeds with its t-interval).
 
 # %%
-frozen_summary_lines = []
+frozen_summary_lines, frozen_comparisons = [], {}
 for frozen_target, runs_t in frozen_runs.items():
-    rows = []
-    for head in frozen_heads:
-        for other in ("cosine_softmax", frozen_features.LINEAR_PROBE):
-            if head != other and other in frozen_heads and {head, other} != {"cosine_softmax", frozen_features.LINEAR_PROBE} \
-                    or (head, other) == (frozen_features.LINEAR_PROBE, "cosine_softmax"):
-                diff = experiment.paired_seed_difference(runs_t, head, other)
-                rows.append({"head": head, "minus": other, "mean difference": diff.mean, "95% CI low": diff.lower,
-                             "95% CI high": diff.upper, "excludes 0": bool(diff.lower > 0 or diff.upper < 0)})
-    frozen_differences = pd.DataFrame(rows).set_index(["head", "minus"])
-    frozen_gaps = fairness_analysis.disparities(frozen_predictions[frozen_target], "race", order=groups)
-    display(Markdown(f"**Target `{frozen_target}`**"), frozen_differences, frozen_gaps)
-    accuracy = experiment.summary_over_seeds(runs_t)["accuracy"]
-    best = accuracy.idxmax()
-    versus_probe = frozen_differences.xs(frozen_features.LINEAR_PROBE, level="minus") \
-        if frozen_features.LINEAR_PROBE in frozen_heads else pd.DataFrame()
-    better = [h for h, r in versus_probe.iterrows() if r["excludes 0"] and r["mean difference"] > 0]
-    worse = [h for h, r in versus_probe.iterrows() if r["excludes 0"] and r["mean difference"] < 0]
-    frozen_summary_lines.append(
-        f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: best head `{best}` "
-        f"({accuracy[best]:.3f}, mean of {len(frozen_seeds)} seeds); against the linear probe "
-        f"({accuracy.get(frozen_features.LINEAR_PROBE, float('nan')):.3f}) better: {', '.join(better) or 'none'}; "
-        f"worse: {', '.join(worse) or 'none'} (paired 95 % t-intervals excluding 0)."
-    )
-    flagged = frozen_status[frozen_target].query("collapsed")
-    if len(flagged):
-        frozen_summary_lines.append("Collapsed: " + ", ".join(f"`{r.head}` ({r.reason})" for r in flagged.itertuples()) + ".")
+    table = frozen_predictions[frozen_target]
+    frozen_pairs = [[head, reference] for reference in ("cosine_softmax", frozen_features.LINEAR_PROBE)
+                    for head in frozen_heads if head != reference and reference in frozen_heads]
+    compared = head_comparison.compare_heads(table, frozen_status[frozen_target], frozen_pairs, group="race",
+                                             order=groups, correction=correction)
+    frozen_comparisons[frozen_target] = compared
+    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, {correction} across the "
+                     f"comparisons of one kind)" if len(compared) else f"**Target `{frozen_target}`**"),
+            compared[compared["quantity"] != "group accuracy"].set_index(["quantity", "head", "reference"])[columns])
+    frozen_summary_lines.append(f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: "
+                                + head_comparison.summary_text(compared, frozen_status[frozen_target]))
 if frozen_summary_lines:
-    display(Markdown(" ".join(frozen_summary_lines)))
+    display(Markdown("\n\n".join(frozen_summary_lines)))
 
 # %%
 if frozen_predictions:
-    write_csv(pd.concat(frozen_predictions.values(), ignore_index=True).round({"target_cosine": 5}),
-              paths.results_dir(profile) / "03_frozen_predictions.csv")
+    for path in (write_csv(pd.concat(frozen_predictions.values(), ignore_index=True).round({"target_cosine": 5}),
+                           paths.results_dir(profile) / "03_frozen_predictions.csv"),
+                 write_csv(pd.concat(frozen_comparisons.values(), ignore_index=True),
+                           paths.results_dir(profile) / "03_frozen_comparisons.csv")):
+        print("wrote", paths.shown(path))
 
+# %% [markdown]
 # ## The course report beside this run
 # Final validation accuracy of CosReLU and the unscaled softmax: the course report's single runs beside this
 # run's mean and spread over seeds; then accuracy by epoch, the course report's FairFace 1.25 run beside this

@@ -504,6 +504,13 @@ def test_settings_from_notebook_parameters_ignore_other_names():
     assert (built.lr, built.epochs, built.max_shift, built.seed, built.data) == (0.01, 3, 2, 4, "")
 
 
+def test_settings_from_parameters_refuse_a_module_that_shadows_a_field():
+    import lib.pretrained
+
+    with pytest.raises(TypeError, match="'pretrained'.*shadows the notebook parameter"):
+        RunSettings.from_parameters({"lr": 0.01, "pretrained": lib.pretrained}, head="softmax", seed=0)
+
+
 def test_data_digest_reads_every_byte():
     images = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
     labels = torch.arange(4)
