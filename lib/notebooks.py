@@ -57,9 +57,9 @@ KERNEL_ENV = {
 # produce are skipped, and a notebook without any of them gets its first figures.
 KEY_FIGURES = {
     "01_data_audit": ["01_fairface_label_distributions", "01_fairface_faces_per_group", "01_lfw_fold_overlap"],
-    "02_sphereface": ["02_accuracy_by_epoch", "02_det", "02_roc", "02_score_histograms", "02_toy_features_3d"],
+    "02_sphereface": ["02_accuracy_by_epoch", "02_det", "02_score_histograms", "02_toy_features_3d"],
     "03_cosrelu_vs_softmax": ["03_accuracy_and_loss", "03_per_race_final", "03_confusion"],
-    "04_fairness": ["04_race_forest", "04_gap_differences", "04_lfw_gender_roc"],
+    "04_fairness": ["04_gender_by_race", "04_lfw_group_det_trained", "04_lfw_group_det_dlib"],
 }
 THUMBNAILS_PER_NOTEBOOK = 3
 THUMBNAIL_WIDTH = 360
@@ -237,6 +237,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         started = datetime.now(timezone.utc)
         start = time.perf_counter()
         print(f"[{profile}] executing {source.stem} ...", flush=True)
+        remove_figures(profile, source.stem)
         try:
             with kernel_environment():
                 papermill.execute_notebook(
@@ -265,6 +266,18 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         print(f"[{profile}] {source.stem} done in {wall_seconds:.0f} s", flush=True)
         written.append(target)
     return written
+
+
+def remove_figures(profile: str, stem: str) -> list[Path]:
+    """Delete ``figures/<profile>/NN_*.png`` of notebook ``stem`` (``NN_name``) before it runs again, so
+    the folder only ever holds figures that the last run of each notebook wrote (a renamed or dropped
+    figure does not linger as a stale file beside the new ones)."""
+    folder = paths.FIGURES / profile
+    prefix = stem.split("_", 1)[0]
+    removed = sorted(folder.glob(f"{prefix}_*.png")) if folder.is_dir() else []
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def run_record_path(out_dir: Path, stem: str) -> Path:

@@ -438,7 +438,6 @@ SPECS: dict[str, dict[str, Rule]] = {
         "frvt_targets_pretrained": rate_list(),
         "frvt_n_boot": whole(1),
         "pretrained_encoder": encoder_name(),
-        "n_boot": whole(1),
         "n_permutations": whole(1),
     },
 }

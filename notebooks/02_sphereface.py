@@ -298,6 +298,7 @@ verification_plots.train_vs_heldout(
     heldout_label="held-out identities: validation pairs (10-fold)")
 ax.set_ylim(0.45, 1.02)
 plots.save_figure(fig, "02_seen_vs_unseen", profile)
+plt.show()
 
 # %% [markdown]
 # ### Accuracy by epoch, and the course report's points
@@ -315,6 +316,7 @@ verification_plots.accuracy_by_epoch(
     course_points=course_reports.SPHEREFACE_FIXED_THRESHOLD_ACCURACY if lfw_source != "synthetic" else None,
     course_label="course report, fixed 0.5 (its DevTest pairs)", title="Validation-pair accuracy by epoch")
 plots.save_figure(fig, "02_accuracy_by_epoch", profile)
+plt.show()
 
 # %% [markdown]
 # ## Final results on DevTest
@@ -398,9 +400,11 @@ verification_plots.det_plot(scores, data.test.same, dashed=reference, ax=ax,
                             operating_points={m: {"fixed 0.5": 0.5, "10-fold": t} for m, t in thresholds.items()},
                             title=f"DET on the DevTest pairs (seed {seeds[0]}; flip-fused cosine scores)")
 plots.save_figure(fig, "02_det", profile)
+plt.show()
 fig = verification_plots.score_histograms(scores, data.test.same, thresholds,
                                           title=f"Cosine scores of the DevTest pairs, seed {seeds[0]}: genuine vs impostor")
 plots.save_figure(fig, "02_score_histograms", profile)
+plt.show()
 
 # %%
 best = table.drop(index=list(reference))["acc_10fold"].idxmax()  # the best *trained* head

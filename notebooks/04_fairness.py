@@ -52,7 +52,6 @@ frvt_targets_trained = [1e-2, 1e-3]  # overall FMRs fixing the thresholds of the
 frvt_targets_pretrained = [1e-3, 1e-4, 1e-5]  # the same for the pretrained encoder on all of LFW
 frvt_n_boot = 1000  # identity-bootstrap replicates of the verification audits
 pretrained_encoder = "dlib"  # pretrained encoder audited on all of LFW (None: skip; needs `pip install -e ".[pretrained]"`)
-n_boot = 2000  # bootstrap resamples for the gap differences
 n_permutations = 2000  # permutations for the "is there a gap at all" test
 seed = 0  # seeds the bootstrap and the permutations
 

@@ -505,7 +505,6 @@ CASES = [
     parameter_case("03_cosrelu_vs_softmax", "frozen_targets", ["race", "height"], "unknown value(s) ['height']"),
     parameter_case("03_cosrelu_vs_softmax", "frozen_heads", ["softmax", "linear"], "unknown head(s) ['linear']"),
     parameter_case("03_cosrelu_vs_softmax", "frozen_lr", 0, "must be > 0"),
-    parameter_case("04_fairness", "n_boot", 0, "must be >= 1"),
     parameter_case("04_fairness", "n_permutations", -5, "must be >= 1"),
     parameter_case("04_fairness", "lfw_gender_folder", "/no/such/gender", "lacks ['male_names.txt', 'female_names.txt']"),
     parameter_case("01_data_audit", "hash_lfw", "true", "not True or False (str)"),

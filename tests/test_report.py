@@ -230,3 +230,14 @@ def test_execute_shows_every_figure_once_and_records_the_run(project):
     record = json.loads((out / "01_tiny.run.json").read_text())
     assert record["wall_seconds"] > 0 and record["python"] and record["device"] in ("cpu", "cuda", "mps")
     assert not list(out.glob(".*"))  # the running copy was renamed, nothing hidden is left
+
+
+def test_stale_figures_of_a_notebook_are_removed_before_it_runs_again(project):
+    folder = project / "figures" / "tiny"
+    folder.mkdir()
+    for name in ("02_old_roc.png", "02_det.png", "03_kept.png", "12_other.png"):
+        (folder / name).write_bytes(_png())
+    removed = notebooks.remove_figures("tiny", "02_sphereface")
+    assert sorted(path.name for path in removed) == ["02_det.png", "02_old_roc.png"]
+    assert sorted(path.name for path in folder.iterdir()) == ["03_kept.png", "12_other.png"]
+    assert notebooks.remove_figures("nothing-here", "02_sphereface") == []
