@@ -405,6 +405,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "toy_identities": whole(2),
         "toy_steps": whole(1),
         "pretrained_encoder": encoder_name(),
+        "setting_note": Rule("a string", lambda value: None if isinstance(value, str) else f"not a string ({type(value).__name__})"),
     },
     "03_cosrelu_vs_softmax": {
         **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),

@@ -97,6 +97,7 @@ fuse_flip = True  # fuse the embeddings of each image and its mirror image when 
 toy_identities = 6  # classes in the 2-D/3-D margin picture
 toy_steps = 300
 device = "auto"  # auto | cpu | cuda | mps
+setting_note = ""  # how this profile's setting was arrived at (shown under "How the setting was chosen")
 pretrained_encoder = "dlib"  # scored on the same DevTest pairs (None: skip; needs `pip install -e ".[pretrained]"`)
 
 # %%
@@ -238,6 +239,8 @@ else:
     display(Markdown(f"**{len(sweep)} trials** on the validation pairs; settings varied: "
                      f"{', '.join(f'`{c}`' for c in varied if c != 'head') or 'none'}."))
     display(sweep[shown].style.format(precision=3))
+if setting_note:
+    display(Markdown(f"**This profile's setting.** {setting_note}"))
 
 # %% [markdown]
 # ## Training every head on the same data, with several seeds
