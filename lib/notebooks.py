@@ -59,7 +59,8 @@ KEY_FIGURES = {
     "01_data_audit": ["01_fairface_label_distributions", "01_fairface_faces_per_group", "01_lfw_fold_overlap"],
     "02_sphereface": ["02_accuracy_by_epoch", "02_det", "02_score_histograms", "02_toy_features_3d"],
     "03_cosrelu_vs_softmax": ["03_accuracy_and_loss", "03_per_race_final", "03_confusion"],
-    "04_fairness": ["04_gender_by_race", "04_lfw_group_det_trained", "04_lfw_group_det_dlib"],
+    "04_fairness": ["04_gender_by_race", "04_lfw_gender_det_dlib", "04_lfw_group_det_dlib",
+                    "04_lfw_gender_det_trained", "04_lfw_group_det_trained"],
 }
 THUMBNAILS_PER_NOTEBOOK = 3
 THUMBNAIL_WIDTH = 360
