@@ -392,7 +392,8 @@ display(Markdown(verification_summary))
 #   NISTIR 8280, NIST, 2019 (false match and false non-match rates per group at one global threshold).
 # * E. B. Wilson. *Probable Inference, the Law of Succession, and Statistical Inference.* JASA 22, 1927.
 # * Q. McNemar. *Note on the Sampling Error of the Difference between Correlated Proportions or Percentages.*
-#   Psychometrika 12, 1947.
+#   Psychometrika 12, 1947 (not used for verdicts here: it sees only the sampling of images, and a seed-to-seed
+#   difference on the same images would pass for an effect).
 # * S. Holm. *A Simple Sequentially Rejective Multiple Test Procedure.* Scand. J. Statistics 6, 1979.
 # * B. Efron. *Bootstrap Methods: Another Look at the Jackknife.* Annals of Statistics 7, 1979.
 # * S. Bird et al. *Fairlearn: A toolkit for assessing and improving fairness in AI.* Microsoft, MSR-TR-2020-32,
