@@ -143,44 +143,37 @@ def whole_list(minimum: int | None = None) -> Rule:
     return Rule(f"a non-empty list of distinct whole numbers {_bounds_text(minimum, None)}".strip(), problem)
 
 
+def _list_problem(value, allowed, what: str) -> str | None:
+    """Why ``value`` is not a non-empty list of distinct entries of ``allowed`` (None when it is)."""
+    if isinstance(value, str):
+        return _string_hint(value) or f"a single string, not a list: write [{value}]"
+    if not isinstance(value, (list, tuple)):
+        return f"not a list ({type(value).__name__})"
+    if not value:
+        return f"empty: give at least one {what}"
+    unknown = [element for element in value if element not in allowed]
+    if unknown:
+        return f"unknown {what}(s) {unknown}; the {what}s are {list(allowed)}"
+    if len(set(value)) != len(value):
+        return f"lists a {what} twice"
+    return None
+
+
 def head_names() -> Rule:
     """A non-empty list of distinct head names registered in :data:`lib.losses.HEADS`."""
 
     def problem(value):
         from lib.losses import HEADS
 
-        if isinstance(value, str):
-            return _string_hint(value) or f"a single string, not a list: write [{value}]"
-        if not isinstance(value, (list, tuple)):
-            return f"not a list ({type(value).__name__})"
-        if not value:
-            return "empty: give at least one head"
-        unknown = [head for head in value if head not in HEADS]
-        if unknown:
-            return f"unknown head(s) {unknown}; the heads are {list(HEADS)}"
-        if len(set(value)) != len(value):
-            return "lists a head twice"
-        return None
+        return _list_problem(value, HEADS, "head")
 
     return Rule("a non-empty list of lib.losses head names", problem)
 
 
 def choice_list(*values) -> Rule:
     """A non-empty list of distinct values, each one of ``values`` (e.g. the targets of notebook 03)."""
-
-    def problem(value):
-        if isinstance(value, str):
-            return _string_hint(value) or f"a single string, not a list: write [{value}]"
-        if not isinstance(value, (list, tuple)) or not value:
-            return "not a non-empty list"
-        unknown = [v for v in value if v not in values]
-        if unknown:
-            return f"unknown value(s) {unknown}; choose from {list(values)}"
-        if len(set(value)) != len(value):
-            return "lists a value twice"
-        return None
-
-    return Rule("a non-empty list of " + " | ".join(repr(v) for v in values), problem)
+    return Rule("a non-empty list of " + " | ".join(repr(v) for v in values),
+                lambda value: _list_problem(value, values, "value"))
 
 
 def head_pairs() -> Rule:
