@@ -105,7 +105,7 @@ schedule = None  # None (constant) | "cosine" | "step"
 max_shift = 0  # random translation (pixels) on top of the random horizontal flip
 limit = None  # keep only the first `limit` images of each split (quick trials)
 device = "auto"  # auto | cpu | cuda | mps
-amp = "auto"  # mixed precision: auto (CUDA: bf16 at compute capability >= 8.0, else fp16 + GradScaler; CPU: off) | bf16 | fp16 | off
+amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
 pretrained_encoder = "dlib"  # frozen-embedding regime (None: skip; needs `pip install -e ".[pretrained]"`)
 frozen_targets = ["race", "gender"]  # targets of the frozen-embedding regime
 frozen_heads = ["softmax", "cosine_softmax", "normsoftmax", "cosrelu", "cosface", "arcface"]  # "softmax" is the linear probe

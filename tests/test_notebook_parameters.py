@@ -55,3 +55,16 @@ def test_same_value_is_strict_about_kinds():
     assert same_value(1, 1.0) and same_value([0, 1], [0, 1]) and same_value({"a": [1]}, {"a": [1.0]})
     assert not same_value(True, 1) and not same_value("1e-3", 0.001) and not same_value(None, 0)
     assert not same_value([0, 1], [0, 1, 2]) and not same_value({"a": 1}, {"b": 1})
+
+
+@pytest.mark.parametrize("stem", [source.stem for source in notebooks.notebook_sources()])
+def test_papermill_reads_every_assignment_of_the_parameters_cell(stem):
+    """A line papermill cannot parse is silently left out of the declared parameters (it only warns), and
+    a profile that sets it is then rejected as 'not a parameter of the notebook'."""
+    import nbformat
+
+    notebook = nbformat.read(paths.NOTEBOOKS / f"{stem}.ipynb", as_version=4)
+    cell = next(c for c in notebook.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
+    assert assigned == set(papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb")))
