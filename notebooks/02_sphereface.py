@@ -113,6 +113,7 @@ from lib import (download, lfw, lfw_experiment as experiment, losses, margin_geo
                  plots, synthetic, training, verification_plots)
 from lib import pretrained as face_encoders  # not `pretrained`: that name is a RunSettings field
 from lib.settings import RunSettings
+from lib.tables import write_csv
 
 parameters.validate("02_sphereface", globals())  # every parameter checked before any work
 # One settings object per (head, seed), built from the parameters above.
@@ -441,10 +442,14 @@ display(Markdown(" ".join(lines)))
 # %% [markdown]
 # ### Scores saved for the fairness analysis
 # Per-pair cosine scores of every run, the per-run summary, the training history and the DevTest features of
-# every model go to `data/results/<profile>/`; notebook 04 reads them (no retraining).
+# every model go to `data/results/<profile>/`; notebook 04 reads them (no retraining). The table over seeds
+# (with the pretrained encoder's row) and the paired differences are saved too (`02_heads.csv`,
+# `02_comparisons.csv`).
 
 # %%
 written = experiment.write_results(data, runs, paths.results_dir(profile))
+written["heads over seeds"] = write_csv(table.reset_index(), paths.results_dir(profile) / "02_heads.csv")
+written["comparisons"] = write_csv(comparisons.reset_index(), paths.results_dir(profile) / "02_comparisons.csv")
 print("wrote " + ", ".join(paths.shown(path) for path in written.values()))
 print(f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; training time stored in the checkpoints "
       f"{history['seconds'].sum() / 60:.1f} min (a re-run reloads finished runs instead of training)")

@@ -62,9 +62,9 @@ from IPython.display import Markdown, display
 
 from lib import download, fairness_analysis as analysis, fairness_plots, frvt, head_comparison, lfw, parameters
 from lib import paths, plots, pretrained, synthetic
-from lib import synthetic
 from lib.errors import DataError
 from lib.labels import GENDERS
+from lib.tables import write_csv
 
 plots.setup_style()
 parameters.validate("04_fairness", globals())  # every parameter checked before any work
@@ -304,6 +304,8 @@ else:
     trained_rows = trained_audit.per_head[trained_audit.per_head["group"].isin([*audit_order, frvt.CROSS_GROUP, "overall"])]
     display(trained_rows.set_index(["head", "target_fmr", "group"]))
     display(trained_audit.ratios.set_index(["head", "target_fmr", "rate"]))
+    write_csv(trained_audit.per_head, paths.results_dir(profile) / "04_frvt_trained_rates.csv")
+    write_csv(trained_audit.ratios, paths.results_dir(profile) / "04_frvt_trained_ratios.csv")
 
 # %%
 if trained_audit is not None:
@@ -349,6 +351,8 @@ else:
                       name=f"{encoder.name} on LFW").to_frame())
     display(pretrained_audit.rates.set_index(["target_fmr", "group"]))
     display(pretrained_audit.ratios.set_index(["target_fmr", "rate"]))
+    write_csv(pretrained_audit.rates, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_rates.csv")
+    write_csv(pretrained_audit.ratios, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_ratios.csv")
 
 # %%
 if pretrained_audit is not None:
