@@ -436,8 +436,8 @@ display(Markdown(" ".join(lines)))
 #   images after the held-out identities, most identities with one or two images), so absolute numbers are far
 #   lower; what transfers is the comparison between heads under identical conditions, with its interval.
 # * The intervals contain seed variation and DevTest sampling. They do not contain the variation from
-#   choosing the setting: the setting was chosen on the validation pairs of one head's trials (the trial table
-#   above), and a setting that suits one head can suit another less.
+#   choosing the setting: it was chosen on a few heads' trials (the trial table and the profile's note above),
+#   and a setting that suits one head can suit another less.
 
 # %% [markdown]
 # ### Scores saved for the fairness analysis
