@@ -179,10 +179,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def kernel_environment():
-    """Set :data:`KERNEL_ENV` (and the repository root on ``PYTHONPATH``) for kernels started inside."""
-    saved = {name: os.environ.get(name) for name in (*KERNEL_ENV, "PYTHONPATH")}
+def kernel_environment(extra: dict | None = None):
+    """Set :data:`KERNEL_ENV`, ``extra`` and the repository root on ``PYTHONPATH`` for kernels started
+    inside; everything is restored on exit (nothing leaks into the caller's later runs)."""
+    extra = dict(extra or {})
+    saved = {name: os.environ.get(name) for name in (*KERNEL_ENV, *extra, "PYTHONPATH")}
     os.environ.update(KERNEL_ENV)
+    os.environ.update(extra)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(paths.ROOT), saved["PYTHONPATH"]) if p)
     try:
         yield
@@ -228,8 +231,9 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
     sources = select(names)
     parameters = {source.stem: notebook_parameters(profile, source.stem) for source in sources}
     storage = (load_profile(profile).get("common") or {}).get("storage_dir")
+    extra_env = {}
     if storage and not os.environ.get(paths.STORAGE_ENV):  # the environment variable wins over the profile
-        os.environ[paths.STORAGE_ENV] = str(storage)  # read by lib.paths in each notebook's kernel
+        extra_env[paths.STORAGE_ENV] = str(storage)  # read by lib.paths in each notebook's kernel
     out_dir = paths.reports_dir(profile)
     written = []
     for source in sources:
@@ -240,7 +244,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         print(f"[{profile}] executing {source.stem} ...", flush=True)
         remove_figures(profile, source.stem)
         try:
-            with kernel_environment():
+            with kernel_environment(extra_env):
                 papermill.execute_notebook(
                     str(source.with_suffix(".ipynb")),
                     str(partial),

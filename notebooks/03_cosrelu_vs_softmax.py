@@ -386,7 +386,7 @@ written.append(write_csv(predictions.round({"target_cosine": 5}), results_dir / 
 written.append(write_csv(history, results_dir / "03_history.csv"))
 written.append(write_csv(status, results_dir / head_comparison.HEADS_FILE))
 written.append(write_csv(comparisons, results_dir / head_comparison.COMPARISONS_FILE))
-print("\n".join(str(path.relative_to(paths.ROOT)) for path in written))
+print("\n".join(paths.shown(path) for path in written))
 print(f"wrote {len(predictions):,} predictions; notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min")
 
 # %% [markdown]

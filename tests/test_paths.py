@@ -118,6 +118,7 @@ def test_profile_storage_dir_reaches_the_notebook_kernels(monkeypatch, tmp_path)
     monkeypatch.setattr(paths, "REPORTS", tmp_path / "reports")
     monkeypatch.delenv(paths.STORAGE_ENV, raising=False)
     notebooks.execute("storage-test", ["01"])
+    assert paths.STORAGE_ENV not in os.environ  # set for the kernels only, never left behind for later runs
     monkeypatch.setenv(paths.STORAGE_ENV, str(tmp_path / "from-env"))
     notebooks.execute("storage-test", ["01"])
     assert seen == [str(tmp_path / "d"), str(tmp_path / "from-env")]
