@@ -165,8 +165,9 @@ def regime_table(predictions: dict[str, pd.DataFrame], groups, confidence: float
     rows = []
     for regime, table in predictions.items():
         for head, by_head in table.groupby("head", sort=False):
-            row = {"regime": regime, "head": head, "flag": (flags or {}).get((regime, head), ""),
-                   "seeds": by_head["seed"].nunique()}
+            row = {"regime": regime, "head": head, "seeds": by_head["seed"].nunique()}
+            if flags is not None:
+                row["flag"] = flags.get((regime, head), "")
             per_seed = by_head.groupby("seed")["correct"].mean()
             row["overall"] = _cell(per_seed.to_numpy(), confidence)
             for group in groups:
