@@ -32,6 +32,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -262,6 +263,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
                 print(f"[{profile}] {source.stem} FAILED; the notebook as far as it ran: {failed}", file=sys.stderr)
             raise
         wall_seconds = time.perf_counter() - start
+        strip_progress_file(partial)
         os.replace(partial, target)
         (out_dir / f"{source.stem}.failed.ipynb").unlink(missing_ok=True)
         record = {"notebook": source.stem, "profile": profile, "started": started.isoformat(timespec="seconds"),
@@ -282,6 +284,43 @@ def remove_figures(profile: str, stem: str) -> list[Path]:
     removed = sorted(folder.glob(f"{prefix}_*.png")) if folder.is_dir() else []
     for path in removed:
         path.unlink(missing_ok=True)
+    return removed
+
+
+# A progress-bar line as lib.progress prints it while a kernel runs (tqdm's "NN%|...| n/total [").
+PROGRESS_LINE = re.compile(r"\d+%\|.*\|\s*[\d.]+[kM]?/[\d.]+[kM]?\s*\[")
+
+
+def strip_progress(notebook) -> int:
+    """Remove the progress bars from an executed notebook: ``stderr`` stream outputs whose every line
+    is a progress-bar line or blank. They keep a long run's cell alive while papermill executes it;
+    in the report they would bury the results. Warnings and other stderr text stay. Returns how many
+    outputs were removed."""
+    removed = 0
+    for cell in notebook.cells:
+        kept = []
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                text = output.get("text", "")
+                text = "".join(text) if isinstance(text, list) else text
+                lines = [line for line in re.split(r"[\r\n]", text) if line.strip()]
+                if all(PROGRESS_LINE.search(line) for line in lines):
+                    removed += 1
+                    continue
+            kept.append(output)
+        if "outputs" in cell:
+            cell["outputs"] = kept
+    return removed
+
+
+def strip_progress_file(path: Path) -> int:
+    """:func:`strip_progress` on the notebook file ``path``, rewritten in place (atomically)."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    removed = strip_progress(notebook)
+    if removed:
+        _atomic_write_text(path, nbformat.writes(notebook))
     return removed
 
 

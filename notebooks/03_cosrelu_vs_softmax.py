@@ -236,7 +236,7 @@ summary.drop(columns="head_key").set_index(["target", "head"])
 
 # %% [markdown]
 # Per head and target: mean ± std of the final validation accuracy over seeds with a Student-t 95 %
-# interval (`ci95_low`, `ci95_high`); with two seeds (t = 12.7) that interval says little.
+# interval (`ci95_low`, `ci95_high`); with few seeds it is wide (the t quantile is 12.7 for two seeds, 4.3 for three).
 #
 # ### Validation accuracy and training loss by epoch
 # Lines are the mean over seeds, bands ± one standard deviation over seeds. Losses of different heads are

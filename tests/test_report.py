@@ -241,3 +241,19 @@ def test_stale_figures_of_a_notebook_are_removed_before_it_runs_again(project):
     assert sorted(path.name for path in removed) == ["02_det.png", "02_old_roc.png"]
     assert sorted(path.name for path in folder.iterdir()) == ["03_kept.png", "12_other.png"]
     assert notebooks.remove_figures("nothing-here", "02_sphereface") == []
+
+
+def test_progress_bars_are_stripped_from_the_executed_notebook_but_not_warnings():
+    from nbformat.v4 import new_output as out
+
+    bar = "\rcosface-seed2 epoch 2/4, ETA 2 min:  39%|▍ | 98/250 [02:19<03:39,  1.44s/it, loss=11.3]"
+    decoding = "decoding lfw → 96x96: 100%|████| 13233/13233 [00:01<00:00, 9000.00img/s]\n"
+    cell = new_code_cell("train()", outputs=[
+        out("stream", name="stderr", text=bar), out("stream", name="stderr", text="\n"),
+        out("stream", name="stderr", text=decoding + bar),
+        out("stream", name="stderr", text="UserWarning: 2 folds, not 10\n"),
+        out("stream", name="stdout", text="race cosface seed 2: val accuracy 0.417\n")])
+    notebook = new_notebook(cells=[cell])
+    assert notebooks.strip_progress(notebook) == 3
+    kept = [(o["name"], o["text"]) for o in notebook.cells[0]["outputs"]]
+    assert kept == [("stderr", "UserWarning: 2 folds, not 10\n"), ("stdout", "race cosface seed 2: val accuracy 0.417\n")]
