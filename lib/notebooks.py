@@ -344,12 +344,18 @@ def run_environment(device: str = "auto") -> dict:
             "gpu": torch.cuda.get_device_name(0) if cuda else None}
 
 
+# What the runs themselves write: a change there does not make the code that produced a run "dirty".
+OUTPUT_PATHSPECS = (":!data/results", ":!figures", ":!reports")
+
+
 def _git_commit() -> str | None:
-    """The checkout's commit, with ``+dirty`` when tracked files differ from it; None outside git."""
+    """The checkout's commit, with ``+dirty`` when tracked files other than the runs' own outputs
+    (:data:`OUTPUT_PATHSPECS`) differ from it; None outside git."""
     try:
         commit = subprocess.run(["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        changed = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+        changed = subprocess.run(["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no",
+                                  "--", ".", *OUTPUT_PATHSPECS],
                                  capture_output=True, text=True, check=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
