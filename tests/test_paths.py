@@ -109,8 +109,9 @@ def test_profile_storage_dir_reaches_the_notebook_kernels(monkeypatch, tmp_path)
 
     def fake_execute_notebook(source, target, **kwargs):
         seen.append(os.environ.get(paths.STORAGE_ENV))
-        Path(target).write_text("{}")
+        Path(target).write_text(nbformat.writes(nbformat.v4.new_notebook()))
 
+    import nbformat
     import papermill
     monkeypatch.setattr(papermill, "execute_notebook", fake_execute_notebook)
     monkeypatch.setattr(notebooks, "load_profile", lambda profile: {"common": {"storage_dir": str(tmp_path / "d")}})
