@@ -346,8 +346,10 @@ else:
     pretrained_audit = frvt.audit(embeddings_lfw.normalized(), lfw_images["name"].to_numpy(),
                                   lfw_images["file"].map(group_of_file).to_numpy(), target_fmrs=frvt_targets_pretrained,
                                   ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed)
-    display(pd.Series({**embeddings_lfw.summary(), **pretrained_audit.counts.summary(),
-                       "bootstrap seconds": round(pretrained_audit.bootstrap_seconds, 1)},
+    counts_shown = {**embeddings_lfw.summary(), **pretrained_audit.counts.summary(),
+                    "bootstrap seconds": round(pretrained_audit.bootstrap_seconds, 1)}
+    display(pd.Series({key: (f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}")
+                       if isinstance(value, (int, float)) else value for key, value in counts_shown.items()},
                       name=f"{encoder.name} on LFW").to_frame())
     display(pretrained_audit.rates.set_index(["target_fmr", "group"]))
     display(pretrained_audit.ratios.set_index(["target_fmr", "rate"]))
