@@ -127,20 +127,23 @@ def optional(rule: Rule) -> Rule:
 def whole_list(minimum: int | None = None) -> Rule:
     """A non-empty list of distinct whole numbers (e.g. seeds)."""
     item = whole(minimum)
+    return Rule(f"a non-empty list of distinct whole numbers {_bounds_text(minimum, None)}".strip(),
+                lambda value: _elements_problem(value, item, distinct=True))
 
-    def problem(value):
-        if not isinstance(value, (list, tuple)):
-            return _string_hint(value) or f"not a list ({type(value).__name__})"
-        if not value:
-            return "empty: give at least one"
-        for element in value:
-            if item.problem(element):
-                return f"element {element!r}: {item.problem(element)}"
-        if len(set(value)) != len(value):
-            return "lists a value twice"
-        return None
 
-    return Rule(f"a non-empty list of distinct whole numbers {_bounds_text(minimum, None)}".strip(), problem)
+def _elements_problem(value, item: Rule, *, distinct: bool) -> str | None:
+    """Why ``value`` is not a non-empty list whose elements all pass ``item`` (and, with ``distinct``,
+    are distinct); None when it is."""
+    if not isinstance(value, (list, tuple)):
+        return _string_hint(value) or f"not a list ({type(value).__name__})"
+    if not value:
+        return "empty: give at least one"
+    for element in value:
+        if item.problem(element):
+            return f"element {element!r}: {item.problem(element)}"
+    if distinct and len(set(value)) != len(value):
+        return "lists a value twice"
+    return None
 
 
 def _list_problem(value, allowed, what: str) -> str | None:
@@ -303,18 +306,8 @@ def profile_name() -> Rule:
 def rate_list() -> Rule:
     """A non-empty list of rates in (0, 1), e.g. the target false-match rates of an audit."""
     rate = number(above=0.0, below=1.0)
-
-    def problem(value):
-        if not isinstance(value, (list, tuple)):
-            return _string_hint(value) or f"not a list ({type(value).__name__})"
-        if not value:
-            return "empty: give at least one"
-        for element in value:
-            if rate.problem(element):
-                return f"element {element!r}: {rate.problem(element)}"
-        return None
-
-    return Rule("a non-empty list of rates, each > 0 and < 1", problem)
+    return Rule("a non-empty list of rates, each > 0 and < 1",
+                lambda value: _elements_problem(value, rate, distinct=False))
 
 
 def encoder_name() -> Rule:
