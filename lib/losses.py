@@ -405,33 +405,79 @@ class ArcFaceHead(NormalizedSoftmaxHead):
     :math:`\sin\theta` uses :math:`\max(1 - \cos^2\theta, \epsilon_{dtype})` under the root: at
     :math:`|\cos\theta| = 1` the true derivative :math:`-\cos\theta/\sin\theta` is infinite, and the
     clamp makes it 0 there instead (value error at most :math:`\sqrt{\epsilon}\sin m`, 1.7e-4 in float32).
+
+    ``margin_warmup_steps=T > 0`` ramps the margin linearly, :math:`m_t = m\,\min(1, t/T)` at training
+    step :math:`t` (0-based): the first step is a normalized softmax and step :math:`T` on uses the full
+    margin. It is this study's form of insightface's advice to start ArcFace from a softmax-trained model
+    (deepinsight/insightface issue #214): the samples settle near their class weights before the margin
+    can trap them. The step counter :attr:`iteration` is a buffer (saved in ``state_dict`` so a resumed
+    run continues the ramp) that advances after every training-mode ``forward``, as SphereFace's lambda does;
+    eval-mode forwards use the current margin. :meth:`extra_metrics` reports the margin the last step used.
     """
 
-    hparam_names = ("scale", "margin", "easy_margin")
+    hparam_names = ("scale", "margin", "easy_margin", "margin_warmup_steps")
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 64.0, margin: float = 0.5,
-                 easy_margin: bool = False):
+                 easy_margin: bool = False, margin_warmup_steps: int = 0):
         super().__init__(in_features, num_classes, scale=scale)
         if not 0 <= margin < math.pi:
             raise ValueError(f"ArcFace's margin is an angle in radians in [0, pi), got {margin!r}")
+        if isinstance(margin_warmup_steps, bool) or int(margin_warmup_steps) != margin_warmup_steps \
+                or margin_warmup_steps < 0:
+            raise ValueError(f"margin_warmup_steps must be a whole number of steps >= 0, got {margin_warmup_steps!r}")
         self.margin = float(margin)
         self.easy_margin = bool(easy_margin)
+        self.margin_warmup_steps = int(margin_warmup_steps)
+        # Only a ramp needs the counter; without one the state_dict stays as it always was.
+        self.register_buffer("iteration", torch.zeros((), dtype=torch.long),
+                             persistent=self.margin_warmup_steps > 0)
+
+    def current_margin(self, step: int | None = None) -> float:
+        """The margin training step ``step`` (default: the next one) uses: :math:`m\,\min(1, t/T)`."""
+        step = int(self.iteration) if step is None else int(step)
+        if self.margin_warmup_steps == 0:
+            return self.margin
+        return self.margin * min(1.0, step / self.margin_warmup_steps)
+
+    def extra_metrics(self):
+        """The margin the *last* training step used (with a warm-up), as a per-step log wants it."""
+        if self.margin_warmup_steps == 0:
+            return {}
+        return {"margin": self.current_margin(max(int(self.iteration) - 1, 0))}
+
+    def _margin_tensor(self, like: torch.Tensor) -> torch.Tensor:
+        # The ramp on the buffer, so a training step never syncs the device.
+        ramp = (self.iteration.to(like.dtype) / self.margin_warmup_steps).clamp(max=1.0)
+        return self.margin * ramp
 
     def target_cosine(self, cos_target: torch.Tensor) -> torch.Tensor:
         r""":math:`\cos(\theta_y + m)`, or :math:`\cos\theta_y - m \sin m` where :math:`\theta_y > \pi - m`
-        (with ``easy_margin``: :math:`\cos\theta_y` where :math:`\theta_y \ge 90°`)."""
+        (with ``easy_margin``: :math:`\cos\theta_y` where :math:`\theta_y \ge 90°`); :math:`m` is the
+        current margin (see ``margin_warmup_steps``)."""
         eps = torch.finfo(cos_target.dtype).eps
         sin_target = torch.sqrt(torch.clamp(1.0 - cos_target * cos_target, min=eps))
-        cos_shifted = cos_target * math.cos(self.margin) - sin_target * math.sin(self.margin)
+        if self.margin_warmup_steps == 0:
+            cos_m, sin_m, threshold = math.cos(self.margin), math.sin(self.margin), math.cos(math.pi - self.margin)
+            margin = self.margin
+        else:
+            margin = self._margin_tensor(cos_target)
+            cos_m, sin_m, threshold = torch.cos(margin), torch.sin(margin), -torch.cos(margin)
+        cos_shifted = cos_target * cos_m - sin_target * sin_m
         if self.easy_margin:
             return torch.where(cos_target > 0, cos_shifted, cos_target)
-        fallback = cos_target - self.margin * math.sin(self.margin)
-        return torch.where(cos_target > math.cos(math.pi - self.margin), cos_shifted, fallback)
+        fallback = cos_target - margin * sin_m
+        return torch.where(cos_target > threshold, cos_shifted, fallback)
 
     def margin_logits(self, embeddings, weight, labels):
         cosine = _cosine(embeddings, weight)
         target = self.target_cosine(_target_column(cosine, labels))
         return self.scale * _replace_target(cosine, labels, target)
+
+    def forward(self, embeddings, labels):
+        loss = super().forward(embeddings, labels)
+        if self.training and self.margin_warmup_steps > 0:
+            self.iteration += 1
+        return loss
 
 
 # --------------------------------------------------------------------------------------------------

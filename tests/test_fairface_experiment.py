@@ -60,6 +60,31 @@ def test_missing_split_is_a_clear_error(small_fairface):
         fx.load_classification(small_fairface, size=32, cache_dir=small_fairface.parent / "cache", progress=False)
 
 
+def test_hold_out_of_train_splits_the_training_images_only(tmp_path):
+    root = tmp_path / "fairface"
+    fixtures.build_fairface_folder(root, n_train=140, n_val=14, size=(40, 40))
+    data = fx.load_classification(root, target="gender", size=32, cache_dir=tmp_path / "cache", progress=False)
+    tuning = fx.hold_out_of_train(data, fraction=0.2, seed=3)
+
+    train_ids, held_ids = set(tuning.train["id"]), set(tuning.val["id"])
+    assert not train_ids & held_ids and train_ids | held_ids == set(data.train["id"])
+    assert not held_ids & set(data.val["id"])  # the reported validation images are never used
+    # Rows stay aligned: each kept image and label is the original one of that id.
+    position = {image_id: i for i, image_id in enumerate(data.train["id"])}
+    for split_rows, images, labels in ((tuning.train, tuning.train_images, tuning.train_labels),
+                                       (tuning.val, tuning.val_images, tuning.val_labels)):
+        index = [position[i] for i in split_rows["id"]]
+        assert torch.equal(images, data.train_images[index]) and torch.equal(labels, data.train_labels[index])
+    # Stratified: about a fifth of every (race, gender) cell is held out, counted independently here.
+    cells = data.train.assign(label=data.train_labels.numpy()).groupby(["race", "label"], observed=True).size()
+    held = tuning.val.assign(label=tuning.val_labels.numpy()).groupby(["race", "label"], observed=True).size()
+    for cell, n in cells.items():
+        if n >= 2:
+            assert held.get(cell, 0) == max(1, min(n - 1, round(0.2 * n)))
+    assert torch.equal(fx.hold_out_of_train(data, 0.2, seed=3).val_labels, tuning.val_labels)  # seeded
+    assert set(fx.hold_out_of_train(data, 0.2, seed=4).val["id"]) != held_ids
+
+
 def test_clamp_angle():
     assert fx.CLAMP_ANGLE_DEGREES == pytest.approx(130.54, abs=0.01)  # arccos(0.35 - 1)
     assert fx.ARCFACE_FALLBACK_DEGREES == pytest.approx(151.35, abs=0.01)  # 180° - 0.5 rad
@@ -81,11 +106,11 @@ def test_fallback_branch_of_each_head():
 
 def test_head_settings_are_read_from_the_built_heads():
     table = fx.head_settings(["cosrelu", "arcface"])
-    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.1, easy_margin = False"
+    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.1, easy_margin = False, margin_warmup_steps = 0"
     assert table.loc["arcface", "fallback branch"] == "fallback: θ_y > 174.3°"
     assert table.loc["cosrelu", "fallback branch"] == "clamp: θ_y > 130.5°"
     override = fx.head_settings(["arcface"], {"arcface": {"scale": 64.0, "margin": 0.5, "easy_margin": True}})
-    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = True"
+    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = True, margin_warmup_steps = 0"
     assert override.loc["arcface", "fallback branch"] == "no margin: θ_y > 90.0°"
     assert override.loc["arcface", "target logit"].endswith("else s·cos θ_y")
     assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3}

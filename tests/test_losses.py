@@ -209,6 +209,61 @@ def test_arcface_easy_margin_matches_direct_formula():
     assert plain(embeddings, labels).item() != pytest.approx(head(embeddings, labels).item(), abs=1e-3)
 
 
+@pytest.mark.parametrize("step, expected_margin", [(0, 0.0), (50, 0.25), (100, 0.5), (400, 0.5)])
+def test_arcface_margin_warmup_matches_direct_formula_at_the_ramped_margin(step, expected_margin):
+    """With a 100-step warm-up, step t trains with m·min(1, t/100): the formula (acos-based, written out
+    here) at that margin, fallback branch included; at t = 0 it is a normalized softmax."""
+    head = head64("arcface", 8, 5, scale=30, margin=0.5, margin_warmup_steps=100)
+    head.iteration.fill_(step)
+    g = torch.Generator().manual_seed(7)
+    labels = torch.arange(5).repeat(4)
+    degrees = np.linspace(10, 178, len(labels))
+    embeddings = at_angles(head.weight, labels, degrees, torch.ones(len(labels)), g)
+
+    m = expected_margin
+    cos = np_cosines(embeddings, head.weight)
+    theta = np.arccos(np.clip(cos[np.arange(len(labels)), labels.numpy()], -1, 1))
+    target = np.where(theta + m <= np.pi, np.cos(theta + m), np.cos(theta) - m * np.sin(m))
+    logits = cos.copy()
+    logits[np.arange(len(labels)), labels.numpy()] = target
+    assert head.current_margin() == pytest.approx(m)
+    loss = head(embeddings, labels).item()  # a training-mode forward: the counter moves on after it
+    assert loss == pytest.approx(np_cross_entropy(30 * logits, labels.numpy()), abs=1e-9)
+    assert int(head.iteration) == step + 1
+    if m == 0.0:
+        plain = head64("normsoftmax", 8, 5, scale=30)
+        plain.weight.data.copy_(head.weight.data)
+        assert loss == pytest.approx(plain(embeddings, labels).item(), abs=1e-12)
+
+
+def test_arcface_warmup_counter_advances_in_training_only_and_resumes_from_state_dict():
+    head = L.make_head("arcface", 6, 4, scale=30.0, margin=0.4, margin_warmup_steps=4)
+    x, labels = torch.randn(5, 6), torch.tensor([0, 1, 2, 3, 0])
+    head.train()
+    assert head.extra_metrics() == {"margin": 0.0}
+    for _ in range(3):
+        head(x, labels)
+    assert int(head.iteration) == 3
+    assert head.extra_metrics()["margin"] == pytest.approx(0.4 * 2 / 4)  # the last step used t = 2
+    head.eval()
+    with torch.no_grad():
+        head(x, labels)
+    assert int(head.iteration) == 3 and head.current_margin() == pytest.approx(0.3)
+
+    restored = L.make_head("arcface", 6, 4, scale=30.0, margin=0.4, margin_warmup_steps=4)
+    restored.load_state_dict(head.state_dict())
+    assert int(restored.iteration) == 3
+    # Without a warm-up the head keeps its old state_dict (no counter), so older checkpoints still load.
+    assert "iteration" not in L.make_head("arcface", 6, 4).state_dict()
+    assert L.make_head("arcface", 6, 4).extra_metrics() == {}
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "10"])
+def test_arcface_warmup_steps_must_be_a_whole_number(bad):
+    with pytest.raises((ValueError, TypeError), match="margin_warmup_steps|not supported|must be"):
+        L.make_head("arcface", 6, 4, margin_warmup_steps=bad)
+
+
 # ------------------------------------------------------------------------------------------------
 # CosReLU
 # ------------------------------------------------------------------------------------------------
@@ -513,7 +568,8 @@ def test_registry_and_interface():
         loss = head(torch.randn(4, 12), torch.tensor([0, 1, 2, 0]))
         assert loss.ndim == 0
     assert L.make_head("cosface", 4, 2).extra_metrics() == {}
-    assert L.make_head("arcface", 4, 2).hparams == {"scale": 64.0, "margin": 0.5, "easy_margin": False}
+    assert L.make_head("arcface", 4, 2).hparams == {"scale": 64.0, "margin": 0.5, "easy_margin": False,
+                                                   "margin_warmup_steps": 0}
     assert L.make_head("cosrelu", 4, 2).hparams == {"scale": 30.0, "margin": 0.35}
     assert L.make_head("normsoftmax", 4, 2).scale == 30.0 and L.make_head("cosine_softmax", 4, 2).scale == 1.0
 
