@@ -40,7 +40,7 @@ SETTINGS = {
 }
 
 
-def trial_rows(data, *, epochs: int, image_size: int, seed: int, lr: float, batch_size: int) -> list[dict]:
+def trial_rows(data, *, epochs: int, seed: int, lr: float, batch_size: int) -> list[dict]:
     rows = []
     for name, (head, hparams) in SETTINGS.items():
         start = time.perf_counter()
@@ -57,7 +57,7 @@ def trial_rows(data, *, epochs: int, image_size: int, seed: int, lr: float, batc
                "fallback_share": round(float(health["fallback_share"]), 4),
                "collapsed": bool(health["collapsed"]), "reason": health["reason"],
                "train_images": len(data.train_labels), "held_out_images": len(data.val_labels),
-               "image_size": image_size, "epochs": epochs, "seed": seed,
+               "image_size": int(data.train_images.shape[-1]), "epochs": epochs, "seed": seed,
                "seconds": round(time.perf_counter() - start, 1)}
         print(f"  {data.target:6s} {name:34s} held-out acc {row['held_out_accuracy']:.3f}  median θ_y "
               f"{row['median_angle_deg']:5.1f}°  beyond 90° {row['share_beyond_90deg']:.0%}  "
@@ -99,8 +99,7 @@ def main(argv=None) -> None:
         print(f"{target} on {root}: {len(data.train_labels)} train / {len(data.val_labels)} held-out training "
               f"images (the {len(full.val_labels)} validation images are not used), {args.image_size}px, "
               f"{args.epochs} epochs, Adam {args.lr:g} cosine, batch {args.batch_size}, seed {args.seed}", flush=True)
-        rows += trial_rows(data, epochs=args.epochs, image_size=args.image_size, seed=args.seed, lr=args.lr,
-                           batch_size=args.batch_size)
+        rows += trial_rows(data, epochs=args.epochs, seed=args.seed, lr=args.lr, batch_size=args.batch_size)
     trials = pd.DataFrame(rows)
     margin = chosen_margin(trials)
     print("\nchosen by the rule:", "no healthy ArcFace setting" if margin is None else f"margin {margin:g}")
