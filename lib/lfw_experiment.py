@@ -516,3 +516,75 @@ def varied_settings(sweep: pd.DataFrame) -> list[str]:
 
     names = [f.name for f in fields(RunSettings) if f.name not in ("data",)]
     return [name for name in names if name in sweep and sweep[name].astype(str).nunique() > 1]
+
+
+def _setting_key(value) -> str:
+    """A trial CSV cell and a settings value compared as the same text (None, NaN and "" are all "None")."""
+    if value is None or value == "" or (isinstance(value, float) and np.isnan(value)):
+        return "None"
+    if isinstance(value, bool) or str(value) in ("True", "False"):
+        return str(value)
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+# Fields a tuning decision never varies: they name the run (head, seed) or follow from the data.
+_NOT_TUNED = ("head", "head_hparams", "seed", "data")
+
+
+def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, *, seed: int = 0) -> pd.DataFrame:
+    """The rule that picks notebook 02's setting from trials on the validation pairs, one setting at a time.
+
+    For each ``setting`` in ``grid`` (name -> candidate values) the candidates are compared with every other
+    setting at its ``current`` value: a candidate's score is the mean validation 10-fold accuracy of the
+    ``heads`` (seed ``seed``), and the highest score wins; a tie keeps the current value. A candidate is
+    only scored when each of ``heads`` has its trial (``missing`` lists the heads without one), and a
+    setting is only decided when all its candidates are scored. One row per setting and candidate:
+    ``setting, value, current, n_trials, score, <head> ..., missing, chosen``; ``chosen`` is True on the
+    winner and NaN while the setting is undecided."""
+    heads = list(heads)
+    untuned = {name: _setting_key(value) for name, value in current.items() if name not in _NOT_TUNED}
+    unknown = sorted(set(grid) - set(untuned))
+    if unknown:
+        raise ValueError(f"tuning grid names {unknown}, which are not run settings; choose among {sorted(untuned)}")
+    absent = [name for name, candidates in grid.items()
+              if untuned[name] not in {_setting_key(value) for value in candidates}]
+    if absent:
+        raise ValueError(f"the tuning grid's candidates for {absent} do not include the current value "
+                         f"({', '.join(f'{name}={current[name]!r}' for name in absent)}): the rule compares against it")
+    table = sweep.reset_index() if "run" not in sweep.columns else sweep
+    rows = []
+    for name, candidates in grid.items():
+        others = {key: value for key, value in untuned.items() if key != name}
+        present = [key for key in others if key in table.columns]
+        matches = table[(table["seed"].map(_setting_key) == _setting_key(seed)) if "seed" in table else True]
+        for key in present:
+            matches = matches[matches[key].map(_setting_key) == others[key]]
+        setting_rows = []
+        for value in candidates:
+            trials = matches[matches[name].map(_setting_key) == _setting_key(value)] if name in matches else matches.iloc[:0]
+            by_head = {head: trials.loc[trials["head"] == head, "val_acc_10fold"] for head in heads}
+            scores = {head: float(values.iloc[0]) if len(values) else np.nan for head, values in by_head.items()}
+            missing = [head for head, score in scores.items() if np.isnan(score)]
+            setting_rows.append({"setting": name, "value": value,
+                                 "current": _setting_key(value) == untuned[name],
+                                 "n_trials": len(heads) - len(missing),
+                                 "score": np.nan if missing else float(np.mean(list(scores.values()))),
+                                 **scores, "missing": ", ".join(missing)})
+        decided = all(not row["missing"] for row in setting_rows)
+        if decided:
+            best = max(row["score"] for row in setting_rows)
+            winners = [row for row in setting_rows if row["score"] == best]
+            winner = next((row for row in winners if row["current"]), winners[0])
+        for row in setting_rows:
+            row["chosen"] = (row is winner) if decided else np.nan
+        rows += setting_rows
+    return pd.DataFrame(rows)
+
+
+def missing_trials(choice: pd.DataFrame, heads) -> list[dict]:
+    """The trials :func:`one_at_a_time_choice` still needs: ``{"head", setting: value}`` for each."""
+    return [{"head": head, row["setting"]: row["value"]}
+            for _, row in choice.iterrows() for head in heads if head in row["missing"].split(", ")]

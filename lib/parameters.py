@@ -209,6 +209,27 @@ def head_name() -> Rule:
     return Rule("a lib.losses head name", problem)
 
 
+def tuning_grid() -> Rule:
+    """``{run setting: [candidate values]}``: the settings notebook 02 chooses on the validation pairs."""
+
+    def problem(value):
+        from dataclasses import fields
+
+        from lib.settings import RunSettings
+
+        if not isinstance(value, Mapping):
+            return _string_hint(value) or f"not a mapping ({type(value).__name__})"
+        names = {spec.name for spec in fields(RunSettings)} - {"head", "head_hparams", "seed", "data"}
+        for name, candidates in value.items():
+            if name not in names:
+                return f"{name!r} is not a run setting; choose among {sorted(names)}"
+            if not isinstance(candidates, list) or len(candidates) < 2:
+                return f"{name}: give a list of at least two candidate values, got {candidates!r}"
+        return None
+
+    return Rule("a mapping {run setting: [two or more candidate values]}", problem)
+
+
 def head_overrides() -> Rule:
     """``{head: {hyperparameter: value}}``; each head is built once (8-d, 2 classes) to check its values."""
 
@@ -392,6 +413,8 @@ SPECS: dict[str, dict[str, Rule]] = {
         "toy_steps": whole(1),
         "pretrained_encoder": encoder_name(),
         "setting_note": Rule("a string", lambda value: None if isinstance(value, str) else f"not a string ({type(value).__name__})"),
+        "tuning_grid": tuning_grid(),
+        "tuning_heads": head_names(),
     },
     "03_cosrelu_vs_softmax": {
         **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),

