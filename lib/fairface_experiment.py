@@ -279,7 +279,7 @@ def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device=
     head.eval()
     try:
         with torch.no_grad():
-            weight = head.weight.detach()
+            weight = head.class_weights().detach()
             logits = head.logits(embeddings.to(weight.device)).float().cpu()
             cosines = F.normalize(embeddings.double(), dim=1) @ F.normalize(weight.double().cpu(), dim=1).T
     finally:

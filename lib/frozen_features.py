@@ -107,7 +107,7 @@ def _scores(head, features: torch.Tensor, labels: torch.Tensor) -> dict[str, np.
     head.eval()
     try:
         with torch.no_grad():
-            weight = head.weight.detach().cpu()
+            weight = head.class_weights().detach().cpu()
             logits = head.logits(features.to(weight.device)).float()
             cosines = torch.nn.functional.normalize(features.double(), dim=1) @ torch.nn.functional.normalize(
                 weight.double(), dim=1).T

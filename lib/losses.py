@@ -205,6 +205,10 @@ class MarginHead(nn.Module):
         """Scalars worth logging each step (e.g. SphereFace's lambda); none by default."""
         return {}
 
+    def class_weights(self) -> torch.Tensor:
+        """The (C, D) class weight rows the logits use: :attr:`weight` itself unless a head transforms it."""
+        return self.weight
+
     # -- public interface ------------------------------------------------------------------------
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Batch-mean cross-entropy of the margin logits: a 0-d tensor (float32, or float64 for float64 input)."""
@@ -242,7 +246,7 @@ class MarginHead(nn.Module):
         """Embeddings and weight in one dtype of at least float32 (bf16/fp16 -> fp32, fp64 kept)."""
         dtype = torch.promote_types(embeddings.dtype, self.weight.dtype)
         dtype = torch.promote_types(dtype, torch.float32)
-        return embeddings.to(dtype), self.weight.to(dtype)
+        return embeddings.to(dtype), self.class_weights().to(dtype)
 
     def _check_embeddings(self, embeddings: torch.Tensor) -> None:
         if not torch.is_tensor(embeddings) or not embeddings.is_floating_point():
@@ -413,13 +417,25 @@ class ArcFaceHead(NormalizedSoftmaxHead):
     can trap them. The step counter :attr:`iteration` is a buffer (saved in ``state_dict`` so a resumed
     run continues the ramp) that advances after every training-mode ``forward``, as SphereFace's lambda does;
     eval-mode forwards use the current margin. :meth:`extra_metrics` reports the margin the last step used.
+
+    ``centered_weights=True`` uses the class weights minus their mean, :math:`w_j - \bar w` (then
+    normalized), so the weights share no common direction; for two classes they are antipodal,
+    :math:`w_2 = -w_1`. Why: the margin's cost to the target logit, :math:`s(\cos\theta_y - \cos(\theta_y + m))
+    = 2s\sin(\theta_y + m/2)\sin(m/2)`, is largest near 90 degrees and vanishes far from the class weight,
+    so a sample can shed it by moving away from *every* class weight at once, along the weights' common
+    direction, while the comparison between classes is left intact. With free weights, two classes give
+    that direction nothing else to do (notebook 03's trials: every ArcFace run on gender ended with its
+    samples more than 150 degrees from their class weight); centred weights leave no such direction.
     """
 
-    hparam_names = ("scale", "margin", "easy_margin", "margin_warmup_steps")
+    hparam_names = ("scale", "margin", "easy_margin", "margin_warmup_steps", "centered_weights")
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 64.0, margin: float = 0.5,
-                 easy_margin: bool = False, margin_warmup_steps: int = 0):
+                 easy_margin: bool = False, margin_warmup_steps: int = 0, centered_weights: bool = False):
         super().__init__(in_features, num_classes, scale=scale)
+        if centered_weights and num_classes < 2:
+            raise ValueError("centered_weights needs at least two classes (one centred weight row is zero)")
+        self.centered_weights = bool(centered_weights)
         if not 0 <= margin < math.pi:
             raise ValueError(f"ArcFace's margin is an angle in radians in [0, pi), got {margin!r}")
         if isinstance(margin_warmup_steps, bool) or int(margin_warmup_steps) != margin_warmup_steps \
@@ -432,8 +448,14 @@ class ArcFaceHead(NormalizedSoftmaxHead):
         self.register_buffer("iteration", torch.zeros((), dtype=torch.long),
                              persistent=self.margin_warmup_steps > 0)
 
+    def class_weights(self) -> torch.Tensor:
+        """The weight rows minus their mean with ``centered_weights`` (see the class docstring), else as stored."""
+        if not self.centered_weights:
+            return self.weight
+        return self.weight - self.weight.mean(dim=0, keepdim=True)
+
     def current_margin(self, step: int | None = None) -> float:
-        """The margin training step ``step`` (default: the next one) uses: :math:`m\,\min(1, t/T)`."""
+        r"""The margin training step ``step`` (default: the next one) uses: :math:`m\,\min(1, t/T)`."""
         step = int(self.iteration) if step is None else int(step)
         if self.margin_warmup_steps == 0:
             return self.margin

@@ -564,7 +564,7 @@ def train_toy_embedding(
     return ToyEmbedding(
         features=features.numpy(),
         labels=raw_labels,
-        class_weights=head.weight.detach().numpy().copy(),
+        class_weights=head.class_weights().detach().numpy().copy(),
         classes=classes,
         losses=losses.numpy(),
         is_train=is_train,

@@ -569,7 +569,7 @@ def test_registry_and_interface():
         assert loss.ndim == 0
     assert L.make_head("cosface", 4, 2).extra_metrics() == {}
     assert L.make_head("arcface", 4, 2).hparams == {"scale": 64.0, "margin": 0.5, "easy_margin": False,
-                                                   "margin_warmup_steps": 0}
+                                                   "margin_warmup_steps": 0, "centered_weights": False}
     assert L.make_head("cosrelu", 4, 2).hparams == {"scale": 30.0, "margin": 0.35}
     assert L.make_head("normsoftmax", 4, 2).scale == 30.0 and L.make_head("cosine_softmax", 4, 2).scale == 1.0
 
@@ -604,3 +604,30 @@ def test_bad_inputs_raise():
         L.make_head("sphereface", 4, 3, margin=1.5)
     int32_labels = torch.tensor([0, 2], dtype=torch.int32)  # accepted, converted to int64
     assert torch.isfinite(head(torch.randn(2, 4), int32_labels))
+
+
+def test_arcface_centered_weights_are_the_rows_minus_their_mean_and_antipodal_for_two_classes():
+    torch.manual_seed(0)
+    head = L.make_head("arcface", 6, 2, scale=30.0, margin=0.2, centered_weights=True)
+    w = head.weight.detach()
+    w1, w2 = w[0] - w.mean(0), w[1] - w.mean(0)
+    # Two classes: the centred rows are exact opposites, so no sample can be far from both.
+    assert torch.allclose(w1, -w2)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    cos = F.normalize(x, dim=1) @ F.normalize(torch.stack([w1, w2]).double(), dim=1).T
+    assert torch.allclose(cos[:, 0], -cos[:, 1])
+    # Inference logits are s * cos to the centred rows (computed by hand above).
+    assert torch.allclose(head.logits(x), 30.0 * cos.to(head.logits(x).dtype))
+    # The training loss: ArcFace's target cos(theta + m) against the centred rows.
+    labels = torch.tensor([0, 1, 0, 1, 1])
+    theta = torch.acos(cos[torch.arange(5), labels])
+    logits = 30.0 * cos.clone()
+    logits[torch.arange(5), labels] = 30.0 * torch.cos(theta + 0.2)
+    assert torch.allclose(head(x, labels).double(), F.cross_entropy(logits, labels), atol=1e-6)
+    # Seven classes: the centred rows sum to zero; free rows are untouched without the option.
+    seven = L.make_head("arcface", 6, 7, centered_weights=True)
+    assert torch.allclose(seven.class_weights().sum(0), torch.zeros(6), atol=1e-6)
+    plain = L.make_head("arcface", 6, 7)
+    assert plain.class_weights() is plain.weight
+    with pytest.raises(ValueError, match="two classes"):
+        L.make_head("arcface", 6, 1, centered_weights=True)
