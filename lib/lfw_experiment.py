@@ -542,8 +542,9 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
     ``heads`` (seed ``seed``), and the highest score wins; a tie keeps the current value. A candidate is
     only scored when each of ``heads`` has its trial (``missing`` lists the heads without one), and a
     setting is only decided when all its candidates are scored. One row per setting and candidate:
-    ``setting, value, current, n_trials, score, <head> ..., missing, chosen``; ``chosen`` is True on the
-    winner and NaN while the setting is undecided."""
+    ``setting, value, current, n_trials, score, <head> ..., missing, runs, chosen``; ``chosen`` is True on
+    the winner and NaN while the setting is undecided; ``runs`` names the trials (the current setting's
+    appear under every setting)."""
     heads = list(heads)
     untuned = {name: _setting_key(value) for name, value in current.items() if name not in _NOT_TUNED}
     unknown = sorted(set(grid) - set(untuned))
@@ -572,7 +573,8 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
                                  "current": _setting_key(value) == untuned[name],
                                  "n_trials": len(heads) - len(missing),
                                  "score": np.nan if missing else float(np.mean(list(scores.values()))),
-                                 **scores, "missing": ", ".join(missing)})
+                                 **scores, "missing": ", ".join(missing),
+                                 "runs": ", ".join(trials.loc[trials["head"].isin(heads), "run"])})
         decided = all(not row["missing"] for row in setting_rows)
         if decided:
             best = max(row["score"] for row in setting_rows)
@@ -588,3 +590,30 @@ def missing_trials(choice: pd.DataFrame, heads) -> list[dict]:
     """The trials :func:`one_at_a_time_choice` still needs: ``{"head", setting: value}`` for each."""
     return [{"head": head, row["setting"]: row["value"]}
             for _, row in choice.iterrows() for head in heads if head in row["missing"].split(", ")]
+
+
+def describe_choice(choice: pd.DataFrame, heads) -> str:
+    """What :func:`one_at_a_time_choice` decided, in words: the rule, each setting's winner (or the trials it
+    still lacks), and, in bold, any setting where this run's value is not the one the rule chose."""
+    heads = list(heads)
+    scored = len({run for runs in choice["runs"] for run in runs.split(", ") if run})
+    lines = [f"**The rule** (fixed before the trials): each setting is chosen with every other setting at this "
+             f"profile's value, by the mean validation 10-fold accuracy of {' and '.join(f'`{h}`' for h in heads)} "
+             f"at seed 0; a tie keeps the current value. {scored} trials, one row per candidate below (the current "
+             f"setting's trials appear under every setting)."]
+    for name, rows in choice.groupby("setting", sort=False):
+        current = rows.loc[rows["current"], "value"]
+        current_value = current.iloc[0] if len(current) else None
+        if rows["chosen"].isna().any():
+            lacking = "; ".join(f"{row.value}: {row.missing}" for row in rows.itertuples() if row.missing)
+            lines.append(f"- `{name}`: **undecided**, trials missing ({lacking}); this run uses {current_value!r}.")
+            continue
+        winner = rows.loc[rows["chosen"].astype(bool)].iloc[0]
+        others = ", ".join(f"{row.value!r}: {row.score:.3f}" for row in rows.itertuples() if not row.chosen)
+        if winner["current"]:
+            lines.append(f"- `{name}`: {winner['value']!r} ({winner['score']:.3f}; {others}), this run's value.")
+        else:
+            lines.append(f"- `{name}`: **{winner['value']!r} ({winner['score']:.3f}; {others}) is the rule's choice, "
+                         f"but this run uses {current_value!r}**: set `{name}: {winner['value']!r}` in the profile "
+                         f"and re-run.")
+    return "\n".join(lines)

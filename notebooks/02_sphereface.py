@@ -242,6 +242,11 @@ else:
     display(Markdown(f"**{len(sweep)} trials** on the validation pairs; settings varied: "
                      f"{', '.join(f'`{c}`' for c in varied if c != 'head') or 'none'}."))
     display(sweep[shown].style.format(precision=3))
+if tuning_grid:
+    current = next(iter(run_settings.values())).as_dict()  # the fields tuned are the same for every head and seed
+    choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current)
+    display(Markdown(experiment.describe_choice(choice, tuning_heads)))
+    display(choice.drop(columns="runs").set_index(["setting", "value"]).style.format(precision=3, na_rep=""))
 if setting_note:
     display(Markdown(f"**This profile's setting.** {setting_note}"))
 

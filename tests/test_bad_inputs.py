@@ -423,6 +423,9 @@ CASES = [
 
     # Notebook parameters: each notebook's defaults with one bad value.
     parameter_case("02_sphereface", "epochs", 0, "must be >= 1"),
+    parameter_case("02_sphereface", "tuning_grid", {"epoch": [20, 40]}, "'epoch' is not a run setting"),
+    parameter_case("02_sphereface", "tuning_grid", {"epochs": 40}, "epochs: give a list of at least two"),
+    parameter_case("02_sphereface", "tuning_heads", ["spherefac"], "spherefac"),
     parameter_case("02_sphereface", "epochs", -3, "must be >= 1"),
     parameter_case("02_sphereface", "epochs", 2.5, "not a whole number (float)"),
     parameter_case("02_sphereface", "epochs", True, "not a whole number (bool)"),

@@ -168,3 +168,47 @@ def test_sweep_table_is_best_first_and_names_what_varied(tmp_path):
     pd.DataFrame([{"run": "old", "head": "x"}]).to_csv(tmp_path / "old.csv", index=False)
     with pytest.raises(ValueError, match=r"val_acc_10fold.*sweep_lfw_settings"):
         experiment.sweep_table(tmp_path)
+
+
+def _trial(folder, head: str, accuracy: float, **changes) -> None:
+    """One trial file as scripts/sweep_lfw_settings.py writes it (settings columns, head_hparams as text)."""
+    base = dict(epochs=40, max_shift=4, lr=1e-3, schedule="cosine", crop=150, amp="bf16")
+    settings = RunSettings(head=head, **{**base, **changes})
+    row = {"run": settings.run_name(), **settings.as_dict(), "val_acc_10fold": accuracy}
+    row["head_hparams"] = str(row["head_hparams"])
+    pd.DataFrame([row]).to_csv(folder / f"{settings.run_name()}.csv", index=False)
+
+
+def test_one_at_a_time_choice_applies_the_rule_fixed_before_the_trials(tmp_path):
+    for head, accuracy in (("sphereface", 0.85), ("softmax", 0.79)):  # the current setting: mean 0.82
+        _trial(tmp_path, head, accuracy)
+    _trial(tmp_path, "sphereface", 0.80, epochs=20), _trial(tmp_path, "softmax", 0.78, epochs=20)  # 0.79
+    _trial(tmp_path, "sphereface", 0.86, epochs=60), _trial(tmp_path, "softmax", 0.80, epochs=60)  # 0.83: wins
+    _trial(tmp_path, "sphereface", 0.84, schedule=None), _trial(tmp_path, "softmax", 0.80, schedule=None)  # tie
+    _trial(tmp_path, "sphereface", 0.99, max_shift=0)  # softmax's max_shift=0 trial is missing
+    # Neither of these may count: another seed, and two settings changed at once.
+    _trial(tmp_path, "sphereface", 0.99, epochs=20, seed=1), _trial(tmp_path, "softmax", 0.99, epochs=20, seed=1)
+    _trial(tmp_path, "sphereface", 0.99, epochs=20, max_shift=0)
+    _trial(tmp_path, "softmax", 0.99, epochs=20, max_shift=0)
+    current = RunSettings(head="softmax", epochs=40, max_shift=4, lr=1e-3, schedule="cosine", crop=150,
+                          amp="bf16", seed=2).as_dict()  # head and seed of `current` play no part
+    grid = {"epochs": [20, 40, 60], "schedule": [None, "cosine"], "max_shift": [0, 4]}
+    choice = experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), grid, ["sphereface", "softmax"],
+                                             current).set_index(["setting", "value"])
+    assert choice.loc[("epochs", 20), "score"] == pytest.approx(0.79)
+    assert choice.loc[("epochs", 60), "score"] == pytest.approx(0.83)
+    assert choice.loc[("epochs", 40), ["sphereface", "softmax"]].tolist() == [0.85, 0.79]
+    assert choice.xs("epochs")["chosen"].tolist() == [False, False, True]
+    assert choice.xs("schedule")["chosen"].tolist() == [False, True]  # 0.82 each: the current value stays
+    assert choice.xs("max_shift")["chosen"].isna().all()
+    assert choice.loc[("max_shift", 0), "missing"] == "softmax"
+    assert experiment.missing_trials(choice.reset_index(), ["sphereface", "softmax"]) == [
+        {"head": "softmax", "max_shift": 0}]
+    text = experiment.describe_choice(choice.reset_index(), ["sphereface", "softmax"])
+    assert "9 trials" in text  # 2 current + 2 + 2 + 2 + 1, none of the four that must not count
+    assert "**60 (0.830" in text and "set `epochs: 60`" in text
+    assert "`max_shift`: **undecided**" in text and "`schedule`: 'cosine' (0.820" in text
+    with pytest.raises(ValueError, match="not run settings"):
+        experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"epoch": [1, 2]}, ["softmax"], current)
+    with pytest.raises(ValueError, match="do not include the current value"):
+        experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"lr": [0.1, 0.2]}, ["softmax"], current)
