@@ -35,12 +35,16 @@ How it stays cheap (LFW: 13,233 images, 242,257 genuine and 87,307,271 impostor 
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from lib.tables import write_csv, write_text
 
 __all__ = [
     "UNKNOWN",
@@ -842,3 +846,57 @@ def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), 
                              "replicates without a finite ratio": n_boot - len(values)})
         ratio_table = pd.DataFrame(rows)
     return ModelAudits(audits, per_model, summary, ratio_table, pd.concat(det, ignore_index=True))
+
+
+# --------------------------------------------------------------------------------------------------
+# A saved audit: what notebook 04 shows of the trained heads, kept with the runs it audited
+# --------------------------------------------------------------------------------------------------
+RUNS_ARRAY = "runs"  # run names (lib.settings.RunSettings.run_name) of the models in an embeddings file
+
+
+def read_model_run_names(path) -> list[str]:
+    """The run names stored beside the models of an embeddings file (``[]`` for a file written without them)."""
+    with np.load(path, allow_pickle=False) as data:
+        return sorted(data[RUNS_ARRAY].astype(str)) if RUNS_ARRAY in data else []
+
+
+def _json_value(value):
+    """numpy scalars as the numbers they are (not their text); anything else as text."""
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+_SAVED_TABLES = {"per_model": "per_model", "per_head": "rates", "ratios": "ratios", "det": "det"}
+
+
+def save_audits(result: ModelAudits, folder, prefix: str, *, runs, notes: dict) -> dict[str, Path]:
+    """Write ``result``'s tables as ``<prefix>_<table>.csv`` and ``<prefix>_audit.json`` (the audited ``runs``
+    and ``notes`` such as pair counts), so the audit of the same runs can be shown without the embeddings
+    (:func:`load_audits`)."""
+    folder = Path(folder)
+    written = {name: write_csv(getattr(result, name), folder / f"{prefix}_{stem}.csv")
+               for name, stem in _SAVED_TABLES.items()}
+    manifest = {"runs": sorted(str(run) for run in runs), **notes}
+    written["manifest"] = write_text(folder / f"{prefix}_audit.json", json.dumps(manifest, indent=1, default=_json_value) + "\n")
+    return written
+
+
+def load_audits(folder, prefix: str, *, runs, settings: dict | None = None) -> tuple[ModelAudits | None, dict | str]:
+    """The audit :func:`save_audits` wrote, if it audited exactly ``runs`` and its notes hold ``settings``
+    (e.g. the target FMRs and bootstrap size): ``(audits, notes)``; otherwise ``(None, why not)``. The loaded
+    result has no per-model :class:`Audit` objects (``audits`` is empty)."""
+    folder = Path(folder)
+    manifest_path = folder / f"{prefix}_audit.json"
+    if not manifest_path.is_file():
+        return None, f"no saved audit ({manifest_path.name})"
+    notes = json.loads(manifest_path.read_text(encoding="utf-8"))
+    saved, wanted = notes.pop("runs", []), sorted(str(run) for run in runs)
+    if saved != wanted:
+        return None, (f"the saved audit ({manifest_path.name}) is of other runs: {sorted(set(saved) - set(wanted))} "
+                      f"instead of {sorted(set(wanted) - set(saved))}")
+    differs = {key: (notes.get(key), value) for key, value in (settings or {}).items()
+               if json.loads(json.dumps(value, default=_json_value)) != notes.get(key)}
+    if differs:
+        return None, (f"the saved audit ({manifest_path.name}) was made with other settings: "
+                      + ", ".join(f"{key} {saved!r} instead of {wanted!r}" for key, (saved, wanted) in differs.items()))
+    tables = {name: pd.read_csv(folder / f"{prefix}_{stem}.csv") for name, stem in _SAVED_TABLES.items()}
+    return ModelAudits(audits={}, **tables), notes

@@ -450,10 +450,12 @@ def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
 
 def save_test_embeddings(data: View1Data, runs: list[HeadRun], path) -> Path:
     """Every DevTest-people image's L2-normalized, flip-fused features per model, for notebook 04's
-    all-vs-all comparisons: ``files``, ``identity`` and ``model:<head>-seed<seed>`` arrays (float32)."""
+    all-vs-all comparisons: ``files``, ``identity``, ``model:<head>-seed<seed>`` arrays (float32) and ``runs``
+    (the run names)."""
     path = Path(path)
     arrays = {"files": data.test.files.astype(str), "identity": data.test.identity.astype(str)}
     arrays.update({f"model:{run.head}-seed{run.seed}": run.test_features for run in runs})
+    arrays["runs"] = np.array([run.run_name for run in runs])  # which runs these are (notebook 04 checks them)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.stem}.{time.time_ns()}.tmp.npz")
     np.savez_compressed(temp, **arrays)

@@ -56,6 +56,8 @@ n_permutations = 2000  # permutations for the "is there a gap at all" test
 seed = 0  # seeds the bootstrap and the permutations
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
@@ -282,49 +284,76 @@ if faces is not None:
 # each trained head and seed (`02_devtest_embeddings.npz`). Each model is audited at overall FMR
 # `frvt_targets_trained`; per head the table gives the mean over seeds, its interval (the same resampled
 # people for every seed, so the interval covers the sampling of people behind that mean) and the range
-# over seeds.
+# over seeds. The audit is saved with the names of the runs it audited (`04_frvt_trained_*.csv`, in git, unlike
+# the embeddings file): without the embeddings, this notebook shows that saved audit if notebook 02's
+# `02_summary.csv` still names the same runs and the targets and bootstrap are unchanged, and says so.
 
 # %%
 devtest_file = paths.results_dir(profile) / frvt.DEVTEST_EMBEDDINGS_FILE
-trained_audit = None
+summary_02 = paths.results_dir(profile) / "02_summary.csv"
+runs_02 = sorted(pd.read_csv(summary_02)["run"]) if summary_02.is_file() else []
+audit_settings = {"target_fmrs": list(frvt_targets_trained), "bootstrap_replicates": frvt_n_boot,
+                  "bootstrap_seed": seed, "groups": list(audit_order) if faces is not None else []}
+trained_audit = trained_notes = None
 if faces is None:
     display(Markdown("Skipped: no group labels."))
-elif not devtest_file.is_file():
-    display(Markdown(f"**Skipped:** `{paths.shown(devtest_file)}` does not exist; notebook 02 writes it "
-                     f"(`python -m lib.notebooks run --profile {profile} --only 02`)."))
-else:
+elif devtest_file.is_file():
     files, identities, models = frvt.read_model_embeddings(devtest_file)
+    stored_runs = frvt.read_model_run_names(devtest_file)
+    if stored_runs and stored_runs != runs_02:
+        raise DataError(f"{paths.shown(devtest_file)} holds other runs than {paths.shown(summary_02)} (an interrupted "
+                        f"notebook 02?): re-run it (python -m lib.notebooks run --profile {profile} --only 02)")
     trained_audit = frvt.audit_models(models, identities, pd.Series(files).map(group_of_file).to_numpy(),
                                       target_fmrs=frvt_targets_trained, ratio=audit_ratio, order=audit_order,
                                       n_boot=frvt_n_boot, seed=seed)
     first = next(iter(trained_audit.audits.values())).counts
-    display(Markdown(f"{len(files):,} DevTest images of {len(set(identities)):,} people, {len(models)} models: "
-                     f"{first.n_genuine:,} genuine and {first.n_impostor:,} impostor pairs per model; "
-                     f"{frvt_n_boot} identity-bootstrap replicates."))
+    trained_notes = {**audit_settings, "images": len(files), "people": len(set(identities)), "models": len(models),
+                     "genuine_pairs": first.n_genuine, "impostor_pairs": first.n_impostor,
+                     "computed": time.strftime("%Y-%m-%d")}
+    # Kept with the runs it audited, so a later run of this notebook without the 105 MB embeddings file
+    # (not in git) shows this same audit rather than none.
+    frvt.save_audits(trained_audit, paths.results_dir(profile), "04_frvt_trained", runs=stored_runs or runs_02,
+                     notes=trained_notes)
+else:
+    trained_audit, trained_notes = frvt.load_audits(paths.results_dir(profile), "04_frvt_trained", runs=runs_02,
+                                                    settings=audit_settings)
+    if trained_audit is None:
+        display(Markdown(f"**Skipped:** `{paths.shown(devtest_file)}` does not exist (notebook 02 writes it: "
+                         f"`python -m lib.notebooks run --profile {profile} --only 02`), and {trained_notes}."))
+        trained_notes = None
+    else:
+        display(Markdown(f"`{paths.shown(devtest_file)}` (not in git) is not here: shown is the saved audit of the "
+                         f"same {len(runs_02)} runs of notebook 02 (`04_frvt_trained_*.csv`, computed "
+                         f"{trained_notes['computed']} with these targets and bootstrap)."))
+if trained_audit is not None:
+    display(Markdown(f"{trained_notes['images']:,} DevTest images of {trained_notes['people']:,} people, "
+                     f"{trained_notes['models']} models: {trained_notes['genuine_pairs']:,} genuine and "
+                     f"{trained_notes['impostor_pairs']:,} impostor pairs per model; "
+                     f"{trained_notes['bootstrap_replicates']} identity-bootstrap replicates."))
     trained_rows = trained_audit.per_head[trained_audit.per_head["group"].isin([*audit_order, frvt.CROSS_GROUP, "overall"])]
     display(trained_rows.set_index(["head", "target_fmr", "group"]))
     display(trained_audit.ratios.set_index(["head", "target_fmr", "rate"]))
-    write_csv(trained_audit.per_head, paths.results_dir(profile) / "04_frvt_trained_rates.csv")
-    write_csv(trained_audit.ratios, paths.results_dir(profile) / "04_frvt_trained_ratios.csv")
 
 # %%
 if trained_audit is not None:
-    heads_02 = list(dict.fromkeys(head for head, _ in trained_audit.audits))
+    per_model, det_02 = trained_audit.per_model, trained_audit.det
+    heads_02 = list(dict.fromkeys(per_model["head"]))
     columns = min(3, len(heads_02))  # panels large enough to read, in rows of three
     rows = -(-len(heads_02) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.6 * rows), squeeze=False, sharey=True)
     colors = {group: plt.rcParams["axes.prop_cycle"].by_key()["color"][i] for i, group in enumerate(audit_order)}
     for ax, head in zip(axes.flat, heads_02):
-        for n, ((model_head, model_seed), result) in enumerate(
-                (key, value) for key, value in trained_audit.audits.items() if key[0] == head):
-            points = result.rates[result.rates["group"].isin(audit_order)]
-            frvt.det_plot(result.det[result.det["group"] != "overall"], points, ax=ax, colors=colors,
-                          alpha=1.0 if n == 0 else 0.45, legend=(n == 0 and head == heads_02[0]), title=head)
+        for n, model_seed in enumerate(dict.fromkeys(per_model.loc[per_model["head"] == head, "seed"])):
+            model = (per_model["head"] == head) & (per_model["seed"] == model_seed)
+            curve = (det_02["head"] == head) & (det_02["seed"] == model_seed) & (det_02["group"] != "overall")
+            frvt.det_plot(det_02[curve], per_model[model & per_model["group"].isin(audit_order)], ax=ax,
+                          colors=colors, alpha=1.0 if n == 0 else 0.45, legend=(n == 0 and head == heads_02[0]),
+                          title=head)
     for ax in axes.flat[len(heads_02):]:
         ax.set_axis_off()
     # Small-data heads miss most genuine pairs at low FMR: the FNMR axis starts at 1 % (lower only when
     # a marked operating point lies below it), so the groups' curves are not squeezed against the top.
-    marked = pd.concat(result.rates for result in trained_audit.audits.values())["fnmr"]
+    marked = per_model.loc[per_model["group"].isin(audit_order), "fnmr"]
     bottom = min(0.01, 0.5 * marked[marked > 0].min()) if (marked > 0).any() else 0.01
     axes[0][0].set_ylim(bottom, 1.05)
     fig.suptitle(f"LFW DevTest all-vs-all DET per {audit_column} (one line per seed; FNMR axis from {bottom:.2g})")

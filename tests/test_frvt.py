@@ -300,3 +300,28 @@ def test_saved_model_file_errors(tmp_path):
     np.savez(tmp_path / "short.npz", files=np.array(["a.jpg"]), **{"model:a-seed0": np.ones((1, 2))})
     with pytest.raises(DataError, match="lacks array"):
         frvt.read_model_embeddings(tmp_path / "short.npz")
+
+
+def test_a_saved_audit_comes_back_only_for_the_same_runs_and_settings(faces, tmp_path):
+    features, identities, groups, _ = faces
+    arrays = write_devtest_npz(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE, faces)
+    np.savez(tmp_path / "with_runs.npz", **arrays, runs=np.array(["softmax-seed1-bb", "cosface-seed0-aa"]))
+    assert frvt.read_model_run_names(tmp_path / "with_runs.npz") == ["cosface-seed0-aa", "softmax-seed1-bb"]
+    assert frvt.read_model_run_names(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE) == []
+    _, read_identities, models = frvt.read_model_embeddings(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE)
+    result = frvt.audit_models(models, read_identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
+                               ratio=("B", "A"), n_boot=40, bins=BINS)
+    runs = ["softmax-seed0-x", "softmax-seed1-y", "cosface-seed0-z", "cosface-seed1-w"]
+    settings = {"target_fmrs": [0.05, 0.01], "bootstrap_replicates": 40}
+    frvt.save_audits(result, tmp_path, "audit", runs=runs, notes={**settings, "genuine_pairs": np.int64(12)})
+
+    loaded, notes = frvt.load_audits(tmp_path, "audit", runs=runs[::-1], settings=settings)
+    assert notes["genuine_pairs"] == 12 and isinstance(notes["genuine_pairs"], int)
+    assert loaded.audits == {}
+    for name in ("per_model", "per_head", "ratios", "det"):
+        pd.testing.assert_frame_equal(getattr(loaded, name), getattr(result, name), check_dtype=False)
+    assert frvt.load_audits(tmp_path, "audit", runs=runs[:3], settings=settings)[0] is None
+    loaded, why = frvt.load_audits(tmp_path, "audit", runs=runs, settings={**settings, "bootstrap_replicates": 1000})
+    assert loaded is None and "bootstrap_replicates 40 instead of 1000" in why
+    loaded, why = frvt.load_audits(tmp_path, "other", runs=runs)
+    assert loaded is None and "no saved audit" in why
