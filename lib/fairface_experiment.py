@@ -54,20 +54,16 @@ BEYOND_CLAMP = "val_beyond_clamp"  # history column: fraction of validation samp
 FALLBACK_SHARE = "val_fallback_share"  # history column: fraction of validation samples in the head's fallback branch
 
 # Notebook 03's head settings where they differ from lib.losses' defaults (a notebook's ``head_hparams``
-# overrides them per head). ArcFace: s = 30 like the other scaled heads and a margin of m = 0.1 rad. Its
-# pull towards the own class weight, sin(θ_y + m), is weaker than a plain cosine's sin θ_y beyond
-# θ_y = (π − m)/2; trained from random weights at 32 px, the s = 30 heads keep their validation embeddings
-# near 85° from their class weight, so only m below about π − 2·85° ≈ 0.17 rad leaves those samples a net
-# pull. Measured (scripts/arcface_regime_trial.py): m = 0.5 at s = 64 (the paper's values) or s = 30 put
-# most validation samples in the fallback branch beyond π − m within two or three epochs; m = 0.5 with the
-# easy margin left the margin on for a few percent of them at most; m = 0.2 drifted past 90°. On the
-# two-class gender target every setting tried, m = 0.1 included, moved most validation embeddings beyond
-# 90° from their own class weight: lib.head_comparison flags such runs as collapsed. Trials on a split held
-# out of the training images (data/results/real/03_arcface_trials.csv) with a margin warm-up
-# (``margin_warmup_steps``) were healthy on race at m = 0.1 and 0.2 but collapsed on gender at every margin,
-# so by the rule fixed before them (the largest margin healthy on both targets) the setting is unchanged.
+# overrides them per head). ArcFace: s = 30 like the other scaled heads, the paper's m = 0.5 rad, a margin
+# warm-up over the first 250 steps (one epoch of the full training split at batch 64) and centred class
+# weights. Chosen on a split held out of the training images (scripts/arcface_regime_trial.py,
+# data/results/real/03_arcface_trials.csv) by a rule fixed before the trials: the largest margin whose run is
+# healthy on race and on gender. With free class weights every margin collapsed on gender (most samples
+# beyond 90° from their class weight: the margin's cost vanishes far from every class weight, and two classes
+# leave the weights' common direction free for that); with centred weights m = 0.1, 0.2 and 0.5 were healthy
+# on both targets.
 HEAD_HPARAMS = {
-    "arcface": {"scale": 30.0, "margin": 0.1},
+    "arcface": {"scale": 30.0, "margin": 0.5, "margin_warmup_steps": 250, "centered_weights": True},
 }
 
 # File names of the per-head result tables, in the course report's spirit ("478 Results - COSRELU.csv").
@@ -258,6 +254,8 @@ def head_settings(heads, head_hparams: dict | None = None, num_classes: int = 7)
             if head.margin_warmup_steps:
                 target += f"; m rises linearly from 0 over the first {head.margin_warmup_steps} steps"
             others = "s·cos θ_j"
+            if head.centered_weights:
+                others += "; every θ measured to the centred weights w_j − mean(w)"
         else:
             target, others = _TARGET_LOGITS.get(name, ("(see lib.losses)", ""))
         branch = fallback_branch(head)

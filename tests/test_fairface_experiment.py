@@ -106,13 +106,17 @@ def test_fallback_branch_of_each_head():
 
 def test_head_settings_are_read_from_the_built_heads():
     table = fx.head_settings(["cosrelu", "arcface"])
-    assert table.loc["arcface", "settings"] == "scale = 30, margin = 0.1, easy_margin = False, margin_warmup_steps = 0"
-    assert table.loc["arcface", "fallback branch"] == "fallback: θ_y > 174.3°"
+    assert table.loc["arcface", "settings"] == ("scale = 30, margin = 0.5, easy_margin = False, "
+                                                "margin_warmup_steps = 250, centered_weights = True")
+    assert table.loc["arcface", "fallback branch"] == "fallback: θ_y > 151.4°"
+    assert table.loc["arcface", "target logit"].endswith("over the first 250 steps")
+    assert table.loc["arcface", "other logits"].endswith("centred weights w_j − mean(w)")
     assert table.loc["cosrelu", "fallback branch"] == "clamp: θ_y > 130.5°"
     override = fx.head_settings(["arcface"], {"arcface": {"scale": 64.0, "margin": 0.5, "easy_margin": True}})
-    assert override.loc["arcface", "settings"] == "scale = 64, margin = 0.5, easy_margin = True, margin_warmup_steps = 0"
+    assert override.loc["arcface", "settings"] == ("scale = 64, margin = 0.5, easy_margin = True, "
+                                                   "margin_warmup_steps = 250, centered_weights = True")
     assert override.loc["arcface", "fallback branch"] == "no margin: θ_y > 90.0°"
-    assert override.loc["arcface", "target logit"].endswith("else s·cos θ_y")
+    assert override.loc["arcface", "target logit"].startswith("s·cos(θ_y + m) where θ_y < 90°, else s·cos θ_y;")
     assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3}
     assert fx.resolve_head_hparams("cosface") == {}
 
