@@ -117,7 +117,8 @@ def test_head_settings_are_read_from_the_built_heads():
                                                    "margin_warmup_steps = 250, centered_weights = True")
     assert override.loc["arcface", "fallback branch"] == "no margin: θ_y > 90.0°"
     assert override.loc["arcface", "target logit"].startswith("s·cos(θ_y + m) where θ_y < 90°, else s·cos θ_y;")
-    assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3}
+    assert fx.resolve_head_hparams("arcface", {"margin": 0.3}) == {"scale": 30.0, "margin": 0.3, "margin_warmup_steps": 250,
+                                                                  "centered_weights": True}
     assert fx.resolve_head_hparams("cosface") == {}
 
 
