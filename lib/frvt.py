@@ -660,7 +660,7 @@ def _rate_with_interval(row, rate: str) -> str:
 
 
 def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=None) -> str:
-    """One Markdown sentence per target FMR (and head, when the table has a ``head`` column), every number
+    """A Markdown list, one item per target FMR (and head, when the table has a ``head`` column), every number
     taken from :func:`summarize` / :class:`ModelAudits` tables: threshold, FMR and FNMR of each group with
     its interval, and the ratios."""
     groups = list(groups) if groups is not None else [g for g in rates["group"].unique()
@@ -687,7 +687,7 @@ def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=Non
                 else:
                     text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
         sentences.append(text + ".")
-    return " ".join(sentences)
+    return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
 # --------------------------------------------------------------------------------------------------

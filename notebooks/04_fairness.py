@@ -407,16 +407,16 @@ if pretrained_audit is not None:
 verification_summary = []
 if trained_audit is not None:
     verification_summary.append(f"**Trained heads, LFW DevTest all-vs-all, per {audit_column}** (mean over seeds, "
-                                "identity-bootstrap 95 % interval): "
+                                "identity-bootstrap 95 % interval):\n\n"
                                 + frvt.describe(trained_audit.per_head, trained_audit.ratios, audit_order))
 if pretrained_audit is not None:
     counts_lfw = pretrained_audit.counts
     verification_summary.append(
         f"**{pretrained_encoder} on all {counts_lfw.n_images:,} LFW images, per {audit_column}** "
         f"({counts_lfw.n_genuine:,} genuine, {counts_lfw.n_impostor:,} impostor pairs; detector missed "
-        f"{embeddings_lfw.n_fallback} faces, cut from the fallback box): "
-        + frvt.describe(pretrained_audit.rates, pretrained_audit.ratios, audit_order)
-        + f" Scoring ran at {counts_lfw.pairs_per_second / 1e6:.1f} M pairs/s.")
+        f"{embeddings_lfw.n_fallback} faces, cut from the fallback box; scored at "
+        f"{counts_lfw.pairs_per_second / 1e6:.1f} M pairs/s):\n\n"
+        + frvt.describe(pretrained_audit.rates, pretrained_audit.ratios, audit_order))
 verification_summary = "\n\n".join(verification_summary)
 display(Markdown(verification_summary or "No verification audit ran in this profile."))
 

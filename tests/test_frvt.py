@@ -325,3 +325,22 @@ def test_a_saved_audit_comes_back_only_for_the_same_runs_and_settings(faces, tmp
     assert loaded is None and "bootstrap_replicates 40 instead of 1000" in why
     loaded, why = frvt.load_audits(tmp_path, "other", runs=runs)
     assert loaded is None and "no saved audit" in why
+
+
+def test_describe_lists_each_head_and_target_with_its_rates_intervals_and_ratios():
+    rows = []
+    for head, (female, male) in {"a": (0.004, 0.001), "b": (0.002, 0.002)}.items():
+        for group, fmr in (("Female", female), ("Male", male), ("overall", 0.0015)):
+            rows.append({"head": head, "target_fmr": 1e-3, "group": group, "threshold": 0.5, "fmr": fmr,
+                         "fmr_lower": fmr / 2, "fmr_upper": fmr * 2, "fnmr": 0.8, "fnmr_lower": 0.7, "fnmr_upper": 0.9})
+    ratios = pd.DataFrame([{"head": "a", "target_fmr": 1e-3, "rate": "fmr", "ratio": "Female/Male", "estimate": 4.0,
+                            "lower": 2.5, "upper": 6.25},
+                           {"head": "b", "target_fmr": 1e-3, "rate": "fmr", "ratio": "Female/Male",
+                            "estimate": np.nan, "lower": np.nan, "upper": np.nan}])
+    text = frvt.describe(pd.DataFrame(rows), ratios, ["Female", "Male"])
+    lines = text.split("\n")
+    assert len(lines) == 2 and all(line.startswith("- `") for line in lines)
+    assert lines[0].startswith("- `a` at overall FMR 0.001 (threshold 0.500)")
+    assert "FMR ratio Female/Male 4.00 [2.50, 6.25]" in lines[0]
+    assert "FMR ratio Female/Male undefined" in lines[1]
+    assert "overall" not in lines[0].split("(threshold")[1]  # only the groups asked for
