@@ -30,7 +30,7 @@ from lib import lfw as lfw_data
 from lib.imagecache import build_cache
 from lib.losses import make_head
 from lib.models import make_model
-from lib.settings import RunSettings, data_digest
+from lib.settings import NOT_TUNED, RunSettings, data_digest
 from lib.tables import write_csv
 from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import (
@@ -532,10 +532,6 @@ def _setting_key(value) -> str:
         return str(value)
 
 
-# Fields a tuning decision never varies: they name the run (head, seed) or follow from the data.
-_NOT_TUNED = ("head", "head_hparams", "seed", "data")
-
-
 def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, *, seed: int = 0) -> pd.DataFrame:
     """The rule that picks notebook 02's setting from trials on the validation pairs, one setting at a time.
 
@@ -548,7 +544,7 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
     the winner and NaN while the setting is undecided; ``runs`` names the trials (the current setting's
     appear under every setting)."""
     heads = list(heads)
-    untuned = {name: _setting_key(value) for name, value in current.items() if name not in _NOT_TUNED}
+    untuned = {name: _setting_key(value) for name, value in current.items() if name not in NOT_TUNED}
     unknown = sorted(set(grid) - set(untuned))
     if unknown:
         raise ValueError(f"tuning grid names {unknown}, which are not run settings; choose among {sorted(untuned)}")
@@ -558,11 +554,13 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
         raise ValueError(f"the tuning grid's candidates for {absent} do not include the current value "
                          f"({', '.join(f'{name}={current[name]!r}' for name in absent)}): the rule compares against it")
     table = sweep.reset_index() if "run" not in sweep.columns else sweep
+    if "seed" in table:
+        table = table[table["seed"].map(_setting_key) == _setting_key(seed)]
     rows = []
     for name, candidates in grid.items():
         others = {key: value for key, value in untuned.items() if key != name}
         present = [key for key in others if key in table.columns]
-        matches = table[(table["seed"].map(_setting_key) == _setting_key(seed)) if "seed" in table else True]
+        matches = table
         for key in present:
             matches = matches[matches[key].map(_setting_key) == others[key]]
         setting_rows = []

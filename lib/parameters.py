@@ -215,11 +215,11 @@ def tuning_grid() -> Rule:
     def problem(value):
         from dataclasses import fields
 
-        from lib.settings import RunSettings
+        from lib.settings import NOT_TUNED, RunSettings
 
         if not isinstance(value, Mapping):
             return _string_hint(value) or f"not a mapping ({type(value).__name__})"
-        names = {spec.name for spec in fields(RunSettings)} - {"head", "head_hparams", "seed", "data"}
+        names = {spec.name for spec in fields(RunSettings)} - set(NOT_TUNED)
         for name, candidates in value.items():
             if name not in names:
                 return f"{name!r} is not a run setting; choose among {sorted(names)}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
-__all__ = ["RunSettings", "data_digest", "resolve_head_hparams", "settings_difference"]
+__all__ = ["NOT_TUNED", "RunSettings", "data_digest", "resolve_head_hparams", "settings_difference"]
 
 PRECISIONS = ("off", "bf16", "fp16")
 
@@ -234,3 +234,7 @@ def settings_difference(stored: Mapping, current: Mapping) -> list[str]:
         if before != now:
             differences.append(f"{name}: {before!r} → {now!r}")
     return differences
+
+
+# Fields no tuning decision varies: they name the run (head, seed) or follow from the head and the data.
+NOT_TUNED = ("head", "head_hparams", "seed", "data")
