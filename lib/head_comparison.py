@@ -41,6 +41,8 @@ __all__ = [
     "COMPARISONS_FILE",
     "run_health",
     "prediction_agreement",
+    "agreement_by_seed",
+    "describe_clamp_agreement",
     "identical_groups",
     "head_status",
     "relabel",
@@ -112,15 +114,60 @@ def _predictions_by_run(rows: pd.DataFrame) -> pd.Series:
     return rows.set_index(["seed", "id"])["y_pred"]
 
 
-def prediction_agreement(predictions: pd.DataFrame, head_a: str, head_b: str) -> float:
-    """Share of (seed, image) on which ``head_a`` and ``head_b`` predict the same class, over the seeds
-    both were trained with (one target's predictions)."""
+def _same_prediction(predictions: pd.DataFrame, head_a: str, head_b: str) -> pd.Series:
+    """(seed, id) → whether the two heads predict the same class, over the runs both have."""
     a = _predictions_by_run(predictions[predictions["head"] == head_a])
     b = _predictions_by_run(predictions[predictions["head"] == head_b])
     common = a.index.intersection(b.index)
     if len(common) == 0:
         raise ValueError(f"{head_a!r} and {head_b!r} share no (seed, image); were both trained with a common seed?")
-    return float(np.mean(a.loc[common].to_numpy() == b.loc[common].to_numpy()))
+    return pd.Series(a.loc[common].to_numpy() == b.loc[common].to_numpy(), index=common)
+
+
+def prediction_agreement(predictions: pd.DataFrame, head_a: str, head_b: str) -> float:
+    """Share of (seed, image) on which ``head_a`` and ``head_b`` predict the same class, over the seeds
+    both were trained with (one target's predictions)."""
+    return float(_same_prediction(predictions, head_a, head_b).mean())
+
+
+def agreement_by_seed(predictions: pd.DataFrame, head_a: str, head_b: str) -> pd.Series:
+    """Seed → share of that seed's images on which ``head_a`` and ``head_b`` predict the same class (one
+    target's predictions; only the seeds both were trained with)."""
+    return _same_prediction(predictions, head_a, head_b).groupby(level="seed").mean().rename("agreement")
+
+
+def describe_clamp_agreement(agreement: pd.Series, clamp_fraction: pd.Series) -> str:
+    """CosReLU vs CosFace in words, seed by seed: ``agreement`` (seed → share of identical predictions, from
+    :func:`agreement_by_seed`) and ``clamp_fraction`` (seed → the largest share of CosReLU's training samples
+    in the clamp branch over its epochs).
+
+    Where the clamp never acts the two losses and their gradients coincide, so the two runs of one seed must
+    be bit-identical; a seed whose predictions differ all the same is named as a reproducibility failure, not
+    passed off as an effect of the clamp."""
+    seeds = [seed for seed in agreement.index if seed in clamp_fraction.index]
+    if not seeds:
+        raise ValueError("no seed has both the agreement and CosReLU's clamp fraction")
+    never_clamped = [seed for seed in seeds if clamp_fraction[seed] == 0]
+    differ = [seed for seed in never_clamped if agreement[seed] < 1]
+    clamped = [seed for seed in seeds if clamp_fraction[seed] > 0]
+    parts = []
+    if never_clamped and not differ:
+        parts.append(f"In {len(never_clamped)} of {len(seeds)} seeds the clamp never acted in training and CosReLU "
+                     f"and CosFace predict the same class for every validation image: the two losses, their "
+                     f"gradients and hence the trained networks are identical.")
+    for seed in differ:
+        parts.append(f"**Seed {seed}: the clamp never acted in training, yet the predictions differ on "
+                     f"{1 - agreement[seed]:.2%} of the validation images.** With identical losses the two runs "
+                     f"should be bit-identical, so this is a reproducibility failure of that run (for example a "
+                     f"checkpoint resumed under other code), not an effect of the clamp.")
+    if differ and len(differ) < len(never_clamped):
+        same = [seed for seed in never_clamped if seed not in differ]
+        parts.append(f"Seed{'s' if len(same) > 1 else ''} {', '.join(map(str, same))}: never clamped and identical "
+                     f"predictions, as expected.")
+    for seed in clamped:
+        parts.append(f"Seed {seed}: the clamp acted on up to {clamp_fraction[seed]:.2%} of the training samples of "
+                     f"an epoch; the two heads predict the same class for {agreement[seed]:.2%} of the images.")
+    return " ".join(parts)
 
 
 def identical_groups(predictions: pd.DataFrame) -> list[list[str]]:

@@ -377,11 +377,10 @@ for target in targets:
     display(fallback[[h for h in heads if h in fallback.columns]].rename(columns=lambda h: f"{h}: in own branch"))
     display(experiment.target_angle_summary(predictions[predictions["target"] == target]))
     if {"cosrelu", "cosface"} <= set(heads):
-        agreement = head_comparison.prediction_agreement(predictions[predictions["target"] == target], "cosrelu",
-                                                         "cosface")
-        display(Markdown(f"CosReLU and CosFace trained with the same seed predict the same class for "
-                         f"**{agreement:.2%}** of the validation samples (all seeds): where the clamp never acts, "
-                         f"the two losses, their gradients and hence the trained networks are identical."))
+        agreement = head_comparison.agreement_by_seed(predictions[predictions["target"] == target], "cosrelu",
+                                                      "cosface")
+        clamped = rows[rows["head"] == "cosrelu"].groupby("seed")["clamp_fraction"].max()
+        display(Markdown(head_comparison.describe_clamp_agreement(agreement, clamped)))
 
 # %% [markdown]
 # ## Is any difference between heads larger than seed-to-seed noise?

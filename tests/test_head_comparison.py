@@ -92,6 +92,32 @@ def test_identical_models_are_one_label_and_relabel_keeps_one():
     assert ["cosrelu"] in hc.identical_groups(changed) and ["cosface"] in hc.identical_groups(changed)
 
 
+def test_agreement_by_seed_names_a_seed_that_differs_without_the_clamp():
+    predictions = make_predictions({"cosrelu": 0.8, "cosface": None})
+    seed2 = predictions.index[(predictions["head"] == "cosface") & (predictions["seed"] == 2)]
+    n_images = len(seed2)
+    flipped = seed2[:5]
+    predictions.loc[flipped, "y_pred"] = np.where(predictions.loc[flipped, "y_pred"] == "Female", "Male", "Female")
+    agreement = hc.agreement_by_seed(predictions, "cosrelu", "cosface")
+    assert agreement.to_dict() == {0: 1.0, 1: 1.0, 2: pytest.approx(1 - 5 / n_images)}
+    assert hc.prediction_agreement(predictions, "cosrelu", "cosface") == pytest.approx(1 - 5 / (3 * n_images))
+
+    never = pd.Series({0: 0.0, 1: 0.0, 2: 0.0})
+    text = hc.describe_clamp_agreement(agreement, never)
+    assert "**Seed 2: the clamp never acted in training, yet the predictions differ on" in text
+    assert f"{5 / n_images:.2%}" in text and "reproducibility failure" in text
+    assert "Seeds 0, 1: never clamped and identical predictions" in text
+    # All identical: one sentence, no failure named.
+    same = hc.agreement_by_seed(make_predictions({"cosrelu": 0.8, "cosface": None}), "cosrelu", "cosface")
+    text = hc.describe_clamp_agreement(same, never)
+    assert text.startswith("In 3 of 3 seeds the clamp never acted") and "failure" not in text
+    # A seed where the clamp acted may differ: reported, not called a failure.
+    text = hc.describe_clamp_agreement(agreement, pd.Series({0: 0.0, 1: 0.0, 2: 0.01}))
+    assert "failure" not in text and "Seed 2: the clamp acted on up to 1.00% of the training samples" in text
+    with pytest.raises(ValueError, match="no seed"):
+        hc.describe_clamp_agreement(agreement, pd.Series({7: 0.0}))
+
+
 def test_collapsed_in_some_seeds_is_labelled_with_the_count():
     predictions = make_predictions({"cosine_softmax": 0.8, "arcface": 0.8}, branch={"arcface": 0.0})
     arcface_seed1 = (predictions["head"] == "arcface") & (predictions["seed"] == 1)
