@@ -513,11 +513,17 @@ def sweep_table(folder) -> pd.DataFrame:
 
 
 def varied_settings(sweep: pd.DataFrame) -> list[str]:
-    """The setting columns whose value differs between trials (what the trials actually compared)."""
+    """The setting columns whose value differs between trials of one head (what the trials actually
+    compared), and ``head`` when there are several. A value that differs only from head to head (each
+    head's ``head_hparams``) is a property of the head, not a trial. Missing values count as a value:
+    a constant schedule is stored as an empty cell."""
     from dataclasses import fields
 
-    names = [f.name for f in fields(RunSettings) if f.name not in ("data",)]
-    return [name for name in names if name in sweep and sweep[name].astype(str).nunique() > 1]
+    names = [f.name for f in fields(RunSettings) if f.name not in ("data",) and f.name in sweep]
+    keys = {name: sweep[name].map(_setting_key) for name in names}
+    heads = sweep["head"] if "head" in sweep else pd.Series("", index=sweep.index)
+    return [name for name in names
+            if (keys[name].nunique() > 1 if name == "head" else (keys[name].groupby(heads).nunique() > 1).any())]
 
 
 def _setting_key(value) -> str:

@@ -164,6 +164,13 @@ def test_sweep_table_is_best_first_and_names_what_varied(tmp_path):
     table = experiment.sweep_table(tmp_path)
     assert list(table.index) == ["b", "a"]
     assert experiment.varied_settings(table) == ["dropout"]
+    # A constant schedule (the default) is an empty cell; each head's own head_hparams is not a trial of it.
+    pd.DataFrame([{**row, "run": "c", "schedule": "cosine"}]).to_csv(tmp_path / "c.csv", index=False)
+    softmax = {**RunSettings(head="softmax").as_dict(), "val_acc_10fold": 0.6, "run": "d"}
+    pd.DataFrame([softmax]).to_csv(tmp_path / "d.csv", index=False)
+    table = experiment.sweep_table(tmp_path)
+    assert table.loc["a", "head_hparams"] != table.loc["d", "head_hparams"]
+    assert experiment.varied_settings(table) == ["head", "dropout", "schedule"]
     assert experiment.sweep_table(tmp_path / "absent").empty
     pd.DataFrame([{"run": "old", "head": "x"}]).to_csv(tmp_path / "old.csv", index=False)
     with pytest.raises(ValueError, match=r"val_acc_10fold.*sweep_lfw_settings"):
