@@ -241,7 +241,8 @@ else:
              "final_train_pairs_acc", "val_acc_by_epoch"]
     display(Markdown(f"**{len(sweep)} trials** on the validation pairs; settings varied: "
                      f"{', '.join(f'`{c}`' for c in varied if c != 'head') or 'none'}."))
-    display(sweep[shown].fillna({"schedule": "none (constant)"}).style.format(precision=3))
+    trials = sweep[shown].fillna({"schedule": "none (constant)"}).style.format(precision=3)
+    display(trials.format("{:g}", subset=[c for c in ("lr", "weight_decay") if c in shown]))  # 5e-4 is not 0.001
 if tuning_grid:
     current = next(iter(run_settings.values())).as_dict()  # the fields tuned are the same for every head and seed
     choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current)
