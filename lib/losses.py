@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from contextlib import nullcontext
 
 import torch
@@ -38,6 +39,7 @@ from lib.errors import DataError
 
 __all__ = [
     "HEADS",
+    "docstring_markdown",
     "ArcFaceHead",
     "CosFaceHead",
     "CosReLUHead",
@@ -666,3 +668,27 @@ def make_head(name: str, in_features: int, num_classes: int, **hparams) -> Margi
     if unknown:
         raise ValueError(f"head {name!r} does not take {unknown}; its hyperparameters are {accepted}")
     return cls(in_features, num_classes, **hparams)
+
+
+_MATH_ROLE = re.compile(r":math:`([^`]+)`")
+_NAME_ROLE = re.compile(r":(?:func|attr|meth|class|data|mod):`~?([^`]+)`")
+
+
+def docstring_markdown(obj) -> str:
+    """``obj``'s docstring (written in reStructuredText for the API docs) as Markdown for a notebook page:
+    ``.. math::`` blocks become ``$$…$$``, ``:math:`` roles ``$…$`` (MathJax typesets both), name roles
+    and double backticks become code."""
+    lines, out, i = inspect.cleandoc(obj.__doc__ or "").split("\n"), [], 0
+    while i < len(lines):
+        if lines[i].lstrip().startswith(".. math::"):
+            body = [lines[i].split(".. math::", 1)[1].strip()]
+            i += 1
+            while i < len(lines) and lines[i].startswith(" ") and lines[i].strip():
+                body.append(lines[i].strip())
+                i += 1
+            out.append("$$" + " ".join(body) + "$$")
+            continue
+        out.append(lines[i])
+        i += 1
+    text = _MATH_ROLE.sub(r"$\1$", "\n".join(out))
+    return _NAME_ROLE.sub(r"`\1`", text).replace("``", "`")

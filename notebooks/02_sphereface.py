@@ -221,7 +221,7 @@ for name in heads:
     head_class = losses.HEADS[name]
     method = next(getattr(head_class, m) for m in ("margin_logits", "target_cosine", "forward")
                   if m in vars(head_class) or m == "forward")
-    display(Markdown(f"**`{name}`** — `{head_class.__name__}`\n\n" + inspect.cleandoc(head_class.__doc__ or "")
+    display(Markdown(f"**`{name}`** — `{head_class.__name__}`\n\n" + losses.docstring_markdown(head_class)
                      + "\n\n```python\n" + inspect.getsource(method) + "```"))
 
 # %% [markdown]

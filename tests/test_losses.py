@@ -9,6 +9,7 @@ Everything numerical is float64 unless the test is about fp32 / bf16.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -631,3 +632,22 @@ def test_arcface_centered_weights_are_the_rows_minus_their_mean_and_antipodal_fo
     assert plain.class_weights() is plain.weight
     with pytest.raises(ValueError, match="two classes"):
         L.make_head("arcface", 6, 1, centered_weights=True)
+
+
+def test_docstring_markdown_turns_rst_math_and_roles_into_markdown():
+    class Example:
+        """Target logit :math:`s(\\cos\\theta_y - m)`, see :func:`~lib.losses.sphereface_psi` and ``margin``.
+
+        .. math:: z_y = \\|x\\|\\,\\psi(\\theta_y),
+                  \\qquad \\lambda = 5
+
+        Done.
+        """
+
+    text = L.docstring_markdown(Example)
+    assert text.splitlines()[0] == ("Target logit $s(\\cos\\theta_y - m)$, see `lib.losses.sphereface_psi` "
+                                    "and `margin`.")
+    assert "$$z_y = \\|x\\|\\,\\psi(\\theta_y), \\qquad \\lambda = 5$$" in text.splitlines()
+    assert text.splitlines()[-1] == "Done." and ":math:" not in text and ".. math" not in text
+    for head in L.HEADS.values():  # every head's page text is free of reStructuredText markup
+        assert not re.search(r":(math|func|attr|meth|class):`|\.\. math::", L.docstring_markdown(head))
