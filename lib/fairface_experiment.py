@@ -472,7 +472,7 @@ def summary_over_seeds(runs: list[ClassifierRun], confidence: float = 0.95) -> p
         seconds = sum(run.history["seconds"].sum() for run in mine)
         rows.append({"target": target, "head": head, "seeds": len(mine), "accuracy": interval.mean,
                      "std": interval.std, f"ci{level}_low": interval.lower, f"ci{level}_high": interval.upper,
-                     "training minutes": seconds / 60})
+                     "training minutes, all seeds": seconds / 60})
     return pd.DataFrame(rows).set_index(["target", "head"])
 
 

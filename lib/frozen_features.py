@@ -177,6 +177,24 @@ def regime_table(predictions: dict[str, pd.DataFrame], groups, confidence: float
     return pd.DataFrame(rows).set_index(["regime", "head"])
 
 
+def accuracy_order(predictions: dict[str, pd.DataFrame]) -> str:
+    """Markdown: per regime, its heads in order of overall accuracy (mean over seeds), and whether the heads
+    present in every regime keep the same order; ``predictions`` as for :func:`regime_table`."""
+    orders, lines = {}, []
+    for regime, table in predictions.items():
+        accuracy = table.groupby(["head", "seed"], sort=False)["correct"].mean().groupby("head", sort=False).mean()
+        accuracy = accuracy.sort_values(ascending=False, kind="stable")
+        orders[regime] = list(accuracy.index)
+        lines.append(f"*{regime}:* " + " > ".join(f"`{head}` ({value:.3f})" for head, value in accuracy.items()))
+    if len(orders) > 1:
+        shared = set.intersection(*(set(order) for order in orders.values()))
+        same = len({tuple(head for head in order if head in shared) for order in orders.values()}) == 1
+        lines.append(f"The {len(shared)} heads trained in every regime are ranked "
+                     + ("in the same order." if same else "**in a different order**: a ranking of heads in one "
+                        "regime does not carry over to the other."))
+    return "  \n".join(lines)
+
+
 def _cell(values: np.ndarray, confidence: float) -> str:
     summary = summarize_interval(values, confidence)
     if summary.n < 2:

@@ -43,6 +43,7 @@ __all__ = [
     "prediction_agreement",
     "agreement_by_seed",
     "describe_clamp_agreement",
+    "describe_skewed_predictions",
     "identical_groups",
     "head_status",
     "relabel",
@@ -63,6 +64,8 @@ COMPARISONS_FILE = "03_comparisons.csv"
 QUANTITIES = ("accuracy", "gap", "group accuracy")
 TARGET_TITLES = {"race": "Race classification (per-class recall)", "gender": "Gender classification"}
 NOT_RESOLVED = "not resolved"
+# Beyond this many resolved per-group differences, the conclusion counts them per pair instead of listing each.
+MAX_LISTED_GROUP_EFFECTS = 6
 ONE_SEED = "no interval (one seed)"
 TOO_FEW_SEEDS = f"no verdict (fewer than {MIN_SEEDS_FOR_VERDICT} seeds)"
 
@@ -168,6 +171,24 @@ def describe_clamp_agreement(agreement: pd.Series, clamp_fraction: pd.Series) ->
         parts.append(f"Seed {seed}: the clamp acted on up to {clamp_fraction[seed]:.2%} of the training samples of "
                      f"an epoch; the two heads predict the same class for {agreement[seed]:.2%} of the images.")
     return " ".join(parts)
+
+
+def describe_skewed_predictions(predictions: pd.DataFrame, min_share: float = 0.01) -> str:
+    """Markdown lines naming each (target, head) that predicts some of its classes for fewer than
+    ``min_share`` of the images (seeds pooled), with its most predicted class's share beside that class's
+    true share; empty when no head does. Such a head can be well above chance and not collapsed, and still
+    serve some labels not at all."""
+    _require(predictions, ["target", "head", "y_true", "y_pred"], "predictions")
+    lines = []
+    for (target, head), rows in predictions.groupby(["target", "head"], sort=False):
+        predicted = rows["y_pred"].astype(str).value_counts(normalize=True)
+        true = rows["y_true"].astype(str).value_counts(normalize=True)
+        rare = [label for label in true.index if predicted.get(label, 0.0) < min_share]
+        if rare:
+            top = predicted.index[0]
+            lines.append(f"* `{head}` ({target}): predicts {', '.join(rare)} for fewer than {min_share:.0%} of the "
+                         f"images, and {top} for {predicted.iloc[0]:.0%} of them (true share {true.get(top, 0.0):.0%}).")
+    return "\n".join(lines)
 
 
 def identical_groups(predictions: pd.DataFrame) -> list[list[str]]:
@@ -369,6 +390,17 @@ def _effect(row) -> str:
     return f"{text}: {row['verdict']}"
 
 
+def _resolved_counts(tested: pd.DataFrame) -> str:
+    """Per (head, reference) pair: how many of its groups' differences are resolved, by direction."""
+    parts = []
+    for (head, reference), rows in tested.groupby(["head", "reference"], sort=False):
+        verdicts = rows.loc[rows["verdict"] != NOT_RESOLVED, "verdict"].value_counts()
+        if len(verdicts):
+            directions = ", ".join(f"{verdict} for {count}" for verdict, count in verdicts.items())
+            parts.append(f"`{head}` − `{reference}` {int(verdicts.sum())} of {len(rows)} ({directions})")
+    return "; ".join(parts)
+
+
 def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float = 0.05) -> str:
     """Markdown paragraphs stating, per target, every head-vs-reference difference with its interval and
     corrected verdict, which heads collapsed and which are one model. Every number comes from the tables."""
@@ -404,9 +436,12 @@ def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float =
                              f"{MIN_SEEDS_FOR_VERDICT} or more seeds and a head that did not collapse).")
             elif len(resolved) == 0:
                 lines.append(f"*Per race:* none of the {len(tested)} differences is resolved.")
-            else:
+            elif len(resolved) <= MAX_LISTED_GROUP_EFFECTS:
                 lines.append(f"*Per race:* {len(resolved)} of {len(tested)} differences resolved: "
                              + "; ".join(f"{r['group']}: {_effect(r)}" for r in resolved.to_dict("records")) + ".")
+            else:  # too many to read as a sentence: counted per pair, the values are in the table
+                lines.append(f"*Per race:* {len(resolved)} of {len(tested)} differences resolved (each with its "
+                             f"interval in the table): " + _resolved_counts(tested) + ".")
         else:
             lines.append(f"**{title}.** No pair of heads to compare.")
         notes = []

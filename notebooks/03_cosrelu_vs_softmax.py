@@ -447,7 +447,9 @@ for target, table in clamp_tables.items():
 if weights != "imagenet":
     lines.append(f"These models start from random weights at {image_size}px (ImageNet weights cannot be "
                  f"downloaded here), so absolute accuracies are far below the report's pretrained 224px "
-                 f"numbers; the comparison between heads is what carries over.")
+                 f"numbers, and whether the ranking of the heads carries over to a pretrained network is not "
+                 f"shown by these runs: the frozen-embedding section below trains the same heads on a pretrained "
+                 f"representation and compares the two rankings.")
 display(Markdown(" ".join(lines)))
 display(Markdown(head_comparison.summary_text(saved_comparisons, saved_status)))
 
@@ -516,13 +518,14 @@ else:
 # a bias) on the same features is given too.
 
 # %%
-regime_tables, frozen_status = {}, {}
+regime_tables, frozen_status, regime_predictions = {}, {}, {}
 for frozen_target, table in frozen_predictions.items():
     frozen_status[frozen_target] = head_comparison.head_status(table)
     by_regime = {f"frozen {pretrained_encoder} embeddings": head_comparison.relabel(table, frozen_status[frozen_target])}
     if frozen_target in targets:
         by_regime = {"from scratch (ResNet-18, random init)":
                      head_comparison.relabel(predictions[predictions["target"] == frozen_target], status), **by_regime}
+    regime_predictions[frozen_target] = by_regime
     regime_tables[frozen_target] = frozen_features.regime_table(by_regime, groups)
     reference = frozen_features.logistic_regression_accuracy(frozen.with_target(frozen_target))
     display(Markdown(f"**Target `{frozen_target}`** · scikit-learn logistic regression on the frozen features: "
@@ -539,6 +542,25 @@ for frozen_target, table in frozen_predictions.items():
         + "."))
 
 # %% [markdown]
+# **Does the ranking of the heads carry over?** Per target, the heads in order of overall accuracy in each
+# regime; and every head that predicts some label for fewer than 1 % of the images. Such a head can be far
+# above chance and pass the collapse checks while serving some groups not at all. The unscaled cosine
+# softmax is prone to it: its logits are cosines in [−1, 1], so even a perfectly separated sample gets at most
+# probability e / (e + (C − 1)·e^(−1/(C−1))) (0.349 for C = 7: the loss floor above, NormFace's lower
+# bound), every sample keeps pulling on every class weight, and nothing lets the head become confident.
+# `normsoftmax` is the same head with s = 30; on the same features it is the check that such a result comes
+# from the missing scale and not from the features or the code.
+
+# %%
+for frozen_target, by_regime in regime_predictions.items():
+    skewed = "\n".join(head_comparison.describe_skewed_predictions(frame.assign(target=f"{frozen_target}, {regime}"))
+                       for regime, frame in by_regime.items()).strip()
+    display(Markdown(f"**Target `{frozen_target}`** · order by overall accuracy (mean over seeds):  \n"
+                     + frozen_features.accuracy_order(by_regime)
+                     + ("\n\nHeads that leave some labels (almost) never predicted:\n\n" + skewed if skewed else
+                        "\n\nEvery head predicts every label for at least 1 % of the images.")))
+
+# %% [markdown]
 # Does a margin change accuracy, or the gap between race groups, when the representation is pretrained?
 # Each head against the report's "softmax" (`cosine_softmax`) and against the linear probe, paired by seed;
 # and each head's race gap (best − worst group accuracy, mean over seeds with its t-interval).
@@ -547,8 +569,10 @@ for frozen_target, table in frozen_predictions.items():
 frozen_summary_lines, frozen_comparisons = [], {}
 for frozen_target, runs_t in frozen_runs.items():
     table = frozen_predictions[frozen_target]
-    frozen_pairs = [[head, reference] for reference in ("cosine_softmax", frozen_features.LINEAR_PROBE)
-                    for head in frozen_heads if head != reference and reference in frozen_heads]
+    frozen_pairs = []  # each head against both references; the two references compared once
+    for reference in ("cosine_softmax", frozen_features.LINEAR_PROBE):
+        frozen_pairs += [[head, reference] for head in frozen_heads if reference in frozen_heads
+                         and head != reference and [reference, head] not in frozen_pairs]
     compared = head_comparison.compare_heads(table, frozen_status[frozen_target], frozen_pairs, group="race",
                                              order=groups, correction=correction)
     frozen_comparisons[frozen_target] = compared

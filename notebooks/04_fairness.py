@@ -357,7 +357,6 @@ if trained_audit is not None:
     bottom = min(0.01, 0.5 * marked[marked > 0].min()) if (marked > 0).any() else 0.01
     axes[0][0].set_ylim(bottom, 1.05)
     fig.suptitle(f"LFW DevTest all-vs-all DET per {audit_column} (one line per seed; FNMR axis from {bottom:.2g})")
-    fig.tight_layout()
     plots.save_figure(fig, f"04_lfw_{audit_column}_det_trained", profile)
     plt.show()
 

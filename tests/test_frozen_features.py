@@ -70,3 +70,26 @@ def test_regime_table_cells():
     # per seed overall 0.75, 0.75, 0.75 (zero spread); G1: 1.0, 0.5, 1.0
     assert row["overall"] == "0.750 [0.750, 0.750]" and row["seeds"] == 3
     assert row["G1"].startswith("0.833 [")
+
+
+def _regime(accuracy: dict) -> pd.DataFrame:
+    """Two seeds per head, 10 images each; ``accuracy[head]`` = (seed 0, seed 1) share correct."""
+    rows = []
+    for head, per_seed in accuracy.items():
+        for seed, share in enumerate(per_seed):
+            rows += [{"head": head, "seed": seed, "race": "A", "correct": i < round(share * 10)} for i in range(10)]
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_order_ranks_by_mean_over_seeds_and_compares_regimes():
+    scratch = _regime({"a": (0.4, 0.6), "b": (0.6, 0.6), "c": (0.2, 0.2)})  # means 0.5, 0.6, 0.2
+    frozen = _regime({"probe": (0.9, 0.9), "a": (0.7, 0.7), "b": (0.3, 0.3), "c": (0.5, 0.5)})
+    text = frozen_features.accuracy_order({"scratch": scratch, "frozen": frozen})
+    assert text.split("  \n") == [
+        "*scratch:* `b` (0.600) > `a` (0.500) > `c` (0.200)",
+        "*frozen:* `probe` (0.900) > `a` (0.700) > `c` (0.500) > `b` (0.300)",
+        "The 3 heads trained in every regime are ranked **in a different order**: a ranking of heads in one "
+        "regime does not carry over to the other."]
+    same = frozen_features.accuracy_order({"scratch": scratch, "again": _regime({"b": (0.9, 0.9), "a": (0.8, 0.8),
+                                                                                 "c": (0.1, 0.1)})})
+    assert same.endswith("The 3 heads trained in every regime are ranked in the same order.")

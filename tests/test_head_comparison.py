@@ -225,3 +225,39 @@ def test_summary_text_is_the_same_from_the_saved_tables(tmp_path, monkeypatch):
     write_csv(table, tmp_path / "p" / hc.COMPARISONS_FILE)
     saved = hc.summary_text(analysis.read_comparisons("p"), analysis.read_head_status("p"))
     assert saved == text
+
+
+def test_summary_text_counts_many_resolved_group_differences_per_pair():
+    # Three heads far apart in every group: all 3 groups x 2 pairs = 6 resolved differences are listed one by
+    # one; a seventh group-level result (a third pair) switches the sentence to counts per pair.
+    levels = {"cosine_softmax": 0.55, "cosrelu": 0.9, "cosface": None, "arcface": 0.75}
+    predictions = make_predictions(levels, seeds=(0, 1, 2, 3, 4), n=3000)
+    status = hc.head_status(predictions)
+    listed = hc.compare_heads(predictions, status, [("cosrelu", "cosine_softmax"), ("arcface", "cosine_softmax")],
+                              order=GROUPS)
+    groups_listed = listed[listed["quantity"] == "group accuracy"]
+    assert (groups_listed["verdict"] == "higher").all() and len(groups_listed) == 6
+    text = hc.summary_text(listed, status)
+    assert "6 of 6 differences resolved: A: `cosrelu = cosface` − `cosine_softmax`" in text
+
+    pairs = [("cosrelu", "cosine_softmax"), ("arcface", "cosine_softmax"), ("cosrelu", "arcface")]
+    counted = hc.compare_heads(predictions, status, pairs, order=GROUPS)
+    group_rows = counted[counted["quantity"] == "group accuracy"]
+    assert (group_rows["verdict"] == "higher").all() and len(group_rows) == 9
+    text = hc.summary_text(counted, status)
+    assert ("9 of 9 differences resolved (each with its interval in the table): `cosrelu = cosface` − "
+            "`cosine_softmax` 3 of 3 (higher for 3); `arcface` − `cosine_softmax` 3 of 3 (higher for 3); "
+            "`cosrelu = cosface` − `arcface` 3 of 3 (higher for 3).") in text
+    assert "A: `cosrelu = cosface`" not in text
+
+
+def test_describe_skewed_predictions_names_heads_that_never_predict_a_class():
+    y_true = np.array(["A"] * 50 + ["B"] * 30 + ["C"] * 20)
+    skewed = np.where(np.arange(100) < 90, "A", "B")  # never C; A for 90 % of the images
+    balanced = y_true.copy()
+    frame = pd.concat([pd.DataFrame({"target": "race", "head": head, "y_true": y_true, "y_pred": y_pred})
+                       for head, y_pred in (("cosine_softmax", skewed), ("normsoftmax", balanced))])
+    text = hc.describe_skewed_predictions(frame)
+    assert text == ("* `cosine_softmax` (race): predicts C for fewer than 1% of the images, and A for 90% of them "
+                    "(true share 50%).")
+    assert hc.describe_skewed_predictions(frame[frame["head"] == "normsoftmax"]) == ""
