@@ -659,6 +659,25 @@ def _rate_with_interval(row, rate: str) -> str:
     return f"{value:.2g}{interval}"
 
 
+def rates_table(rates: pd.DataFrame) -> pd.DataFrame:
+    """The rates of :func:`summarize` / :class:`ModelAudits` for reading: one row per (head,) target FMR and
+    group, FMR and FNMR as ``"value [lower, upper]"``, the seed range where the table has one, and the
+    pair counts; the full-precision columns stay in the saved CSV."""
+    keys = [key for key in ("head", "target_fmr", "group") if key in rates.columns]
+    shown = rates[keys].copy()
+    shown["threshold"] = rates["threshold"].map("{:.3f}".format)
+    for rate in ("fmr", "fnmr"):
+        shown[rate.upper()] = [_rate_with_interval(row, rate) for row in rates.to_dict("records")]
+        if f"{rate}_seed_min" in rates.columns:
+            shown[f"{rate.upper()} over seeds"] = [
+                "n/a" if pd.isna(low) else f"{low:.2g} to {high:.2g}"
+                for low, high in zip(rates[f"{rate}_seed_min"], rates[f"{rate}_seed_max"])]
+    for count in ("seeds", "n_genuine", "n_impostor"):
+        if count in rates.columns:
+            shown[count.replace("n_", "") + (" pairs" if count != "seeds" else "")] = rates[count].map("{:,}".format)
+    return shown.set_index(keys)
+
+
 def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=None) -> str:
     """A Markdown list, one item per target FMR (and head, when the table has a ``head`` column), every number
     taken from :func:`summarize` / :class:`ModelAudits` tables: threshold, FMR and FNMR of each group with

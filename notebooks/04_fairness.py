@@ -331,7 +331,7 @@ if trained_audit is not None:
                      f"{trained_notes['impostor_pairs']:,} impostor pairs per model; "
                      f"{trained_notes['bootstrap_replicates']} identity-bootstrap replicates."))
     trained_rows = trained_audit.per_head[trained_audit.per_head["group"].isin([*audit_order, frvt.CROSS_GROUP, "overall"])]
-    display(trained_rows.set_index(["head", "target_fmr", "group"]))
+    display(frvt.rates_table(trained_rows))
     display(trained_audit.ratios.set_index(["head", "target_fmr", "rate"]))
 
 # %%
@@ -389,7 +389,7 @@ else:
     display(pd.Series({key: (f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}")
                        if isinstance(value, (int, float)) else value for key, value in counts_shown.items()},
                       name=f"{encoder.name} on LFW").to_frame())
-    display(pretrained_audit.rates.set_index(["target_fmr", "group"]))
+    display(frvt.rates_table(pretrained_audit.rates))
     display(pretrained_audit.ratios.set_index(["target_fmr", "rate"]))
     write_csv(pretrained_audit.rates, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_rates.csv")
     write_csv(pretrained_audit.ratios, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_ratios.csv")

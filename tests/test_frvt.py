@@ -344,3 +344,23 @@ def test_describe_lists_each_head_and_target_with_its_rates_intervals_and_ratios
     assert "FMR ratio Female/Male 4.00 [2.50, 6.25]" in lines[0]
     assert "FMR ratio Female/Male undefined" in lines[1]
     assert "overall" not in lines[0].split("(threshold")[1]  # only the groups asked for
+
+
+def test_rates_table_shows_each_rate_with_its_interval_and_the_counts():
+    rates = pd.DataFrame({"target_fmr": [1e-3, 1e-3], "group": ["Male", "cross-group"], "threshold": [0.92612, 0.92612],
+                          "n_genuine": [232444, 0], "fnmr": [0.0551, np.nan], "fnmr_lower": [0.0342, np.nan],
+                          "fnmr_upper": [0.0803, np.nan], "n_impostor": [52427009, 30388743],
+                          "fmr": [0.00118, 0.00019], "fmr_lower": [0.00107, 0.00012], "fmr_upper": [0.00128, 0.00027]})
+    table = frvt.rates_table(rates)
+    assert list(table.index) == [(1e-3, "Male"), (1e-3, "cross-group")]
+    assert table.loc[(1e-3, "Male")].to_dict() == {"threshold": "0.926", "FMR": "0.0012 [0.0011, 0.0013]",
+                                                    "FNMR": "0.055 [0.034, 0.08]", "genuine pairs": "232,444",
+                                                    "impostor pairs": "52,427,009"}
+    assert table.loc[(1e-3, "cross-group"), "FNMR"] == "n/a"
+    per_head = rates.assign(head="sphereface", seeds=3, fmr_seed_min=[0.0011, 0.00018], fmr_seed_max=[0.0013, 0.0002],
+                            fnmr_seed_min=[0.05, np.nan], fnmr_seed_max=[0.06, np.nan])
+    table = frvt.rates_table(per_head)
+    assert table.index.names == ["head", "target_fmr", "group"]
+    assert table.loc[("sphereface", 1e-3, "Male"), "FMR over seeds"] == "0.0011 to 0.0013"
+    assert table.loc[("sphereface", 1e-3, "cross-group"), "FNMR over seeds"] == "n/a"
+    assert table.loc[("sphereface", 1e-3, "Male"), "seeds"] == "3"
