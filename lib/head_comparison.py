@@ -396,8 +396,8 @@ def _resolved_counts(tested: pd.DataFrame) -> str:
     for (head, reference), rows in tested.groupby(["head", "reference"], sort=False):
         verdicts = rows.loc[rows["verdict"] != NOT_RESOLVED, "verdict"].value_counts()
         if len(verdicts):
-            directions = ", ".join(f"{verdict} for {count}" for verdict, count in verdicts.items())
-            parts.append(f"`{head}` − `{reference}` {int(verdicts.sum())} of {len(rows)} ({directions})")
+            directions = ", ".join(f"{verdict} in {count}" for verdict, count in verdicts.items())
+            parts.append(f"`{head}` − `{reference}` {int(verdicts.sum())} of {len(rows)} races ({directions})")
     return "; ".join(parts)
 
 

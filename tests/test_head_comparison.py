@@ -246,8 +246,8 @@ def test_summary_text_counts_many_resolved_group_differences_per_pair():
     assert (group_rows["verdict"] == "higher").all() and len(group_rows) == 9
     text = hc.summary_text(counted, status)
     assert ("9 of 9 differences resolved (each with its interval in the table): `cosrelu = cosface` − "
-            "`cosine_softmax` 3 of 3 (higher for 3); `arcface` − `cosine_softmax` 3 of 3 (higher for 3); "
-            "`cosrelu = cosface` − `arcface` 3 of 3 (higher for 3).") in text
+            "`cosine_softmax` 3 of 3 races (higher in 3); `arcface` − `cosine_softmax` 3 of 3 races (higher in 3); "
+            "`cosrelu = cosface` − `arcface` 3 of 3 races (higher in 3).") in text
     assert "A: `cosrelu = cosface`" not in text
 
 
