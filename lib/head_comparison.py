@@ -52,6 +52,7 @@ __all__ = [
     "MIN_SEEDS_FOR_VERDICT",
     "paired_t",
     "compare_heads",
+    "comparison_style",
     "summary_text",
 ]
 
@@ -381,6 +382,14 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
 # --------------------------------------------------------------------------------------------------
 # The conclusion, in words, from the table
 # --------------------------------------------------------------------------------------------------
+def comparison_style(table: pd.DataFrame):
+    """A comparison table for reading: accuracies and differences at three decimals, p-values at two
+    significant digits (they span 1e-12 to 1), a missing value (a head not compared) left blank."""
+    formats = {column: "{:.2g}" if column in ("p_value", "p_adjusted") else "{:.3f}"
+               for column in table.select_dtypes("float").columns}
+    return table.style.format(formats, na_rep="")
+
+
 def _effect(row) -> str:
     text = f"`{row['head']}` − `{row['reference']}` {row['difference']:+.3f}"
     if np.isfinite(row["lower"]):

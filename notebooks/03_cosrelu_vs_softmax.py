@@ -397,7 +397,8 @@ groups = datasets[targets[0]].groups
 comparisons = head_comparison.compare_heads(predictions, status, head_pairs, group="race", order=groups,
                                             correction=correction)
 columns = ["head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]
-comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[columns]
+head_comparison.comparison_style(comparisons[comparisons["quantity"] != "group accuracy"]
+                                  .set_index(["target", "quantity", "head", "reference"])[columns])
 
 # %% [markdown]
 # ## Saved for notebook 04
@@ -578,7 +579,8 @@ for frozen_target, runs_t in frozen_runs.items():
     frozen_comparisons[frozen_target] = compared
     display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, {correction} across the "
                      f"comparisons of one kind)" if len(compared) else f"**Target `{frozen_target}`**"),
-            compared[compared["quantity"] != "group accuracy"].set_index(["quantity", "head", "reference"])[columns])
+            head_comparison.comparison_style(compared[compared["quantity"] != "group accuracy"]
+                                             .set_index(["quantity", "head", "reference"])[columns]))
     frozen_summary_lines.append(f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: "
                                 + head_comparison.summary_text(compared, frozen_status[frozen_target]))
 if frozen_summary_lines:

@@ -125,8 +125,9 @@ if len(main):
     plt.show()
 else:
     display(Markdown("No pair of heads to compare (see `head_pairs` in notebook 03)."))
-comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
-    ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]]
+head_comparison.comparison_style(
+    comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
+        ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]])
 
 # %% [markdown]
 # ## Gender classification: how well is each group served?
@@ -143,8 +144,8 @@ if "gender" in targets:
                                          title="Gender accuracy per race: head − reference")
         plots.save_figure(fig, "04_gender_differences_by_race", profile)
         plt.show()
-        display(per_race.set_index(["group", "head", "reference"])[
-            ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]])
+        display(head_comparison.comparison_style(per_race.set_index(["group", "head", "reference"])[
+            ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]]))
 else:
     display(Markdown("Notebook 03 trained no gender classifier (`targets` without `gender`)."))
 
@@ -209,8 +210,8 @@ if "race" in targets:
                                                  caption="Race classification: disparity of per-class recall "
                                                          "(mean over seeds, 95 % t-interval over seeds)"))
     recall_differences = comparisons[(comparisons["target"] == "race") & (comparisons["quantity"] == "group accuracy")]
-    display(recall_differences.set_index(["group", "head", "reference"])[
-        ["difference", "lower", "upper", "p_adjusted", "verdict"]])
+    display(head_comparison.comparison_style(recall_differences.set_index(["group", "head", "reference"])[
+        ["difference", "lower", "upper", "p_adjusted", "verdict"]]))
 
 # %% [markdown]
 # ## FairFace: the balanced `service_test` subset vs all validation images
