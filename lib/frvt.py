@@ -659,6 +659,9 @@ def _rate_with_interval(row, rate: str) -> str:
     return f"{value:.2g}{interval}"
 
 
+_COUNT_NAMES = {"seeds": "seeds", "n_genuine": "genuine pairs", "n_impostor": "impostor pairs"}
+
+
 def rates_table(rates: pd.DataFrame) -> pd.DataFrame:
     """The rates of :func:`summarize` / :class:`ModelAudits` for reading: one row per (head,) target FMR and
     group, FMR and FNMR as ``"value [lower, upper]"``, the seed range where the table has one, and the
@@ -672,9 +675,9 @@ def rates_table(rates: pd.DataFrame) -> pd.DataFrame:
             shown[f"{rate.upper()} over seeds"] = [
                 "n/a" if pd.isna(low) else f"{low:.2g} to {high:.2g}"
                 for low, high in zip(rates[f"{rate}_seed_min"], rates[f"{rate}_seed_max"])]
-    for count in ("seeds", "n_genuine", "n_impostor"):
+    for count, name in _COUNT_NAMES.items():
         if count in rates.columns:
-            shown[count.replace("n_", "") + (" pairs" if count != "seeds" else "")] = rates[count].map("{:,}".format)
+            shown[name] = rates[count].map("{:,}".format)
     return shown.set_index(keys)
 
 
