@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_curve
 
-from lib.verification import as_binary, as_scores, check_same_length, summarize_interval
+from lib.verification import as_binary, as_scores, check_same_length, check_threshold, summarize_interval
 
 __all__ = [
     "wilson_interval",
@@ -548,6 +548,7 @@ def verification_error_rates(
     never a per-group one (NISTIR 8280 fixes the threshold for all groups). Decision rule: match ⇔ score > threshold.
     """
     scores, same = as_scores(scores), as_binary(same)
+    threshold = check_threshold(threshold)
     pair_group = pair_groups(group1, group2)
     check_same_length(scores=scores, same=same, groups=pair_group)
     if order is not None:

@@ -70,6 +70,29 @@ def check_same_length(**arrays) -> None:
         raise ValueError(f"inputs must have one entry per pair/sample; got lengths {lengths}")
 
 
+def check_threshold(threshold, name: str = "threshold") -> float:
+    """A decision threshold as a float; NaN (every comparison with it is False, so every pair would be
+    called "different") is a ValueError naming ``name``."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {threshold!r}") from None
+    if np.isnan(value):
+        raise ValueError(f"{name} is NaN: no pair can be decided at it (check the computation that produced it)")
+    return value
+
+
+def check_far(far, name: str = "far") -> float:
+    """A false accept rate in (0, 1] as a float, or a ValueError naming ``name`` and the value."""
+    try:
+        value = float(far)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in (0, 1], got {far!r}") from None
+    if not 0 < value <= 1:  # also refuses NaN
+        raise ValueError(f"{name} must be a rate in (0, 1] (e.g. 1e-3), got {far!r}")
+    return value
+
+
 def _scores_and_labels(scores, same) -> tuple[np.ndarray, np.ndarray]:
     scores, same = as_scores(scores), as_binary(same)
     check_same_length(scores=scores, same=same)
@@ -244,7 +267,7 @@ def fixed_threshold_accuracy(scores, same, threshold: float = 0.5) -> float:
     columns side by side), because margin-trained models put genuine pairs at cosines of ~0.2–0.6. Use :func:`ten_fold_accuracy` or :func:`cross_validated_accuracy`.
     """
     scores, same = _scores_and_labels(scores, same)
-    return _accuracy_at(scores, same, threshold)
+    return _accuracy_at(scores, same, check_threshold(threshold))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -288,7 +311,10 @@ def _equal_error_rate(fpr: np.ndarray, tpr: np.ndarray, thresholds: np.ndarray) 
 
 
 def roc_metrics(scores, same, fars=(1e-3, 1e-2)) -> RocMetrics:
-    """AUC, EER and TAR at each FAR in ``fars`` (see :class:`RocMetrics` for exact definitions)."""
+    """AUC, EER and TAR at each FAR in ``fars`` (rates in (0, 1]; see :class:`RocMetrics` for exact
+    definitions)."""
+    for far in fars:
+        check_far(far, "each of fars")
     scores, same = _scores_and_labels(scores, same)
     n_genuine, n_impostor = int(same.sum()), int((~same).sum())
     if n_genuine == 0 or n_impostor == 0:

@@ -233,6 +233,25 @@ def test_input_validation():
 
 
 # ---------------------------------------------------------------- ROC
+@pytest.mark.parametrize("fars", [(1.5,), (-0.1,), (0.0,), (float("nan"),), (1e-3, 2.0)])
+def test_roc_metrics_refuses_a_far_outside_0_1(fars):
+    scores, same = simulated_pairs(200)
+    with pytest.raises(ValueError, match=r"fars must be a rate in \(0, 1\]"):
+        roc_metrics(scores, same, fars=fars)
+    assert roc_metrics(scores, same, fars=(1.0,)).tar_at_far[1.0] == 1.0  # FAR 1 accepts every pair
+
+
+def test_a_nan_threshold_is_refused_not_scored_as_half():
+    scores, same = simulated_pairs(200)
+    with pytest.raises(ValueError, match="threshold is NaN"):
+        fixed_threshold_accuracy(scores, same, float("nan"))
+    from lib.fairness import verification_error_rates
+
+    groups = np.array(["a", "b"] * 100)
+    with pytest.raises(ValueError, match="threshold is NaN"):
+        verification_error_rates(scores, same, groups, groups, threshold=np.nan)
+
+
 def test_auc_and_eer_match_brute_force_with_ties():
     scores, same = simulated_pairs(120, seed=6, decimals=1)
     genuine, impostor = scores[same], scores[~same]
