@@ -31,7 +31,7 @@ from lib.imagecache import build_cache
 from lib.losses import make_head
 from lib.models import make_model
 from lib.settings import NOT_TUNED, RunSettings, data_digest
-from lib.tables import write_csv
+from lib.tables import result_files, write_csv
 from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import (
     FoldedAccuracy,
@@ -498,7 +498,7 @@ def trial_row(run: HeadRun) -> dict:
 def sweep_table(folder) -> pd.DataFrame:
     """The setting trials of ``scripts/sweep_lfw_settings.py`` (one CSV per run in ``folder``), best
     validation accuracy first; an empty table when there are none."""
-    files = sorted(Path(folder).glob("*.csv")) if Path(folder).is_dir() else []
+    files = result_files(folder, "*.csv")
     if not files:
         return pd.DataFrame(columns=["run", "head", "val_acc_10fold"]).set_index("run")
     tables = []

@@ -9,11 +9,17 @@ token, so two runs (or two threads of one run) writing the same target never sha
 a fixed name such as ``.<name>.<pid>.tmp`` is shared by the threads of one process, and a plain
 ``<name>.tmp`` by every process. If writing fails, the temporary file is removed and the target is
 left as it was.
+
+A writer killed mid-write (``kill -9``, a lost Colab session) leaves its temporary file behind. Its name
+ends like a result's (``.X.csv.<pid>-<tid>-<hex>.tmp.csv`` matches ``*.csv``), so every reader that lists
+a folder of results goes through :func:`result_files`, which never returns a temporary file and first
+deletes those of writers that no longer run (:func:`remove_stale_temporaries`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -21,7 +27,18 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write", "temporary_name", "write_csv", "write_text"]
+__all__ = [
+    "atomic_write",
+    "is_temporary",
+    "remove_stale_temporaries",
+    "result_files",
+    "temporary_name",
+    "write_csv",
+    "write_text",
+]
+
+# .<target name>.<pid>-<thread id>-<8 hex>.tmp<target suffix>, as temporary_name() builds it
+_TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-\d+-[0-9a-f]+\.tmp(\.[^.]*)?$")
 
 
 def temporary_name(path: str | os.PathLike) -> Path:
@@ -67,3 +84,46 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike, index: bool = False,
 def write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """``Path(path).write_text(text)``, atomically (see :func:`atomic_write`); returns ``path``."""
     return atomic_write(path, lambda temp: temp.write_text(text, encoding=encoding))
+
+
+def is_temporary(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a temporary file of :func:`atomic_write` (never a result)."""
+    return _TEMPORARY.match(Path(path).name) is not None
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not a pid we can check: leave its file alone
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files in ``folder`` left by :func:`atomic_write` calls of processes that no
+    longer run (a writer killed mid-write); returns what was removed. A live writer's file is kept."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _process_alive(int(match["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def result_files(folder: str | os.PathLike, pattern: str = "*.csv") -> list[Path]:
+    """The result files in ``folder`` that match ``pattern``, sorted; never a temporary file of an
+    unfinished or killed write (those of dead writers are deleted first). ``[]`` when ``folder`` does
+    not exist."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    remove_stale_temporaries(folder)
+    return sorted(path for path in folder.glob(pattern) if path.is_file() and not is_temporary(path))

@@ -1,6 +1,10 @@
 """lib.lfw_experiment: the validation split and pair draw, settings reaching the engine, DevTest scored once,
 seeds x pairs intervals, the trial table."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,6 +179,31 @@ def test_sweep_table_is_best_first_and_names_what_varied(tmp_path):
     pd.DataFrame([{"run": "old", "head": "x"}]).to_csv(tmp_path / "old.csv", index=False)
     with pytest.raises(ValueError, match=r"val_acc_10fold.*sweep_lfw_settings"):
         experiment.sweep_table(tmp_path)
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_sweep_table_never_reads_the_temporary_file_of_a_killed_write(tmp_path):
+    """A write killed mid-way leaves ``.<run>.csv.<pid>-<tid>-<hex>.tmp.csv``, which ``*.csv`` matches: it was
+    read as data (a cut-short row, a cut-short value, or a raw EmptyDataError for an empty one)."""
+    row = {**RunSettings(head="sphereface").as_dict(), "val_acc_10fold": 0.7, "run": "a"}
+    pd.DataFrame([row]).to_csv(tmp_path / "a.csv", index=False)
+    expected = experiment.sweep_table(tmp_path)
+    whole = pd.DataFrame([{**row, "run": "b", "val_acc_10fold": 0.95}]).to_csv(index=False)
+    dead = _dead_pid()
+    cut_short = tmp_path / f".b.csv.{dead}-140131-0a1b2c3d.tmp.csv"
+    cut_short.write_text(whole[: whole.rindex("0.95") + 3])  # the value cut short to 0.9
+    empty = tmp_path / f".c.csv.{dead}-140131-deadbeef.tmp.csv"
+    empty.write_text("")
+    live = tmp_path / f".d.csv.{os.getpid()}-140131-00ff00ff.tmp.csv"  # a writer still running
+    live.write_text(whole)
+    pd.testing.assert_frame_equal(experiment.sweep_table(tmp_path), expected)
+    assert not cut_short.exists() and not empty.exists()  # stale: their writer is dead
+    assert live.exists()  # its writer may still rename it
 
 
 def _trial(folder, head: str, accuracy: float, **changes) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib.tables import atomic_write, temporary_name, write_csv, write_text
+from lib.tables import atomic_write, is_temporary, result_files, temporary_name, write_csv, write_text
 
 
 def frame_of(writer: int, rows: int = 60_000) -> pd.DataFrame:
@@ -93,3 +93,21 @@ def test_written_files_get_the_usual_permissions(tmp_path):
     path = write_text(tmp_path / "notes.txt", "hello\n")
     assert path.read_text() == "hello\n"
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
+def test_result_files_skip_temporaries_and_remove_those_of_dead_writers(tmp_path):
+    import subprocess
+    import sys
+
+    write_csv(pd.DataFrame({"a": [1]}), tmp_path / "x.csv")
+    (tmp_path / "notes.txt").write_text("not a csv")
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()  # a writer that was killed: its process is gone
+    stale = tmp_path / f".y.csv.{process.pid}-1-0123abcd.tmp.csv"
+    stale.write_text("a\n1")
+    live = temporary_name(tmp_path / "z.csv")  # this process's: a write in progress
+    live.write_text("a\n")
+    assert is_temporary(stale) and is_temporary(live) and not is_temporary(tmp_path / "x.csv")
+    assert result_files(tmp_path) == [tmp_path / "x.csv"]
+    assert not stale.exists() and live.exists()
+    assert result_files(tmp_path / "absent") == []
