@@ -35,6 +35,7 @@ How it stays cheap (LFW: 13,233 images, 242,257 genuine and 87,307,271 impostor 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -891,15 +892,31 @@ _SAVED_TABLES = {"per_model": "per_model", "per_head": "rates", "ratios": "ratio
 
 
 def save_audits(result: ModelAudits, folder, prefix: str, *, runs, notes: dict) -> dict[str, Path]:
-    """Write ``result``'s tables as ``<prefix>_<table>.csv`` and ``<prefix>_audit.json`` (the audited ``runs``
-    and ``notes`` such as pair counts), so the audit of the same runs can be shown without the embeddings
-    (:func:`load_audits`)."""
+    """Write ``result``'s tables as ``<prefix>_<table>.csv`` and ``<prefix>_audit.json`` (the audited ``runs``,
+    ``notes`` such as pair counts, and a SHA-256 digest of each table), so the audit of the same runs can be
+    shown without the embeddings (:func:`load_audits`).
+
+    The save is one transaction: the old manifest is removed first and the new one, naming the digest of
+    each table just written, is written last. An interruption in between leaves no manifest, or tables
+    whose digests differ from the manifest's; either way :func:`load_audits` shows no saved audit rather
+    than one run's tables under another run's names.
+    """
     folder = Path(folder)
+    manifest_path = folder / f"{prefix}_audit.json"
+    manifest_path.unlink(missing_ok=True)
     written = {name: write_csv(getattr(result, name), folder / f"{prefix}_{stem}.csv")
                for name, stem in _SAVED_TABLES.items()}
-    manifest = {"runs": sorted(str(run) for run in runs), **notes}
-    written["manifest"] = write_text(folder / f"{prefix}_audit.json", json.dumps(manifest, indent=1, default=_json_value) + "\n")
+    digests = {path.name: _file_digest(path) for path in written.values()}
+    manifest = {"runs": sorted(str(run) for run in runs), **notes, _DIGESTS: digests}
+    written["manifest"] = write_text(manifest_path, json.dumps(manifest, indent=1, default=_json_value) + "\n")
     return written
+
+
+_DIGESTS = "table_sha256"  # manifest key: {file name: SHA-256 of its bytes}
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def load_audits(folder, prefix: str, *, runs, settings: dict | None = None) -> tuple[ModelAudits | None, dict | str]:
@@ -911,6 +928,8 @@ def load_audits(folder, prefix: str, *, runs, settings: dict | None = None) -> t
     if not manifest_path.is_file():
         return None, f"no saved audit ({manifest_path.name})"
     notes = json.loads(manifest_path.read_text(encoding="utf-8"))
+    # A manifest written before tables had digests (no such key) is taken as it is.
+    digests = notes.pop(_DIGESTS, None)
     saved, wanted = notes.pop("runs", []), sorted(str(run) for run in runs)
     if saved != wanted:
         return None, (f"the saved audit ({manifest_path.name}) is of other runs: {sorted(set(saved) - set(wanted))} "
@@ -920,5 +939,13 @@ def load_audits(folder, prefix: str, *, runs, settings: dict | None = None) -> t
     if differs:
         return None, (f"the saved audit ({manifest_path.name}) was made with other settings: "
                       + ", ".join(f"{key} {saved!r} instead of {wanted!r}" for key, (saved, wanted) in differs.items()))
+    if digests is not None:
+        for name in (f"{prefix}_{stem}.csv" for stem in _SAVED_TABLES.values()):
+            path = folder / name
+            found = _file_digest(path) if path.is_file() else "missing"
+            if found != digests.get(name):
+                return None, (f"the saved audit's table {name} is {'missing' if found == 'missing' else 'not the one'} "
+                              f"its manifest ({manifest_path.name}) names (an interrupted save?), so its numbers may "
+                              f"belong to other runs")
     tables = {name: pd.read_csv(folder / f"{prefix}_{stem}.csv") for name, stem in _SAVED_TABLES.items()}
     return ModelAudits(audits={}, **tables), notes

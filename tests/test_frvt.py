@@ -327,6 +327,41 @@ def test_a_saved_audit_comes_back_only_for_the_same_runs_and_settings(faces, tmp
     assert loaded is None and "no saved audit" in why
 
 
+def test_an_interrupted_save_never_shows_one_runs_audit_under_anothers_names(faces, tmp_path, monkeypatch):
+    """save_audits replaced the four CSVs, then the manifest: an interruption in between made
+    load_audits(runs=A) return run B's numbers as A's audit."""
+    import dataclasses
+
+    features, identities, groups, _ = faces
+    write_devtest_npz(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE, faces)
+    _, read_identities, models = frvt.read_model_embeddings(tmp_path / frvt.DEVTEST_EMBEDDINGS_FILE)
+    audit_a = frvt.audit_models(models, read_identities, groups, target_fmrs=(0.05, 0.01), order=GROUP_NAMES,
+                                ratio=("B", "A"), n_boot=40, bins=BINS)
+    audit_b = dataclasses.replace(audit_a, per_head=audit_a.per_head.assign(fmr=audit_a.per_head["fmr"] * 3))
+    runs_a, runs_b = ["cosface-seed0-a"], ["cosface-seed0-b"]
+    frvt.save_audits(audit_a, tmp_path, "audit", runs=runs_a, notes={})
+    assert frvt.load_audits(tmp_path, "audit", runs=runs_a)[0] is not None
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the kernel interrupted after the tables, before the manifest
+
+    monkeypatch.setattr(frvt, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        frvt.save_audits(audit_b, tmp_path, "audit", runs=runs_b, notes={})
+    monkeypatch.undo()
+    loaded, why = frvt.load_audits(tmp_path, "audit", runs=runs_a)
+    assert loaded is None and "no saved audit" in why
+
+    # Tables replaced under an intact manifest (a copy of another run's CSV, a save by older code).
+    frvt.save_audits(audit_a, tmp_path, "audit", runs=runs_a, notes={})
+    audit_b.per_head.to_csv(tmp_path / "audit_rates.csv", index=False)
+    loaded, why = frvt.load_audits(tmp_path, "audit", runs=runs_a)
+    assert loaded is None and "audit_rates.csv is not the one its manifest (audit_audit.json) names" in why
+    frvt.save_audits(audit_a, tmp_path, "audit", runs=runs_a, notes={})
+    (tmp_path / "audit_det.csv").unlink()
+    assert "audit_det.csv is missing" in frvt.load_audits(tmp_path, "audit", runs=runs_a)[1]
+
+
 def test_describe_lists_each_head_and_target_with_its_rates_intervals_and_ratios():
     rows = []
     for head, (female, male) in {"a": (0.004, 0.001), "b": (0.002, 0.002)}.items():
