@@ -242,7 +242,9 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
     the header. The header must describe the file line by line: a View 2 header of ``5 6`` or ``1 30``
     on a file laid out as ``10 3`` has the right total but puts a mismatched line where a matched one
     belongs, and is refused with that line's number (it would split the pairs into wrong folds).
-    A consistent View 2 file with other than 10 folds loads with a warning: the protocol has 10.
+    A consistent View 2 file with other than 10 folds loads with a warning: the protocol has 10. A pair
+    of an image with itself, and a pair that an earlier line holds (in either order, in any fold), are
+    refused with the line's number: neither is evidence.
     """
     path = Path(path)
     lines = _lines(path, "an LFW pairs file")
@@ -256,7 +258,7 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
         }
         wanted = expected[view] if view is not None else " or ".join(expected.values())
         raise DataError(f"{path}:1: header {lines[0]!r} is not {wanted}")
-    rows, line_numbers = [], []
+    rows, line_numbers, seen = [], [], {}
     for number, line in enumerate(lines[1:], start=2):
         fields = line.split()
         if not fields:
@@ -280,6 +282,7 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
                 f"{len(fields)}: {line!r}. Re-download the file; do not edit it by hand."
             )
         line_numbers.append(number)
+        _check_new_pair(rows[-1], number, line, path, seen)
     table = pd.DataFrame(rows, columns=["name1", "index1", "index2", "name2", "same"])
     table = table.astype({"name1": str, "name2": str, "index1": np.int64, "index2": np.int64, "same": bool})
     expected_pairs = 2 * int(np.prod(header))
@@ -313,6 +316,25 @@ def read_pairs(path: str | os.PathLike, view: int | None = None) -> pd.DataFrame
             stacklevel=2,
         )
     return table[["fold", "name1", "index1", "name2", "index2", "same"]]
+
+
+def _check_new_pair(row: tuple, number: int, line: str, path: Path, seen: dict) -> None:
+    """Refuse a pair of an image with itself and a pair that an earlier line already holds (in either
+    order): both would be counted as evidence they are not. ``seen`` maps each pair to its line."""
+    name1, index1, index2, name2, _ = row
+    first, second = (name1, index1), (name2, index2)
+    if first == second:
+        raise DataError(
+            f"{path}:{number}: {line!r} pairs image {index1} of {name1} with itself; a self-pair says nothing about "
+            f"verification (its score is 1 for any model). LFW's files have none: re-download the file."
+        )
+    key = (min(first, second), max(first, second))
+    if key in seen:
+        raise DataError(
+            f"{path}:{number}: {line!r} repeats the pair of line {seen[key]}; a duplicated pair would be counted "
+            f"twice. LFW's files have no duplicates: re-download the file, or remove one of the two lines."
+        )
+    seen[key] = number
 
 
 def read_people(path: str | os.PathLike) -> pd.DataFrame:

@@ -210,6 +210,31 @@ def test_read_pairs_accepts_crlf(tmp_path):
     assert pair_records(table) == [(0, "A_B", 1, "A_B", 2, True), (0, "A_B", 1, "C_D", 3, False)]
 
 
+@pytest.mark.parametrize("body, number, message", [
+    ("A_B\t1\t1\nA_B\t2\t3\nA_B\t1\tC_D\t3\nA_B\t2\tC_D\t3\n", 2, "pairs image 1 of A_B with itself"),
+    ("A_B\t1\t2\nA_B\t2\t2\nA_B\t1\tC_D\t3\nA_B\t2\tC_D\t3\n", 3, "pairs image 2 of A_B with itself"),
+    ("A_B\t1\t2\nA_B\t2\t3\nA_B\t4\tA_B\t4\nA_B\t2\tC_D\t3\n", 4, "pairs image 4 of A_B with itself"),
+    ("A_B\t1\t2\nA_B\t1\t2\nA_B\t1\tC_D\t3\nA_B\t2\tC_D\t3\n", 3, "repeats the pair of line 2"),
+    ("A_B\t1\t2\nA_B\t2\t1\nA_B\t1\tC_D\t3\nA_B\t2\tC_D\t3\n", 3, "repeats the pair of line 2"),
+    ("A_B\t1\t2\nA_B\t2\t3\nA_B\t1\tC_D\t3\nC_D\t3\tA_B\t1\n", 5, "repeats the pair of line 4"),
+])
+def test_self_pairs_and_duplicated_pairs_are_refused_with_their_line(tmp_path, body, number, message):
+    """A self-pair (score 1 for any model) and a repeated pair were counted as genuine evidence."""
+    path = tmp_path / "pairsDevTest.txt"
+    path.write_text("2\n" + body)
+    with pytest.raises(DataError, match=message) as info:
+        read_pairs(path, view=1)
+    assert f"pairsDevTest.txt:{number}:" in str(info.value)
+
+
+def test_a_pair_repeated_in_another_fold_is_refused(tmp_path):
+    path = tmp_path / "pairs.txt"
+    fold = "A_B\t1\t2\nA_B\t1\tC_D\t3\n"
+    path.write_text("2\t1\n" + fold + fold.replace("A_B\t1\t2", "C_D\t1\t2"))
+    with pytest.raises(DataError, match=r"pairs.txt:5: .* repeats the pair of line 3"):
+        read_pairs(path, view=2)
+
+
 # ---------------------------------------------------------------------------------- gender lists
 def test_gender_lists_mark_conflicts_and_unlisted(lfw_copy):
     lfw = load_lfw(lfw_copy.root)
