@@ -65,6 +65,7 @@ __all__ = [
     "audit",
     "DEVTEST_EMBEDDINGS_FILE",
     "read_model_embeddings",
+    "repeated_images",
     "ModelAudits",
     "audit_models",
 ]
@@ -219,6 +220,26 @@ def _as_features(features) -> np.ndarray:
         worst = int(np.argmax(np.abs(norms - 1)))
         raise ValueError(f"features must be L2-normalized: row {worst} has norm {norms[worst]:.4f}")
     return np.ascontiguousarray(features)
+
+
+def repeated_images(images) -> dict:
+    """``{name: [rows]}`` of every image name that occurs in more than one row of ``images``."""
+    names, inverse, counts = np.unique(np.asarray(images).astype(str), return_inverse=True, return_counts=True)
+    return {str(names[code]): np.flatnonzero(inverse == code).tolist() for code in np.flatnonzero(counts > 1)}
+
+
+def _check_distinct_images(images, n: int) -> None:
+    """Refuse an image listed twice: with itself it would make a genuine pair of score 1, and with every
+    other image a second, identical set of pairs."""
+    if images is None:
+        return
+    if np.asarray(images).shape != (n,):
+        raise ValueError(f"images needs one name per feature row ({n}), got shape {np.asarray(images).shape}")
+    repeated = repeated_images(images)
+    if repeated:
+        shown = "; ".join(f"{name} in rows {rows}" for name, rows in list(repeated.items())[:5])
+        raise ValueError(f"{len(repeated)} image(s) occur in more than one row ({shown}): an image paired with "
+                         f"itself is no genuine pair. Keep one row per image")
 
 
 class _TopImpostors:
@@ -731,15 +752,17 @@ class Audit:
 def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio=None, order=None,
           n_boot: int = 1000, seed: int = 0, weights=None, confidence: float = 0.95,
           bins: ScoreBins = ScoreBins(), block_rows: int = 1024, min_tail_pairs: int = 200_000,
-          progress: bool = False) -> Audit:
+          progress: bool = False, images=None) -> Audit:
     """Count all pairs, then the error rates at each target FMR with identity-bootstrap intervals.
 
     ``ratio``: ``(numerator, denominator)`` groups for the FMR and FNMR ratios (e.g. ``("Female",
     "Male")``); default: the first two groups in ``order``. The impostor tail kept for the bootstrap is
     4 x the largest target (at least ``min_tail_pairs`` pairs); if a replicate still needs more (a few
     people with very many images can dominate a small set), the pairs are counted again with 4 x more.
+    ``images``: the name of each row's image (e.g. its file name); an image in two rows is refused.
     """
     targets = _check_targets(target_fmrs)
+    _check_distinct_images(images, len(np.asarray(features)))
     tail_fmr = min(1.0, 4 * max(targets))
     while True:
         counts = count_all_pairs(features, identities, groups, order=order, bins=bins, tail_fmr=tail_fmr,
@@ -782,6 +805,11 @@ def read_model_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
         if missing:
             raise DataError(f"{path} lacks array(s) {missing}; re-run notebook 02 to rewrite it")
         files, identities = data["files"].astype(str), data["identity"].astype(str)
+        repeated = repeated_images(files)
+        if repeated:
+            shown = "; ".join(f"{name} at rows {rows}" for name, rows in list(repeated.items())[:5])
+            raise DataError(f"{path}: {len(repeated)} image(s) listed more than once in 'files' ({shown}); each "
+                            f"would be paired with itself as a genuine pair. Re-run notebook 02 to rewrite the file")
         models = {}
         for key in keys:
             if not key.startswith(MODEL_PREFIX):
@@ -817,16 +845,17 @@ class ModelAudits:
 
 
 def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), ratio=None, order=None,
-                 n_boot: int = 1000, seed: int = 0, confidence: float = 0.95, bins: ScoreBins = ScoreBins()) -> ModelAudits:
+                 n_boot: int = 1000, seed: int = 0, confidence: float = 0.95, bins: ScoreBins = ScoreBins(),
+                 images=None) -> ModelAudits:
     """:func:`audit` of every ``{(head, seed): features}`` on the same images, with one identity bootstrap
-    shared by all models, then summaries per head over seeds."""
+    shared by all models, then summaries per head over seeds. ``images``: as in :func:`audit`."""
     identity_count = len(np.unique(np.asarray(identities)))
     weights = identity_weights(identity_count, n_boot, seed)
     alpha = (1 - confidence) / 2
     audits, rows, det, replicate_frames = {}, [], [], []
     for (head, model_seed), features in models.items():
         result = audit(features, identities, groups, target_fmrs=target_fmrs, ratio=ratio, order=order,
-                       weights=weights, confidence=confidence, bins=bins)
+                       weights=weights, confidence=confidence, bins=bins, images=images)
         audits[(head, model_seed)] = result
         rows.append(result.rates.assign(head=head, seed=model_seed))
         det.append(result.det.assign(head=head, seed=model_seed))

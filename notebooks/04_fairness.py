@@ -306,7 +306,7 @@ elif devtest_file.is_file():
                         f"notebook 02?): re-run it (python -m lib.notebooks run --profile {profile} --only 02)")
     trained_audit = frvt.audit_models(models, identities, pd.Series(files).map(group_of_file).to_numpy(),
                                       target_fmrs=frvt_targets_trained, ratio=audit_ratio, order=audit_order,
-                                      n_boot=frvt_n_boot, seed=seed)
+                                      n_boot=frvt_n_boot, seed=seed, images=files)
     first = next(iter(trained_audit.audits.values())).counts
     trained_notes = {**audit_settings, "images": len(files), "people": len(set(identities)), "models": len(models),
                      "genuine_pairs": first.n_genuine, "impostor_pairs": first.n_impostor,
@@ -384,7 +384,8 @@ else:
     lfw_images, embeddings_lfw = pretrained.embed_lfw(encoder, lfw.load_lfw(lfw_root))
     pretrained_audit = frvt.audit(embeddings_lfw.normalized(), lfw_images["name"].to_numpy(),
                                   lfw_images["file"].map(group_of_file).to_numpy(), target_fmrs=frvt_targets_pretrained,
-                                  ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed)
+                                  ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed,
+                                  images=lfw_images["file"].to_numpy())
     counts_shown = {**embeddings_lfw.summary(), **pretrained_audit.counts.summary(),
                     "bootstrap seconds": round(pretrained_audit.bootstrap_seconds, 1)}
     display(pd.Series({key: (f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}")

@@ -327,6 +327,28 @@ def test_a_saved_audit_comes_back_only_for_the_same_runs_and_settings(faces, tmp
     assert loaded is None and "no saved audit" in why
 
 
+def test_an_image_in_two_rows_is_refused_not_counted_as_a_genuine_pair(faces, tmp_path):
+    """A duplicated image row was counted as a genuine pair of score 1 (and doubled all its other pairs)."""
+    from lib.errors import DataError
+
+    features, identities, groups, _ = faces
+    arrays = write_devtest_npz(tmp_path / "ok.npz", faces)
+    files = arrays["files"].copy()
+    files[5] = files[3]
+    np.savez(tmp_path / "repeated.npz", **{**arrays, "files": files})
+    with pytest.raises(DataError, match=rf"repeated.npz: 1 image\(s\) listed more than once .*{files[3]} at rows \[3, 5\]"):
+        frvt.read_model_embeddings(tmp_path / "repeated.npz")
+
+    rows = np.r_[np.arange(len(features)), 3]  # row 3 again at the end
+    with pytest.raises(ValueError, match=rf"{arrays['files'][3]} in rows \[3, {len(features)}\]"):
+        frvt.audit(features[rows], identities[rows], groups[rows], target_fmrs=(0.05,), n_boot=5, bins=BINS,
+                   images=arrays["files"][rows])
+    models = {("cosface", 0): features[rows]}
+    with pytest.raises(ValueError, match="occur in more than one row"):
+        frvt.audit_models(models, identities[rows], groups[rows], target_fmrs=(0.05,), n_boot=5, bins=BINS,
+                          images=arrays["files"][rows])
+
+
 def test_an_interrupted_save_never_shows_one_runs_audit_under_anothers_names(faces, tmp_path, monkeypatch):
     """save_audits replaced the four CSVs, then the manifest: an interruption in between made
     load_audits(runs=A) return run B's numbers as A's audit."""
