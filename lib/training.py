@@ -27,6 +27,7 @@ run, with another checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -62,6 +63,7 @@ __all__ = [
     "epoch_generator",
     "fit",
     "load_checkpoint",
+    "state_digest",
     "normalize_batch",
     "predict",
     "remove_stale_temporaries",
@@ -584,6 +586,14 @@ def _set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _restore_rng(state: dict, path: Path) -> None:
+    try:
+        _set_rng_state(state["rng"])
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {path}: its random-number state is malformed ({type(error).__name__}: "
+                              f"{str(error)[:200]}). Delete it to train this run again from epoch 0: rm '{path}'") from error
+
+
 def _save_atomically(payload: dict, path: Path) -> None:
     """``torch.save`` to a uniquely named temporary file in the same folder, then rename: a crash never
     leaves half a checkpoint, and two writers never share a temporary file."""
@@ -619,9 +629,102 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+# --------------------------------------------------------------------------------------------------
+# Checkpoint integrity: what a loaded checkpoint must hold, and a digest of its content
+# --------------------------------------------------------------------------------------------------
+CHECKPOINT_KEYS = ("settings", "epoch", "model", "head", "optimizer", "scheduler", "scaler", "rng", "history")
+DIGEST_KEY = "digest"  # BLAKE2b of everything else in the checkpoint (state_digest), written by fit
+
+
+def _feed_digest(hasher, value) -> None:
+    """Feed ``value`` to ``hasher`` by content: a tensor by dtype, shape and bytes; a dict by its items in
+    key order; a list or tuple (a pickle round trip may turn one into the other) item by item; anything
+    else (numbers, strings, None) by type and ``repr``, which is exact for floats."""
+    if torch.is_tensor(value):
+        tensor = value.detach().cpu().contiguous()
+        hasher.update(f"tensor {tensor.dtype} {tuple(tensor.shape)};".encode())
+        hasher.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        hasher.update(f"dict {len(value)}{{".encode())
+        for key in sorted(value, key=repr):
+            _feed_digest(hasher, key)
+            _feed_digest(hasher, value[key])
+        hasher.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        hasher.update(f"sequence {len(value)}[".encode())
+        for item in value:
+            _feed_digest(hasher, item)
+        hasher.update(b"]")
+    else:
+        hasher.update(f"{type(value).__name__} {value!r};".encode())
+
+
+def state_digest(state: dict) -> str:
+    """A 32-hex-digit BLAKE2b digest of a checkpoint's content (every entry but the digest itself)."""
+    hasher = hashlib.blake2b(digest_size=16)
+    _feed_digest(hasher, {key: value for key, value in state.items() if key != DIGEST_KEY})
+    return hasher.hexdigest()
+
+
+def _with_digest(state: dict) -> dict:
+    return {**state, DIGEST_KEY: state_digest(state)}
+
+
+def _check_structure(state: dict, path: Path) -> None:
+    """Every entry fit restores is there and of the right kind (a hand-made or edited checkpoint may not be)."""
+    missing = [key for key in CHECKPOINT_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing} (not written by lib.training.fit, or edited); "
+                              f"delete it to train this run again from epoch 0: rm '{path}'")
+    kinds = {"model": dict, "head": dict, "optimizer": dict, "scheduler": dict, "scaler": dict, "rng": dict,
+             "history": list, "epoch": int}
+    wrong = [f"{key} is {type(state[key]).__name__}, expected {kind.__name__}" for key, kind in kinds.items()
+             if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool))]
+    if wrong:
+        raise CheckpointError(f"checkpoint {path} is malformed ({'; '.join(wrong)}); delete it to train this run "
+                              f"again from epoch 0: rm '{path}'")
+
+
+def _check_digest(state: dict, path: Path) -> None:
+    """The content digest stored at save time still matches (a checkpoint without one, written before
+    digests were stored, is loaded unchecked)."""
+    stored = state.get(DIGEST_KEY)
+    if stored is not None and stored != state_digest(state):
+        raise CheckpointError(
+            f"checkpoint {path} does not match the content digest stored when it was saved: some bytes changed "
+            f"since (disk or copy corruption, or an edit). Delete it to train this run again from epoch 0: rm '{path}'"
+        )
+
+
+def _restore(state: dict, path: Path, parts: dict) -> None:
+    """Load each ``{name: module, optimizer, scheduler or scaler}`` from ``state[name]``; a state that does
+    not fit (missing or unexpected keys, wrong shapes) is a :class:`CheckpointError` naming the file."""
+    for name, target in parts.items():
+        try:
+            target.load_state_dict(state[name])
+        except (KeyError, RuntimeError, ValueError, TypeError, IndexError) as error:
+            raise CheckpointError(
+                f"checkpoint {path}: its {name} state does not fit this run's {name} ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:300]}); it was not written by fit for these settings. "
+                f"Delete it to train this run again from epoch 0: rm '{path}'"
+            ) from error
+    optimizer = parts.get("optimizer")
+    if optimizer is not None:  # Optimizer.load_state_dict checks group sizes, not the shapes of its moments
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                for key, value in optimizer.state.get(parameter, {}).items():
+                    if torch.is_tensor(value) and value.ndim and value.shape != parameter.shape:
+                        raise CheckpointError(
+                            f"checkpoint {path}: optimizer state {key!r} has shape {tuple(value.shape)} for a "
+                            f"parameter of shape {tuple(parameter.shape)}; it was not written by fit for these "
+                            f"settings. Delete it to train this run again from epoch 0: rm '{path}'"
+                        )
+
+
 def load_checkpoint(path: Path) -> dict:
     """The contents of a checkpoint written by :func:`fit`, or a :class:`CheckpointError` naming the file
-    and what to do when it is unreadable or not one of ours."""
+    and what to do when it is unreadable, not one of ours, lacks an entry, or no longer matches the content
+    digest stored when it was saved (checkpoints written before digests were stored load unchecked)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises EOFError, RuntimeError, pickle errors, ... for damaged files
@@ -635,6 +738,8 @@ def load_checkpoint(path: Path) -> dict:
             f"{path} is not a checkpoint of this version of lib.training (no stored settings; older checkpoints "
             f"are never resumed because they do not record every setting). Delete or move it: rm '{path}'"
         )
+    _check_structure(state, path)
+    _check_digest(state, path)
     return state
 
 
@@ -731,12 +836,9 @@ def fit(
                 f"checkpoint {checkpoint_path} belongs to a run with other settings ({'; '.join(differences)}); "
                 f"use another run_name (the default, settings.run_name(), is unique per setting), or delete it"
             )
-        model.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"])
+        _restore(state, checkpoint_path, {"model": model, "head": head, "optimizer": optimizer,
+                                          "scheduler": scheduler, "scaler": scaler})
+        _restore_rng(state, checkpoint_path)
         history, start_epoch = state["history"], state["epoch"]
     else:
         torch.manual_seed(settings.seed)
@@ -756,7 +858,7 @@ def fit(
                 row.update(_evaluate(eval_fn, model, head, epoch + 1, row))
             history.append(row)
             if checkpoint_path is not None:
-                _save_atomically(
+                _save_atomically(_with_digest(
                     {
                         "settings": settings.as_dict(),
                         "epoch": epoch + 1,
@@ -767,7 +869,7 @@ def fit(
                         "scaler": scaler.state_dict(),
                         "rng": _rng_state(),
                         "history": history,
-                    },
+                    }),
                     checkpoint_path,
                 )
     return FitResult(model, head, pd.DataFrame(history), checkpoint_path, start_epoch, settings)

@@ -321,6 +321,84 @@ def test_damaged_checkpoint_names_the_file_and_what_to_do(data, tmp_path, damage
     assert str(path) in str(error.value) and "rm " in str(error.value)
 
 
+def test_a_flipped_byte_inside_a_tensor_is_caught_by_the_stored_digest(data, tmp_path):
+    """torch.load does not notice a changed byte inside a tensor's data: it loaded silently."""
+    images, labels = data
+    done = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    path = done.checkpoint_path
+    weight = done.model.fc.weight.detach().cpu().contiguous().numpy().tobytes()
+    content = bytearray(path.read_bytes())
+    at = content.find(weight)
+    assert at > 0 and content.find(weight, at + 1) == -1  # the tensor's bytes are stored as they are
+    content[at + len(weight) // 2] ^= 0x01  # one bit of one weight
+    path.write_bytes(bytes(content))
+    assert not torch.equal(torch.load(path, weights_only=True)["model"]["fc.weight"], done.model.fc.weight)
+    with pytest.raises(CheckpointError, match="does not match the content digest") as error:
+        train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    assert str(path) in str(error.value) and "rm " in str(error.value)
+
+
+def _hand_made(path, edit) -> None:
+    """The checkpoint at ``path`` edited by hand and saved without a digest (as one made outside fit)."""
+    state = torch.load(path, weights_only=True)
+    state.pop("digest", None)
+    edit(state)
+    torch.save(state, path)
+
+
+def _drop(key):
+    return lambda state: state.pop(key)
+
+
+def _set_model_weight(state):
+    state["model"]["fc.weight"] = torch.zeros(3, 3)
+
+
+def _set_optimizer_moment(state):
+    moments = next(iter(state["optimizer"]["state"].values()))
+    moments["exp_avg"] = torch.zeros(5, 5)
+    state["epoch"], state["history"] = 1, state["history"][:1]  # so that training resumes and steps
+
+
+def _drop_model_key(state):
+    state["model"].pop("fc.bias")
+
+
+def _set(key, value):
+    return lambda state: state.__setitem__(key, value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_drop("optimizer"), r"lacks \['optimizer'\]"),
+    (_drop("rng"), r"lacks \['rng'\]"),
+    (_drop("history"), r"lacks \['history'\]"),
+    (_drop_model_key, r"its model state does not fit .*fc.bias"),
+    (_set_model_weight, r"its model state does not fit .*size mismatch for fc.weight"),
+    (_set_optimizer_moment, r"optimizer state 'exp_avg' has shape \(5, 5\)"),
+    (_set("epoch", "2"), "epoch is str, expected int"),
+    (_set("rng", {"torch": torch.zeros(3)}), "random-number state is malformed"),
+])
+def test_a_hand_made_checkpoint_that_does_not_fit_names_the_file(data, tmp_path, edit, message):
+    """A missing key or a wrong shape gave a raw KeyError / RuntimeError (or trained on, for an optimizer
+    moment of the wrong shape, until the first step)."""
+    images, labels = data
+    done = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    _hand_made(done.checkpoint_path, edit)
+    with pytest.raises(CheckpointError, match=message) as error:
+        train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    assert str(done.checkpoint_path) in str(error.value) and "rm " in str(error.value)
+
+
+def test_a_checkpoint_without_a_digest_loads_as_before(data, tmp_path):
+    """Checkpoints written before digests were stored (e.g. the real profile's) still load, unchecked."""
+    images, labels = data
+    done = train(settings(), *fresh(), images, labels, checkpoint_dir=tmp_path)
+    _hand_made(done.checkpoint_path, lambda state: None)
+    again = train(settings(), *fresh(seed=3), images, labels, checkpoint_dir=tmp_path)
+    assert same_state(again.model, done.model)
+    pd.testing.assert_frame_equal(again.history, done.history)
+
+
 def test_stale_temporary_files_are_removed(data, tmp_path):
     """A kill during a save leaves a temporary file named after its process; the next run removes it when
     that process is gone, and leaves a live writer's alone."""
