@@ -38,7 +38,7 @@ from lib.losses import ArcFaceHead, CosReLUHead, make_head
 from lib.margin_geometry import holdout_split
 from lib.models import make_model
 from lib.tables import write_csv
-from lib.settings import RunSettings, data_digest
+from lib.settings import RunSettings, content_digest, data_digest
 from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import summarize_interval
 
@@ -289,6 +289,16 @@ def classify(model, head, images: torch.Tensor, labels: torch.Tensor, *, device=
     }
 
 
+def evaluation_inputs(data, val_inputs, precision: str) -> dict:
+    """What a run's validation metrics depend on besides the model (``lib.training.fit``'s ``eval_inputs``):
+    a digest of the validation inputs (images or frozen features), their labels and races, the target,
+    the class and race vocabularies, and the precision of evaluation. ``data``: a :class:`FairFaceData`
+    or the frozen-feature regime's data."""
+    races = np.asarray(data.val["race"].astype(str).to_numpy(), dtype=str)
+    return {"validation": content_digest(val_inputs, data.val_labels, races), "target": data.target,
+            "classes": "|".join(data.classes), "groups": "|".join(data.groups), "precision": precision}
+
+
 def validation_metrics(data: FairFaceData, y_pred: np.ndarray, target_cosine: np.ndarray,
                        margin: float = COSRELU_MARGIN, branch: FallbackBranch | None = None) -> dict[str, float]:
     """``overall`` accuracy, accuracy per race (one key per group; NaN for an absent group), the
@@ -373,7 +383,8 @@ def train_classifier(
 
     start = time.perf_counter()
     fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
-                 eval_every=1, checkpoint_dir=checkpoint_dir, progress=progress)
+                 eval_every=1, eval_inputs=evaluation_inputs(data, data.val_images, eval_amp),
+                 checkpoint_dir=checkpoint_dir, progress=progress)
     scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device, amp=eval_amp)
     predictions = prediction_table(data, scored, head_name, seed, branch)
     history = fitted.history.assign(target=data.target, head=head_name, seed=seed)

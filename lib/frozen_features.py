@@ -28,6 +28,7 @@ from lib.fairface_experiment import (
     METADATA_COLUMNS,
     TARGETS,
     ClassifierRun,
+    evaluation_inputs,
     CosReLUHead,
     resolve_head_hparams,
     fallback_branch,
@@ -141,7 +142,8 @@ def train_head_on_features(head_name: str, data: FrozenData, *, seed: int = 0, h
 
     start = time.perf_counter()
     fitted = fit(settings, model, head, data.train_features, data.train_labels, device="cpu", eval_fn=eval_fn,
-                 checkpoint_dir=checkpoint_dir, progress=progress)
+                 eval_inputs=evaluation_inputs(data, data.val_features, "off"), checkpoint_dir=checkpoint_dir,
+                 progress=progress)
     scored = _scores(fitted.head, data.val_features, data.val_labels)
     predictions = prediction_table(data, scored, head_name, seed, branch)
     history = fitted.history.assign(target=data.target, head=head_name, seed=seed)

@@ -30,7 +30,7 @@ from lib import lfw as lfw_data
 from lib.imagecache import build_cache
 from lib.losses import make_head
 from lib.models import make_model
-from lib.settings import NOT_TUNED, RunSettings, data_digest
+from lib.settings import NOT_TUNED, RunSettings, content_digest, data_digest
 from lib.tables import result_files, write_csv
 from lib.training import embed, fit, resolve_device, resolve_precision, seed_everything
 from lib.verification import (
@@ -271,6 +271,19 @@ def score_pairs(features_: np.ndarray, pair_set: PairSet, *, with_afs: bool = Tr
     )
 
 
+def evaluation_inputs(data: View1Data, *, flip: bool, precision: str) -> dict:
+    """What the validation columns of a run's history depend on besides the model (``lib.training.fit``'s
+    ``eval_inputs``): digests of the validation and training-identity pair sets (images, pairs, labels),
+    ``fuse_flip``, the protocol and the precision of evaluation."""
+    def pair_set_digest(pair_set: PairSet) -> str:
+        return content_digest(pair_set.images, pair_set.pair_index, pair_set.same,
+                              np.asarray(pair_set.identity, dtype=str))
+
+    return {"validation": pair_set_digest(data.validation), "train_pairs": pair_set_digest(data.train_pairs),
+            "fuse_flip": bool(flip), "protocol": f"10-fold cross-validated threshold, folds seeded {CV_SEED}; "
+                                                 f"fixed threshold 0.5", "precision": precision}
+
+
 def evaluate(model, pair_set: PairSet, *, flip: bool = True, device="auto", amp="off") -> VerificationResult:
     """Verification metrics of ``model`` on ``pair_set``."""
     return score_pairs(features(model, pair_set.images, flip=flip, device=device, amp=amp), pair_set)
@@ -336,7 +349,8 @@ def train_head(settings: RunSettings, data: View1Data, *, eval_every: int = 5, f
 
     start = time.perf_counter()
     fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
-                 eval_every=eval_every, checkpoint_dir=checkpoint_dir, progress=progress)
+                 eval_every=eval_every, eval_inputs=evaluation_inputs(data, flip=flip, precision=amp),
+                 checkpoint_dir=checkpoint_dir, progress=progress)
     final_set = data.test if score_test else data.validation
     test_features = features(fitted.model, final_set.images, flip=flip, device=device, amp=amp)
     result = score_pairs(test_features, final_set)

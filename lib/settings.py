@@ -70,8 +70,15 @@ def data_digest(inputs, labels) -> str:
     Reads every byte once (about 1 GB/s; a memory-mapped image cache is hashed without copying it).
     Compute it once per data set and pass it in :attr:`RunSettings.data`.
     """
+    return content_digest(inputs, labels)
+
+
+def content_digest(*arrays) -> str:
+    """A 16-hex-digit BLAKE2b digest of arrays (tensors, NumPy arrays, or sequences that NumPy turns into
+    arrays of numbers or fixed-width strings): each one's shape, dtype and bytes, in order. Also used for
+    evaluation inputs (validation images, labels, pairs), which are not part of a run's identity."""
     digest = hashlib.blake2b(digest_size=8)
-    for array in (inputs, labels):
+    for array in arrays:
         array = array.detach().cpu().numpy() if torch.is_tensor(array) else np.asarray(array)
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())

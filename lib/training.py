@@ -33,6 +33,7 @@ import os
 import random
 import secrets
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -680,6 +681,10 @@ def _check_structure(state: dict, path: Path) -> None:
              "history": list, "epoch": int}
     wrong = [f"{key} is {type(state[key]).__name__}, expected {kind.__name__}" for key, kind in kinds.items()
              if not isinstance(state[key], kind) or (kind is int and isinstance(state[key], bool))]
+    record = state.get(EVALUATION_KEY)
+    if record is not None and not (isinstance(record, dict) and {"inputs", "columns"} <= set(record)
+                                   and isinstance(record["columns"], list)):
+        wrong.append(f"{EVALUATION_KEY} is not a record of evaluation inputs and columns")
     if wrong:
         raise CheckpointError(f"checkpoint {path} is malformed ({'; '.join(wrong)}); delete it to train this run "
                               f"again from epoch 0: rm '{path}'")
@@ -753,6 +758,7 @@ def fit(
     device: str | torch.device = "auto",
     eval_fn: Callable[[nn.Module, nn.Module, int], dict] | None = None,
     eval_every: int = 1,
+    eval_inputs: dict | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     run_name: str | None = None,
     progress: bool = True,
@@ -771,6 +777,13 @@ def fit(
         device: ``"auto"`` (CUDA, MPS, CPU) or a device; an unavailable CUDA device is an error that says why.
         eval_fn: ``eval_fn(model, head, epoch) -> dict`` of validation metrics, called after epochs
             ``eval_every, 2·eval_every, …`` and after the last; its keys become history columns.
+        eval_inputs: what ``eval_fn``'s numbers depend on besides the model, as a small dict of strings,
+            numbers and flags (a digest of the validation data and labels, ``fuse_flip``, the protocol). It is
+            not part of the run's identity (training does not depend on it) but is stored with the history:
+            when a reused checkpoint's history was evaluated on other inputs, its evaluation columns are
+            blanked (NaN) in every stored epoch, the last stored epoch is evaluated again with the restored
+            model (the earlier epochs' models are not stored), the checkpoint is rewritten with that history,
+            and a warning says so. A checkpoint written before this record existed is trusted as it is.
         checkpoint_dir, run_name: when a folder is given, ``{checkpoint_dir}/{run_name}.pt`` is written
             atomically after every epoch (``run_name`` defaults to ``settings.run_name()``, which changes with
             any setting). A later call resumes from it, or returns at once when all epochs are done — only if
@@ -825,6 +838,7 @@ def fit(
     name = run_name or settings.run_name()
     checkpoint_path = Path(checkpoint_dir) / f"{name}.pt" if checkpoint_dir is not None else None
     history: list[dict] = []
+    eval_columns: set = set()  # the history columns that eval_fn wrote
     start_epoch = 0
     if checkpoint_path is not None:
         remove_stale_temporaries(checkpoint_path)
@@ -838,8 +852,18 @@ def fit(
             )
         _restore(state, checkpoint_path, {"model": model, "head": head, "optimizer": optimizer,
                                           "scheduler": scheduler, "scaler": scaler})
-        _restore_rng(state, checkpoint_path)
         history, start_epoch = state["history"], state["epoch"]
+        record = state.get(EVALUATION_KEY)
+        if record is not None:
+            eval_columns = set(record["columns"])
+            if record["inputs"] != eval_inputs:
+                with _deterministic(device.type == "cpu"):
+                    history = _reevaluate(history, eval_columns, eval_fn, model, head, checkpoint_path,
+                                          record["inputs"], eval_inputs)
+                _save_atomically(_with_digest({**state, "history": history,
+                                               EVALUATION_KEY: _evaluation_record(eval_inputs, eval_columns)}),
+                                 checkpoint_path)
+        _restore_rng(state, checkpoint_path)
     else:
         torch.manual_seed(settings.seed)
 
@@ -855,7 +879,9 @@ def fit(
                                    desc=f"{name} epoch {epoch + 1}/{settings.epochs}{eta}"))
             row.update(lr=optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started)
             if eval_fn is not None and ((epoch + 1) % eval_every == 0 or epoch + 1 == settings.epochs):
-                row.update(_evaluate(eval_fn, model, head, epoch + 1, row))
+                metrics = _evaluate(eval_fn, model, head, epoch + 1, row)
+                eval_columns.update(metrics)
+                row.update(metrics)
             history.append(row)
             if checkpoint_path is not None:
                 _save_atomically(_with_digest(
@@ -869,10 +895,50 @@ def fit(
                         "scaler": scaler.state_dict(),
                         "rng": _rng_state(),
                         "history": history,
+                        EVALUATION_KEY: _evaluation_record(eval_inputs, eval_columns),
                     }),
                     checkpoint_path,
                 )
     return FitResult(model, head, pd.DataFrame(history), checkpoint_path, start_epoch, settings)
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluation inputs: part of the stored history's record
+# --------------------------------------------------------------------------------------------------
+EVALUATION_KEY = "evaluation"  # checkpoint entry: {"inputs": fit's eval_inputs, "columns": eval_fn's metric names}
+
+
+def _evaluation_record(eval_inputs: dict | None, columns: set) -> dict:
+    return {"inputs": eval_inputs, "columns": sorted(columns)}
+
+
+def _inputs_difference(stored, current) -> str:
+    if isinstance(stored, dict) and isinstance(current, dict):
+        keys = [key for key in {**stored, **current} if stored.get(key) != current.get(key)]
+        return "; ".join(f"{key}: {stored.get(key)!r} → {current.get(key)!r}" for key in keys)
+    return f"{stored!r} → {current!r}"
+
+
+def _reevaluate(history: list[dict], columns: set, eval_fn, model, head, path: Path, stored, current) -> list[dict]:
+    """The stored ``history`` with its evaluation ``columns`` blanked in every epoch (they were computed
+    on other evaluation inputs), and recomputed by ``eval_fn`` for the last stored epoch when that epoch
+    was evaluated (its model is the one restored); ``columns`` gains eval_fn's names."""
+    rows = [{key: (math.nan if key in columns else value) for key, value in row.items()} for row in history]
+    recomputed = bool(rows) and eval_fn is not None and any(key in columns for key in history[-1])
+    if recomputed:
+        base = {key: value for key, value in history[-1].items() if key not in columns}
+        metrics = _evaluate(eval_fn, model, head, int(base["epoch"]), base)
+        columns.update(metrics)
+        rows[-1] = {**base, **metrics}
+    last = f"epoch {rows[-1]['epoch']}'s are recomputed with the stored model, " if recomputed else ""
+    warnings.warn(
+        f"checkpoint {path}: its validation metrics were computed on other evaluation inputs "
+        f"({_inputs_difference(stored, current)}); {last}the other epochs' are left blank (NaN), since their "
+        f"models are not stored. Training is unchanged. To recompute every epoch, delete the checkpoint and "
+        f"train again: rm '{path}'",
+        stacklevel=3,
+    )
+    return rows
 
 
 def _minutes(seconds: float) -> str:

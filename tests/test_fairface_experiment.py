@@ -215,6 +215,27 @@ def test_grid_tables_and_resume(data, tmp_path):
     assert np.trace(matrix) == sum(run.predictions["correct"].sum() for run in runs if run.head == "cosface")
 
 
+def test_changed_validation_labels_never_leave_the_old_numbers_in_the_history(data, tmp_path):
+    """The checkpoint is rightly reused (training did not change), but its history, scored on the old
+    validation labels, was reported as current beside fresh predictions (e.g. overall 0.2286 vs 0.10)."""
+    import dataclasses
+
+    kwargs = dict(epochs=2, batch_size=8, lr=1e-3, checkpoint_dir=tmp_path / "ckpt", device="cpu", progress=False)
+    first = fx.train_classifier("cosface", data, **kwargs)
+    predicted = first.predictions["y_pred"].map({name: i for i, name in enumerate(data.classes)})
+    relabelled = dataclasses.replace(data, val_labels=torch.tensor(predicted.to_numpy()))  # now all "correct"
+    with pytest.warns(UserWarning, match=r"other evaluation inputs \(validation: .*epoch 2's are recomputed"):
+        again = fx.train_classifier("cosface", relabelled, **kwargs)
+    assert again.accuracy == 1.0 and first.accuracy < 1.0  # the labels matter to the numbers
+    assert again.history["overall"].iloc[-1] == pytest.approx(again.accuracy)
+    by_race = again.predictions.groupby("race")["correct"].mean()
+    for race, value in by_race.items():
+        assert again.history[race].iloc[-1] == pytest.approx(value)
+    assert again.history["overall"].iloc[:-1].isna().all()  # epoch 1's model is not stored: no number
+    table = fx.results_tables([again], data.groups)["race", "cosface"]
+    assert table["overall"].iloc[-1] == pytest.approx(again.accuracy)
+
+
 def test_summary_over_seeds_known_answer():
     def run(head, seed, correct, target="race"):
         predictions = pd.DataFrame({"correct": correct, "y_pred": ["a"] * len(correct)})

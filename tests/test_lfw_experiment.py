@@ -91,6 +91,21 @@ def test_train_head_records_validation_by_epoch_and_scores_devtest_once(smoke_vi
     assert len(trial.result.scores) == len(data.validation)
 
 
+def test_a_changed_fuse_flip_is_scored_again_not_read_from_the_stored_history(smoke_view1, tmp_path):
+    """fuse_flip is not part of training, so the checkpoint is reused; val_acc_10fold stayed at the value
+    computed with fuse_flip on."""
+    _, data = smoke_view1
+    options = dict(eval_every=1, device="cpu", progress=False, score_test=False)
+    experiment.train_head(_settings(epochs=1), data, flip=True, checkpoint_dir=tmp_path / "a", **options)
+    with pytest.warns(UserWarning, match=r"fuse_flip: True → False"):
+        reused = experiment.train_head(_settings(epochs=1), data, flip=False, checkpoint_dir=tmp_path / "a", **options)
+    fresh = experiment.train_head(_settings(epochs=1), data, flip=False, checkpoint_dir=tmp_path / "b", **options)
+    np.testing.assert_array_equal(reused.test_features, fresh.test_features)  # the same model
+    columns = ["val_acc_10fold", "val_acc_fixed_0.5", "val_auc", "train_pairs_acc_10fold"]
+    pd.testing.assert_frame_equal(reused.history[columns], fresh.history[columns])
+    assert experiment.summary_table([reused])["val_acc_10fold"].iloc[0] == fresh.history["val_acc_10fold"].iloc[-1]
+
+
 def test_train_head_settings_reach_the_checkpoint(smoke_view1, tmp_path):
     _, data = smoke_view1
     run = experiment.train_head(_settings(weight_decay=0.5, max_shift=4, amp="bf16", erase=0.5, dropout=0.25), data,

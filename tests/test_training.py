@@ -4,6 +4,8 @@ bit-identical resume, NaN detection, epoch metrics, inference helpers; progress-
 from __future__ import annotations
 
 import copy
+import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -246,6 +248,55 @@ def test_resume_after_crash_is_identical(data, tmp_path):
     assert same_state(resumed.head, straight.head)  # includes SphereFace's iteration counter
     assert int(resumed.head.iteration) == 3 * 4
     pd.testing.assert_frame_equal(resumed.history.drop(columns="seconds"), straight.history.drop(columns="seconds"))
+
+
+def scored_on(labels_name: str, crash_at: int | None = None):
+    """An eval_fn whose number depends on the model and on which validation labels it is scored against."""
+    offset = {"old labels": 0.0, "new labels": 100.0}[labels_name]
+
+    def eval_fn(model, head, epoch):
+        if epoch == crash_at:
+            raise Crash
+        return {"val_score": offset + float(model.fc.weight.detach().abs().sum())}
+
+    return eval_fn
+
+
+def test_a_reused_run_never_reports_metrics_of_other_evaluation_inputs(data, tmp_path):
+    """Changed validation labels (or fuse_flip) reuse the checkpoint, as training did not change, but the
+    stored history, computed on the old inputs, was reported beside fresh numbers."""
+    images, labels = data
+    old, new = {"validation": "digest-1", "fuse_flip": True}, {"validation": "digest-2", "fuse_flip": True}
+    first = train(settings(epochs=3), *fresh(), images, labels, eval_fn=scored_on("old labels"), eval_inputs=old,
+                  checkpoint_dir=tmp_path)
+    weight_sum = float(first.model.fc.weight.detach().abs().sum())
+    assert first.history["val_score"].iloc[-1] == pytest.approx(weight_sum)
+    with pytest.warns(UserWarning, match=r"other evaluation inputs \(validation: 'digest-1' → 'digest-2'\); epoch "
+                                         r"3's are recomputed .* rm '.*\.pt'"):
+        again = train(settings(epochs=3), *fresh(seed=4), images, labels, eval_fn=scored_on("new labels"),
+                      eval_inputs=new, checkpoint_dir=tmp_path)
+    assert again.resumed_from_epoch == 3 and same_state(again.model, first.model)
+    assert again.history["val_score"].iloc[-1] == pytest.approx(100 + weight_sum)  # scored on the new inputs
+    assert again.history["val_score"].iloc[:-1].isna().all()  # no stale number is left as if current
+    training_columns = ["epoch", "loss", "train_accuracy", "lr"]
+    pd.testing.assert_frame_equal(again.history[training_columns], first.history[training_columns])
+    with warnings.catch_warnings():  # the checkpoint now holds the history of the new inputs
+        warnings.simplefilter("error")
+        third = train(settings(epochs=3), *fresh(), images, labels, eval_fn=scored_on("new labels"), eval_inputs=new,
+                      checkpoint_dir=tmp_path)
+    pd.testing.assert_frame_equal(third.history, again.history)
+
+
+def test_a_run_resumed_with_other_evaluation_inputs_blanks_the_epochs_it_cannot_recompute(data, tmp_path):
+    images, labels = data
+    with pytest.raises(Crash):  # epochs 1 and 2 are stored, evaluated on the old inputs
+        train(settings(epochs=3), *fresh(), images, labels, eval_fn=scored_on("old labels", crash_at=3),
+              eval_inputs={"fuse_flip": True}, checkpoint_dir=tmp_path)
+    with pytest.warns(UserWarning, match=r"fuse_flip: True → False\); epoch 2's are recomputed"):
+        resumed = train(settings(epochs=3), *fresh(), images, labels, eval_fn=scored_on("new labels"),
+                        eval_inputs={"fuse_flip": False}, checkpoint_dir=tmp_path)
+    scores = resumed.history["val_score"].tolist()
+    assert math.isnan(scores[0]) and scores[1] > 100 and scores[2] > 100
 
 
 def test_finished_run_returns_stored_result_without_training(data, tmp_path):
