@@ -18,6 +18,7 @@ deletes those of writers that no longer run (:func:`remove_stale_temporaries`).
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import secrets
@@ -61,6 +62,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path.parent, of=path)
     while True:
         temp = temporary_name(path)
         try:
@@ -103,14 +105,17 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files in ``folder`` left by :func:`atomic_write` calls of processes that no
-    longer run (a writer killed mid-write); returns what was removed. A live writer's file is kept."""
+def remove_stale_temporaries(folder: str | os.PathLike, of: str | os.PathLike | None = None) -> list[Path]:
+    """Delete the temporary files in ``folder`` (only those of target ``of``, when given) left by
+    :func:`atomic_write` calls of processes that no longer run (a writer killed mid-write); returns what
+    was removed. A live writer's file is kept. :func:`atomic_write` calls it for its target before writing,
+    :func:`result_files` for the folder before listing it."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     removed = []
-    for path in sorted(folder.iterdir()):
+    candidates = folder.glob(f".{glob.escape(Path(of).name)}.*.tmp*") if of is not None else folder.iterdir()
+    for path in sorted(candidates):
         match = _TEMPORARY.match(path.name)
         if match and path.is_file() and not _process_alive(int(match["pid"])):
             path.unlink(missing_ok=True)

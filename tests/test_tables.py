@@ -111,3 +111,18 @@ def test_result_files_skip_temporaries_and_remove_those_of_dead_writers(tmp_path
     assert result_files(tmp_path) == [tmp_path / "x.csv"]
     assert not stale.exists() and live.exists()
     assert result_files(tmp_path / "absent") == []
+
+
+def test_a_write_removes_the_temporaries_a_killed_writer_left_for_its_target(tmp_path):
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    stale = tmp_path / f".x.csv.{process.pid}-1-0123abcd.tmp.csv"
+    other = tmp_path / f".y.csv.{process.pid}-1-0123abcd.tmp.csv"  # another target's: left to its own writer
+    stale.write_text("a\n1")
+    other.write_text("a\n1")
+    write_csv(pd.DataFrame({"a": [2]}), tmp_path / "x.csv")
+    assert not stale.exists() and other.exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [other.name, "x.csv"]
