@@ -930,12 +930,12 @@ def _reevaluate(history: list[dict], columns: set, eval_fn, model, head, path: P
         metrics = _evaluate(eval_fn, model, head, int(base["epoch"]), base)
         columns.update(metrics)
         rows[-1] = {**base, **metrics}
-    last = f"epoch {rows[-1]['epoch']}'s are recomputed with the stored model, " if recomputed else ""
+    done = (f"epoch {rows[-1]['epoch']}'s are recomputed with the stored model, the other epochs' are left blank "
+            f"(NaN), since their models are not stored" if recomputed else "they are left blank (NaN)")
     warnings.warn(
         f"checkpoint {path}: its validation metrics were computed on other evaluation inputs "
-        f"({_inputs_difference(stored, current)}); {last}the other epochs' are left blank (NaN), since their "
-        f"models are not stored. Training is unchanged. To recompute every epoch, delete the checkpoint and "
-        f"train again: rm '{path}'",
+        f"({_inputs_difference(stored, current)}); {done}. Training is unchanged. To recompute every epoch, "
+        f"delete the checkpoint and train again: rm '{path}'",
         stacklevel=3,
     )
     return rows
