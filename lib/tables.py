@@ -124,11 +124,11 @@ def remove_stale_temporaries(folder: str | os.PathLike, of: str | os.PathLike | 
 
 
 def result_files(folder: str | os.PathLike, pattern: str = "*.csv") -> list[Path]:
-    """The result files in ``folder`` that match ``pattern``, sorted; never a temporary file of an
-    unfinished or killed write (those of dead writers are deleted first). ``[]`` when ``folder`` does
-    not exist."""
+    """The result files in ``folder`` that match ``pattern``, sorted; never a hidden file (a name that
+    starts with "."): not a temporary file of an unfinished or killed write (those of dead writers are
+    deleted first), nor another tool's (macOS's ``._X.csv``). ``[]`` when ``folder`` does not exist."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
     remove_stale_temporaries(folder)
-    return sorted(path for path in folder.glob(pattern) if path.is_file() and not is_temporary(path))
+    return sorted(path for path in folder.glob(pattern) if path.is_file() and not path.name.startswith("."))

@@ -108,6 +108,7 @@ def test_result_files_skip_temporaries_and_remove_those_of_dead_writers(tmp_path
     live = temporary_name(tmp_path / "z.csv")  # this process's: a write in progress
     live.write_text("a\n")
     assert is_temporary(stale) and is_temporary(live) and not is_temporary(tmp_path / "x.csv")
+    (tmp_path / "._x.csv").write_bytes(b"\x00\x05\x16\x07")  # macOS metadata beside a copied file
     assert result_files(tmp_path) == [tmp_path / "x.csv"]
     assert not stale.exists() and live.exists()
     assert result_files(tmp_path / "absent") == []
