@@ -22,7 +22,7 @@ from matplotlib.lines import Line2D
 from scipy import stats
 from sklearn.metrics import det_curve
 
-from lib.verification import as_binary, as_scores, check_same_length, summarize_interval
+from lib.verification import as_binary, as_scores, check_same_length, check_threshold, summarize_interval
 
 __all__ = ["pair_scores_by_head", "error_rates_at", "det_plot", "score_histograms", "train_vs_heldout", "accuracy_by_epoch"]
 
@@ -43,6 +43,7 @@ def error_rates_at(scores, same, threshold: float) -> tuple[float, float]:
     check_same_length(scores=scores, same=same)
     if same.all() or not same.any():
         raise ValueError("need both genuine (same) and impostor pairs to compute FMR and FNMR")
+    threshold = check_threshold(threshold)
     return float(np.mean(scores[~same] > threshold)), float(np.mean(scores[same] <= threshold))
 
 

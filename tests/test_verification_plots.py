@@ -39,6 +39,14 @@ def test_error_rates_at_counts_pairs_like_a_loop():
         vp.error_rates_at(scores, np.ones(6, bool), 0.5)
 
 
+def test_error_rates_at_a_nan_threshold_are_refused_not_zero():
+    """Every comparison with NaN is False, so FMR and FNMR both came out 0: a perfect-looking system."""
+    scores = np.array([0.9, 0.4, 0.6, 0.1])
+    same = np.array([True, True, False, False])
+    with pytest.raises(ValueError, match="threshold is NaN"):
+        vp.error_rates_at(scores, same, float("nan"))
+
+
 def test_det_plot_draws_one_curve_per_model_and_marks_each_operating_point():
     scores, same = _pairs()
     weak, _ = _pairs(separation=0.6, seed=1)
