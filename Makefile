@@ -20,7 +20,7 @@ NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pretrained data all run report test unit nbval check-sync sync bench clean clean-all
+.PHONY: help setup pretrained lab data all run report test unit nbval check-sync sync bench clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -46,13 +46,28 @@ $(PRETRAINED_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[pretrained]"
 	@touch $(PRETRAINED_STAMP)
 
+# Interactive editing: JupyterLab (the lab extra) and the project's kernel, registered inside the environment
+# (--sys-prefix: never in the user's home). `make test` installs it too, for its lab tests; `make all` does not.
+LAB_STAMP := $(dir $(STAMP)).installed-lab
+LAB_PORT ?= 8888
+KERNEL_NAME := angular-margin-fairness
+KERNEL_LABEL := angular-margin-fairness ($(if $(filter none,$(VENV)),$(notdir $(PY)),$(notdir $(VENV))))
+TORCH_CONSTRAINTS := build/setup/installed-torch-constraints.txt
+$(LAB_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[lab]" $(if $(filter none,$(VENV)),$(if $(wildcard $(TORCH_CONSTRAINTS)),-c $(TORCH_CONSTRAINTS)))
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "$(KERNEL_LABEL)"
+	@touch $(LAB_STAMP)
+
+lab: $(LAB_STAMP) ## Edit the notebooks: JupyterLab on 127.0.0.1:LAB_PORT (8888) in notebooks/, the project's kernel
+	$(PY) -m lib.notebooks lab --port $(LAB_PORT)
+
 run: $(STAMP) $(if $(filter real,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
 	$(PY) -m lib.notebooks run --profile $(PROFILE)
 
 report: $(STAMP) ## Re-render reports/PROFILE/*.html and the index from the executed notebooks
 	$(PY) -m lib.notebooks render --profile $(PROFILE)
 
-test: $(STAMP) check-sync ## The whole test suite: unit tests + check-sync + nbval (smoke profile)
+test: $(STAMP) $(LAB_STAMP) check-sync ## The whole test suite: unit tests + check-sync + nbval (smoke profile)
 	rm -rf $(NBVAL_DIR)
 	$(PY) -m lib.notebooks prepare --profile smoke --out $(NBVAL_DIR)
 	$(PY) -m pytest tests $(NBVAL_DIR) --nbval-lax -p no:cacheprovider

@@ -11,6 +11,7 @@ Command line (what the Makefile calls)::
     python -m lib.notebooks prepare --profile smoke    # inject parameters without executing (for nbval)
     python -m lib.notebooks check-sync                 # .py and .ipynb say the same thing
     python -m lib.notebooks sync                       # rewrite each .ipynb from its .py
+    python -m lib.notebooks lab --port 8888            # JupyterLab on notebooks/ (`make lab`)
 
 Executed copies go to ``reports/<profile>/`` and never back into the paired notebooks, each with a small
 ``NN_name.run.json`` beside it (wall time, git commit, Python/torch versions, device, CPU/GPU model) that
@@ -33,6 +34,8 @@ import json
 import os
 import platform
 import re
+import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -53,6 +56,13 @@ KERNEL_ENV = {
     "MPLBACKEND": "module://matplotlib_inline.backend_inline",
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
+
+# The kernel `make lab` registers inside the environment, and the kernelspec the paired notebooks carry in
+# git (papermill and nbval start `python3`; the lab's contents manager saves this one back, see
+# scripts/jupyter_server_config.py).
+PROJECT_KERNEL = "angular-margin-fairness"
+COMMITTED_KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+LAB_CONFIG = paths.ROOT / "scripts" / "jupyter_server_config.py"
 
 # Figures shown as thumbnails on the index, per notebook, in this order; names that a run did not
 # produce are skipped, and a notebook without any of them gets its first figures.
@@ -75,9 +85,9 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def notebook_sources() -> list[Path]:
-    """The numbered jupytext sources, in order."""
-    return sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+def notebook_sources(folder: Path | None = None) -> list[Path]:
+    """The numbered jupytext sources in ``folder`` (default ``notebooks/``), in order."""
+    return sorted((folder or paths.NOTEBOOKS).glob("[0-9][0-9]_*.py"))
 
 
 def load_profile(profile: str) -> dict:
@@ -132,15 +142,16 @@ def _cells(notebook) -> list[tuple[str, str]]:
     return [(cell.cell_type, cell.source.strip()) for cell in notebook.cells]
 
 
-def check_sync() -> list[str]:
-    """Names of notebooks whose ``.py`` and ``.ipynb`` differ in content (cell types and sources).
+def check_sync(folder: Path | None = None) -> list[str]:
+    """Names of notebooks whose ``.py`` and ``.ipynb`` differ in content (cell types and sources), in
+    ``folder`` (default ``notebooks/``).
 
     Outputs, execution counts and metadata are ignored: only what a reader or reviewer sees counts.
     """
     import jupytext
 
     problems = []
-    for source in notebook_sources():
+    for source in notebook_sources(folder):
         paired = source.with_suffix(".ipynb")
         if not paired.exists():
             problems.append(f"{paired.name}: missing (run `make sync`)")
@@ -159,7 +170,7 @@ def sync() -> None:
         for number, cell in enumerate(notebook.cells):
             cell.id = f"cell-{number:03d}"  # stable ids: re-syncing an unchanged source changes nothing
         target = source.with_suffix(".ipynb")
-        notebook.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+        notebook.metadata["kernelspec"] = dict(COMMITTED_KERNELSPEC)
         _atomic_write_text(target, jupytext.writes(notebook, fmt="ipynb"))
         print(f"synced {_shown(target)}")
 
@@ -583,6 +594,55 @@ their checkpoints instead of training again, so it can be much shorter than the 
 """
 
 
+def free_port(wanted: int, host: str = "127.0.0.1") -> int:
+    """``wanted`` if it can be bound on ``host``, else the next free port above it (else one the OS picks)."""
+    for port in range(wanted, wanted + 50):
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def lab(port: int = 8888, root: Path | None = None, open_browser: bool = True) -> None:
+    """Replace this process by JupyterLab on 127.0.0.1 in ``root`` (default ``notebooks/``), configured by
+    :data:`LAB_CONFIG` (jupytext's contents manager, the project's kernel), after printing its URL.
+
+    A taken ``port`` is replaced by a free one, and said so. The token is ``JUPYTER_TOKEN`` when set, else
+    a random one. Kernels get :data:`KERNEL_ENV` and this checkout first on ``PYTHONPATH``, as in
+    :func:`execute`, so an interactive run imports the same ``lib`` and draws the same way as papermill's.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise SystemExit(f"JupyterLab is not installed for {sys.executable}: `make lab` installs it (the lab "
+                         f"extra, `pip install -e \".[lab]\"`) and registers the project's kernel")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(PROJECT_KERNEL)
+    except NoSuchKernel:
+        raise SystemExit(f"the project's kernel {PROJECT_KERNEL!r} is not registered for {sys.executable}: "
+                         f"`make lab` registers it ({sys.executable} -m ipykernel install --sys-prefix --name "
+                         f"{PROJECT_KERNEL})") from None
+    chosen = free_port(port)
+    if chosen != port:
+        print(f"make lab: port {port} on 127.0.0.1 is taken; using port {chosen} instead "
+              f"(choose one with `make lab LAB_PORT=<port>`)", flush=True)
+    token = os.environ.get("JUPYTER_TOKEN") or secrets.token_hex(24)
+    root = Path(root or paths.NOTEBOOKS).resolve()
+    command = [sys.executable, "-m", "jupyterlab", f"--config={LAB_CONFIG}", f"--ServerApp.root_dir={root}",
+               f"--ServerApp.port={chosen}", f"--ServerApp.open_browser={open_browser}"]
+    print(f"JupyterLab on {_shown(root)} with the kernel {PROJECT_KERNEL!r} (Ctrl+C twice stops it):\n"
+          f"    http://127.0.0.1:{chosen}/lab?token={token}", flush=True)
+    with kernel_environment({"JUPYTER_TOKEN": token}):
+        os.execv(sys.executable, command)  # the environment is inherited by the server and its kernels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lib.notebooks", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -595,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--out", type=Path, default=None, help="default: build/nbval/<profile>")
     sub.add_parser("check-sync")
     sub.add_parser("sync")
+    lab_command = sub.add_parser("lab", help="JupyterLab on notebooks/ with the project's kernel (make lab)")
+    lab_command.add_argument("--port", type=int, default=8888, help="tried first; a taken port is replaced")
+    lab_command.add_argument("--root", type=Path, default=None, help="the folder it opens (default: notebooks/)")
+    lab_command.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -615,6 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check-sync: {len(notebook_sources())} notebook pairs agree")
     elif args.command == "sync":
         sync()
+    elif args.command == "lab":
+        lab(args.port, args.root, open_browser=not args.no_browser)
     return 0
 
 

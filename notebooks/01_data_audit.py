@@ -23,6 +23,8 @@
 # Every number below is computed from the files on disk for this run's profile.
 
 # %% tags=["parameters"]
+# papermill sets these from params/<profile>.yaml; opened interactively they are the `default` profile. A run writes
+# data/results/<profile>/ and figures/<profile>/ (never reports/): the committed real results only if profile = "real".
 profile = "default"  # which params/<profile>.yaml produced this run
 seed = 0  # sampling seed for the face grids and image statistics
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
@@ -33,6 +35,13 @@ audit_full_labels = False  # also audit the full release label files (real data 
 hash_lfw = True  # hash every LFW image to find exact duplicates
 
 # %%
+try:  # a kernel from another environment says which kernel to choose, instead of an ImportError below
+    import lib  # noqa: F401
+except ImportError:
+    import sys
+    raise RuntimeError(f"This kernel ({sys.executable}) cannot import the project's library `lib`. Choose the kernel "
+                       "'angular-margin-fairness' (Kernel → Change Kernel…; `make lab` registers it and starts JupyterLab "
+                       "with it), or on Colab run the setup cell first (README: Edit on Colab).") from None
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

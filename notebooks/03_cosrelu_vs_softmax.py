@@ -85,6 +85,8 @@
 # The course report's numbers and this run's stand side by side at the end of the notebook.
 
 # %% tags=["parameters"]
+# papermill sets these from params/<profile>.yaml; opened interactively they are the `default` profile. A run writes
+# data/results/<profile>/ and figures/<profile>/ (never reports/): the committed real results only if profile = "real".
 profile = "default"  # which params/<profile>.yaml produced this run
 seeds = [0, 1]  # one training run per seed, head and target (init, batch order and augmentation)
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
@@ -115,6 +117,13 @@ frozen_batch_size = 256
 frozen_lr = 1e-2  # Adam, cosine schedule
 
 # %%
+try:  # a kernel from another environment says which kernel to choose, instead of an ImportError below
+    import lib  # noqa: F401
+except ImportError:
+    import sys
+    raise RuntimeError(f"This kernel ({sys.executable}) cannot import the project's library `lib`. Choose the kernel "
+                       "'angular-margin-fairness' (Kernel → Change Kernel…; `make lab` registers it and starts JupyterLab "
+                       "with it), or on Colab run the setup cell first (README: Edit on Colab).") from None
 import time
 
 import matplotlib.pyplot as plt

@@ -44,6 +44,8 @@
 # no proof of a disparity. The permutation test answers "is there a gap at all?" for one trained model.
 
 # %% tags=["parameters"]
+# papermill sets these from params/<profile>.yaml; opened interactively they are the `default` profile. A run writes
+# data/results/<profile>/ and figures/<profile>/ (never reports/): the committed real results only if profile = "real".
 profile = "default"  # whose saved results to read: data/results/<profile>/
 synthetic_preset = "default"  # size of the embedded synthetic dataset (smoke | default)
 lfw_source = "synthetic"  # synthetic | shared | sklearn | a folder path (for the gender lists and identities)
@@ -56,6 +58,13 @@ n_permutations = 2000  # permutations for the "is there a gap at all" test
 seed = 0  # seeds the bootstrap and the permutations
 
 # %%
+try:  # a kernel from another environment says which kernel to choose, instead of an ImportError below
+    import lib  # noqa: F401
+except ImportError:
+    import sys
+    raise RuntimeError(f"This kernel ({sys.executable}) cannot import the project's library `lib`. Choose the kernel "
+                       "'angular-margin-fairness' (Kernel → Change Kernel…; `make lab` registers it and starts JupyterLab "
+                       "with it), or on Colab run the setup cell first (README: Edit on Colab).") from None
 import time
 
 import matplotlib.pyplot as plt
@@ -79,6 +88,7 @@ if lfw_source == "sklearn":
     download.ensure_sklearn_lfw()  # scikit-learn's downloader, once (FACE_STORAGE keeps it across sessions)
 lfw_root = paths.dataset_root(lfw_source, "lfw", synthetic_preset)
 
+# %%
 raw_predictions = analysis.read_predictions(profile)
 status = analysis.read_head_status(profile)
 comparisons = analysis.read_comparisons(profile)
