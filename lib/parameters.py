@@ -567,7 +567,22 @@ def _notes(stem: str, values: dict) -> list[str]:
     profile = values.get("profile")
     if isinstance(profile, str) and not (paths.PARAMS / f"{profile}.yaml").is_file():
         notes.append(f"there is no params/{profile}.yaml: the values are the notebook's defaults and what was passed")
+    elif isinstance(profile, str):
+        # Typically `profile` changed by hand in an interactive session, the other values left at the defaults.
+        profile_values = _Origin(profile, stem).values
+        differ = [f"{name} = {_short(values[name])} (the file: {_short(profile_values[name])})" for name in values
+                  if name in profile_values and values[name] != profile_values[name]]
+        if differ:
+            notes.append(f"{len(differ)} value(s) differ from params/{profile}.yaml: {'; '.join(differ)}. To run "
+                         f"with the profile's values in a lab, add a cell below the parameters cell: `from "
+                         f"lib.notebooks import notebook_parameters; globals().update(notebook_parameters("
+                         f"{profile!r}, {stem!r}))`")
     return notes
+
+
+def _short(value, width: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 class _Origin:

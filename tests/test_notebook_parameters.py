@@ -68,3 +68,21 @@ def test_papermill_reads_every_assignment_of_the_parameters_cell(stem):
     assigned = {target.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
                 for target in node.targets if isinstance(target, ast.Name)}
     assert assigned == set(papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb")))
+
+
+@pytest.mark.parametrize("stem", [source.stem for source in notebooks.notebook_sources()])
+def test_profile_changed_by_hand_says_which_values_differ_and_the_line_that_applies_them(stem):
+    """In a lab, setting only `profile = "real"` would run the real profile's name on the default values
+    (synthetic data, CPU-sized epochs); the parameter check says so and gives the line that applies them."""
+    from lib.parameters import SPECS, declared_in, validate
+
+    namespace = {**declared_in(paths.NOTEBOOKS / f"{stem}.py"), "profile": "real"}
+    expected = {name for name, value in notebooks.notebook_parameters("real", stem).items()
+                if name in SPECS[stem] and not same_value(namespace.get(name), value)}
+    notes = validate(stem, namespace, check_paths=False, quiet=True)
+    differ = [note for note in notes if "differ from params/real.yaml" in note]
+    assert len(differ) == 1 and differ[0].startswith(f"{len(expected)} value(s) differ"), notes
+    assert all(f"{name} = " in differ[0] for name in expected)
+    line = differ[0].split("`")[1]
+    exec(line, namespace)  # the suggested cell, as a user would paste it
+    assert not [note for note in validate(stem, namespace, check_paths=False, quiet=True) if "differ from" in note]
