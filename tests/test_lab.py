@@ -121,6 +121,13 @@ def test_lab_saves_both_files_of_a_pair_and_refuses_to_drop_an_edit(tmp_path):
             assert f"port {port} on 127.0.0.1 is taken; using port" in log
             assert not lab.url.endswith(f":{port}")
 
+            # One kernel, the project's, offered under the name the committed notebooks carry (no dialog).
+            specs = lab.request("GET", "/api/kernelspecs")
+            assert specs["default"] == "python3" and list(specs["kernelspecs"]) == ["python3"]
+            spec = specs["kernelspecs"]["python3"]["spec"]
+            assert spec["display_name"].startswith("angular-margin-fairness (")
+            assert Path(spec["argv"][0]).resolve() == Path(sys.executable).resolve()
+
             model = lab.request("GET", "/api/contents/01_data_audit.py?type=notebook&content=1")
             assert model["type"] == "notebook"  # the percent script opens as a notebook
             notebook = model["content"]
