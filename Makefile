@@ -54,7 +54,7 @@ KERNEL_NAME := angular-margin-fairness
 KERNEL_LABEL := angular-margin-fairness ($(if $(filter none,$(VENV)),$(notdir $(PY)),$(notdir $(VENV))))
 TORCH_CONSTRAINTS := build/setup/installed-torch-constraints.txt
 $(LAB_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[lab]" $(if $(filter none,$(VENV)),$(if $(wildcard $(TORCH_CONSTRAINTS)),-c $(TORCH_CONSTRAINTS)))
+	$(PY) -m pip install --quiet -e ".[lab]" $(if $(filter none,$(VENV)),$$(test -f $(TORCH_CONSTRAINTS) && echo -c $(TORCH_CONSTRAINTS)))
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL_NAME) --display-name "$(KERNEL_LABEL)"
 	@touch $(LAB_STAMP)
 
