@@ -1,7 +1,7 @@
 """JupyterLab's settings for editing this repository's notebooks (`make lab`; read nowhere else).
 
-`python -m lib.notebooks lab` starts JupyterLab with `--config=scripts/jupyter_server_config.py`, so nothing
-is read from or written to the user's ~/.jupyter:
+`python -m lib.notebooks lab` starts JupyterLab with `--config=scripts/jupyter_server_config.py`, read after
+(so winning over) any configuration in the user's ~/.jupyter, and nothing is installed there:
 
 * jupytext's contents manager: `notebooks/NN_name.py` and `NN_name.ipynb` both open as the same notebook, and
   saving writes both files of the pair (the pairing is `notebooks/jupytext.toml`). When the `.ipynb` on disk
