@@ -343,7 +343,8 @@ def run_record_path(out_dir: Path, stem: str) -> Path:
 def run_environment(device: str = "auto") -> dict:
     """What a reader needs to judge a run's numbers and times: commit, versions, device, processor."""
     environment = {"git_commit": _git_commit(), "python": platform.python_version(),
-                   "platform": platform.platform(terse=True), "cpu": _cpu_model(), "cpu_count": os.cpu_count()}
+                   "platform": platform.platform(terse=True), "cpu": _cpu_model(), "cpu_count": os.cpu_count(),
+                   **pretrained_versions()}
     try:
         import torch
     except ImportError:
@@ -353,6 +354,32 @@ def run_environment(device: str = "auto") -> dict:
     resolved = ("cuda" if cuda else "mps" if mps else "cpu") if device in (None, "auto") else str(device)
     return {**environment, "torch": torch.__version__, "device": resolved,
             "gpu": torch.cuda.get_device_name(0) if cuda else None}
+
+
+def _distribution_version(*names: str) -> str | None:
+    from importlib import metadata
+
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def pretrained_versions() -> dict:
+    """The versions of the pretrained encoder's packages (None when not installed): ``dlib`` (the
+    ``dlib-bin`` wheel, or Colab's own ``dlib``) and ``face_recognition_models`` (its model files)."""
+    dlib = _distribution_version("dlib-bin", "dlib")
+    if dlib is None:
+        try:  # a dlib built from source without package metadata
+            import dlib as dlib_module
+
+            dlib = getattr(dlib_module, "__version__", None)
+        except ImportError:
+            pass
+    return {"dlib": dlib, "face_recognition_models": _distribution_version("face-recognition-models",
+                                                                           "face_recognition_models")}
 
 
 # What the runs themselves write: a change there does not make the code that produced a run "dirty".
@@ -383,10 +410,14 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def render(profile: str) -> Path:
-    """Render every executed notebook of ``profile`` to HTML and write the index page."""
+def render(profile: str, mixed_commits_reason: str | None = None) -> Path:
+    """Render every executed notebook of ``profile`` to HTML, with ``references.html`` and the index page.
+
+    Every page of a report must come from one commit (its ``run.json``): pages executed at different
+    commits are refused before anything is written, unless ``mixed_commits_reason`` says why they may be
+    shown together; the index then names the pages that are older than the newest and gives that reason.
+    """
     import nbformat
-    from nbconvert import HTMLExporter
 
     load_profile(profile)
     out_dir = paths.REPORTS / profile
@@ -395,22 +426,169 @@ def render(profile: str) -> Path:
     if not executed:
         raise SystemExit(f"no executed notebooks in {_shown(out_dir)}/: run "
                          f"`make run PROFILE={profile}` (or `python -m lib.notebooks run --profile {profile}`) first")
-    exporter = HTMLExporter(template_name="lab")
-    exporter.exclude_input_prompt = True
-    exporter.exclude_output_prompt = True
+    notebooks_read = {source.stem: nbformat.read(path, as_version=4) for source, path in executed}
+    records = {stem: _run_record(out_dir, stem, notebook) for stem, notebook in notebooks_read.items()}
+    older = pages_behind(records)
+    if older and not mixed_commits_reason:
+        raise SystemExit(mixed_commits_message(profile, records, older))
+    exporter = page_exporter()
+    copy_mathjax(out_dir)
+    to_root = Path(os.path.relpath(paths.ROOT, out_dir)).as_posix() + "/"  # "../../" for reports/<profile>/
+
+    def link_code(page: str) -> str:
+        return link_project_code(page, prefix=to_root)
+
     entries = []
-    for source, path in executed:
-        notebook = nbformat.read(path, as_version=4)
+    for stem, notebook in notebooks_read.items():
         body, _ = exporter.from_notebook_node(notebook)
-        _atomic_write_text(out_dir / f"{source.stem}.html", body)
+        _atomic_write_text(out_dir / f"{stem}.html", link_code(body))
         entries.append(IndexEntry(
-            stem=source.stem, title=_title(notebook, source.stem), summary_html=_summary_html(notebook),
-            thumbnails=_thumbnails(notebook, source.stem, profile), record=_run_record(out_dir, source.stem, notebook)))
-        print(f"rendered {_shown(out_dir / f'{source.stem}.html')}")
+            stem=stem, title=_title(notebook, stem), summary_html=link_code(_summary_html(notebook)),
+            thumbnails=_thumbnails(notebook, stem, profile), record=records[stem]))
+        print(f"rendered {_shown(out_dir / f'{stem}.html')}")
+    from lib import references
+
+    _atomic_write_text(out_dir / "references.html", references.page_html(link_code))
+    print(f"wrote {_shown(out_dir / 'references.html')}")
     index = out_dir / "index.html"
-    _atomic_write_text(index, index_page(profile, entries))
+    _atomic_write_text(index, index_page(profile, entries, older=older, older_reason=mixed_commits_reason))
     print(f"wrote {_shown(index)}")
     return index
+
+
+def pages_behind(records: dict[str, dict]) -> dict[str, str | None]:
+    """{notebook: its commit} for every notebook whose recorded commit differs from the commit of the most
+    recently executed notebook (a missing record counts as a commit of its own, ``None``); empty when all
+    pages come from one commit."""
+    commits = {stem: record.get("git_commit") for stem, record in records.items()}
+    if len(set(commits.values())) <= 1:
+        return {}
+    newest = max(records, key=lambda stem: str(records[stem].get("started", "")))
+    return {stem: commit for stem, commit in commits.items() if commit != commits[newest]}
+
+
+def mixed_commits_message(profile: str, records: dict[str, dict], older: dict[str, str | None]) -> str:
+    lines = [f"reports/{profile}/: the executed notebooks come from different commits, so the report would not "
+             f"describe one version of the code:"]
+    for stem, record in records.items():
+        started = str(record.get("started", "?")).replace("T", " ")[:16]
+        mark = "  (older)" if stem in older else ""
+        lines.append(f"  {stem}: {record.get('git_commit') or 'no commit recorded'}, executed {started}{mark}")
+    only = " ".join(stem[:2] for stem in older)
+    lines.append(f"Re-execute the older ones at this commit: python -m lib.notebooks run --profile {profile} "
+                 f"--only {only} (or all: make run PROFILE={profile}); or render them together anyway, saying "
+                 f"why, and the index will name the older pages: python -m lib.notebooks render --profile "
+                 f"{profile} --allow-mixed-commits \"REASON\"")
+    return "\n".join(lines)
+
+
+# `lib.name` (a module, optionally with an attribute) or a repository path such as `scripts/x.py`, as inline
+# code in a page: linked to the file in the repository, relative to reports/<profile>/.
+_INLINE_CODE = re.compile(r"<code>([^<>\s]+)</code>")
+
+
+def link_project_code(page: str, root: Path | None = None, prefix: str = "../../") -> str:
+    """Wrap inline code that names one of this project's files in a relative link to that file: ``lib.x``
+    or ``lib.x.attr`` -> ``lib/x.py``, and paths with a slash that exist in the repository (``scripts/…``,
+    ``tests/…``, ``params/…``, ``data/lfw_gender/``). Names of other projects' files (a course repository's
+    ``src/loss.py``) do not exist here and stay plain; code already inside a link is left alone."""
+    root = root or paths.ROOT
+
+    def target(name: str) -> str | None:
+        if re.fullmatch(r"lib(\.\w+)+", name):
+            module = name.split(".")[1]
+            return f"lib/{module}.py" if (root / "lib" / f"{module}.py").is_file() else None
+        if "/" in name and not name.startswith(("/", ".", "http")) and ".." not in name:
+            return name if (root / name.rstrip("/")).exists() else None
+        return None
+
+    def replace(match: re.Match) -> str:
+        before = page[:match.start()]
+        if before.rfind("<a ") > before.rfind("</a>"):
+            return match.group(0)
+        path = target(html.unescape(match.group(1)))
+        return f'<a href="{prefix}{html.escape(path)}">{match.group(0)}</a>' if path else match.group(0)
+
+    return _INLINE_CODE.sub(replace, page)
+
+
+# The pages' template: JupyterLab's, with nothing loaded from the network. MathJax 3 (single-file SVG
+# build: its fonts are inside the script) is read from mathjax/ beside the pages; require.js (only for
+# widgets, which these notebooks do not use), the widget manager and mermaid are left out. Each page
+# starts and ends with links to the index and the references page.
+MATHJAX_DIR = "mathjax"
+MATHJAX_SCRIPT = "tex-svg.js"
+NAV_HTML = ('<nav class="report-nav"><a href="index.html">Report index</a> · '
+            '<a href="references.html">References</a></nav>')
+PAGE_TEMPLATE = r"""{%- extends 'index.html.j2' -%}
+{%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
+{% block jupyter_widgets %}{% endblock jupyter_widgets %}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}
+<script>
+window.MathJax = {
+  tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [['$$', '$$'], ['\\[', '\\]']],
+        processEscapes: true, processEnvironments: true, tags: 'ams'},
+  svg: {fontCache: 'global'}
+};
+</script>
+<script defer src="MATHJAX_DIR/MATHJAX_SCRIPT"></script>
+<style>
+nav.report-nav { font-family: system-ui, sans-serif; font-size: .95rem; padding: .4rem 0; }
+</style>
+{%- endblock html_head_js_mathjax -%}
+{%- block body_header -%}
+{{ super() }}
+NAV_HTML
+{%- endblock body_header -%}
+{% block body_footer %}
+NAV_HTML
+{{ super() }}
+{% endblock body_footer %}
+""".replace("MATHJAX_DIR", MATHJAX_DIR).replace("MATHJAX_SCRIPT", MATHJAX_SCRIPT).replace("NAV_HTML", NAV_HTML)
+
+
+def page_exporter():
+    """nbconvert's HTML exporter with :data:`PAGE_TEMPLATE` (no prompts, nothing from the network)."""
+    import jinja2
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(template_name="lab", extra_loaders=[jinja2.DictLoader({"report.html.j2": PAGE_TEMPLATE})])
+    exporter.template_file = "report.html.j2"
+    exporter.exclude_input_prompt = True
+    exporter.exclude_output_prompt = True
+    return exporter
+
+
+def mathjax_source() -> Path:
+    """The folder of MathJax 3's browser builds in the installed ``django-static-mathjax`` package (MathJax
+    3.2.2, Apache-2.0; a pure-data wheel without dependencies: the ``notebooks`` extra installs it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" if spec and \
+        spec.submodule_search_locations else None
+    if folder is None or not (folder / "es5" / MATHJAX_SCRIPT).is_file():
+        raise SystemExit("MathJax is not installed, so the pages could not typeset formulas offline: "
+                         "pip install django-static-mathjax (or `make setup`, which installs the notebooks extra)")
+    return folder
+
+
+def copy_mathjax(out_dir: Path) -> Path:
+    """Copy MathJax's single-file SVG build and its licence into ``out_dir/mathjax/`` (once)."""
+    source = mathjax_source()
+    target = out_dir / MATHJAX_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    for name, origin in ((MATHJAX_SCRIPT, source / "es5" / MATHJAX_SCRIPT), ("LICENSE", source / "LICENSE")):
+        data = origin.read_bytes()
+        if not (target / name).is_file() or (target / name).read_bytes() != data:
+            tmp = _unique_temp(target / name)
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, target / name)
+            finally:
+                tmp.unlink(missing_ok=True)
+    return target / MATHJAX_SCRIPT
 
 
 class IndexEntry:
@@ -517,7 +695,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-METADATA_FIELDS = [("git_commit", "git commit"), ("python", "Python"), ("torch", "PyTorch"), ("device", "device"),
+METADATA_FIELDS = [("git_commit", "git commit"), ("python", "Python"), ("torch", "PyTorch"),
+                   ("dlib", "dlib"), ("face_recognition_models", "face-recognition-models"), ("device", "device"),
                    ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("gpu", "GPU"), ("platform", "platform")]
 
 
@@ -539,9 +718,22 @@ def _metadata_rows(entries: list[IndexEntry]) -> str:
     return "\n".join(rows)
 
 
-def index_page(profile: str, entries: list[IndexEntry]) -> str:
+def index_page(profile: str, entries: list[IndexEntry], older: dict[str, str | None] | None = None,
+               older_reason: str | None = None) -> str:
     """The index: per notebook its title, introduction, key-figure thumbnails and wall time; the
-    run's environment once. Only relative links to files inside ``reports/<profile>/``."""
+    run's environment once; the pages older than the newest commit, if any, and why. Only relative links
+    to files inside ``reports/<profile>/``."""
+    older = older or {}
+    warning = ""
+    if older:
+        names = ", ".join(f"{html.escape(stem)} (commit {html.escape(str(commit or 'not recorded'))})"
+                          for stem, commit in older.items())
+        warning = (f'<p class="older"><strong>Not one commit.</strong> These pages were executed at an older '
+                   f'commit than the others: {names}. Why: {html.escape(older_reason or "not given")}.</p>')
+    def older_note(stem: str) -> str:
+        return f" · <strong>older commit ({html.escape(str(older[stem] or 'not recorded'))})</strong>" \
+            if stem in older else ""
+
     sections = []
     for entry in entries:
         seconds = entry.record.get("wall_seconds")
@@ -555,7 +747,7 @@ def index_page(profile: str, entries: list[IndexEntry]) -> str:
             for name, uri in entry.thumbnails)
         sections.append(f"""<section>
 <h2><a href="{entry.stem}.html">{html.escape(entry.title)}</a></h2>
-<p class="meta">{timing} · <a href="{entry.stem}.ipynb">executed notebook</a></p>
+<p class="meta">{timing} · <a href="{entry.stem}.ipynb">executed notebook</a>{older_note(entry.stem)}</p>
 <div class="summary">{entry.summary_html}</div>
 <div class="thumbs">{figures}</div>
 </section>""")
@@ -577,13 +769,17 @@ h2 {{ margin-bottom: .2rem; }} h2 a {{ text-decoration: none; }}
 .thumbs img {{ max-width: 18rem; max-height: 14rem; border: 1px solid #ccc; background: #fff; }}
 table.run th {{ text-align: left; padding-right: 1rem; font-weight: 600; }}
 code {{ background: #f3f3f3; padding: 0 .2rem; }}
+.older {{ background: #fff4e0; border-left: 4px solid #e8a33d; padding: .4rem .8rem; }}
 </style></head><body>
+<nav><a href="references.html">References</a></nav>
 <h1>Angular-margin losses and their fairness for face recognition</h1>
 <p>Report for the <code>{profile_html}</code> profile (parameters in <code>params/{profile_html}.yaml</code>),
-rendered {stamp}. Re-run with <code>make all PROFILE={profile_html}</code>. Each page below is self-contained:
-its figures are embedded, and every figure is also exported as PNG to <code>figures/{profile_html}/</code> in
-the repository. Wall times are those of the notebook runs themselves: a re-run reloads trained models from
+rendered {stamp}. Re-run with <code>make all PROFILE={profile_html}</code>. The pages need no network: their
+figures are embedded, their formulas are typeset by the copy of MathJax in <code>mathjax/</code> beside them,
+and every figure is also exported as PNG to <code>figures/{profile_html}/</code> in the repository. The sources
+the pages cite are listed, complete, on the <a href="references.html">references page</a>. Wall times are those of the notebook runs themselves: a re-run reloads trained models from
 their checkpoints instead of training again, so it can be much shorter than the first.</p>
+{warning}
 <h2>Run</h2>
 <table class="run">
 <tr><th>profile</th><td>{profile_html}</td></tr>
@@ -653,6 +849,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 01 03")
         if name == "prepare":
             command.add_argument("--out", type=Path, default=None, help="default: build/nbval/<profile>")
+        else:
+            command.add_argument("--allow-mixed-commits", metavar="REASON", default=None,
+                                 help="render pages executed at different commits together; the index names "
+                                      "the older pages and gives REASON")
     sub.add_parser("check-sync")
     sub.add_parser("sync")
     lab_command = sub.add_parser("lab", help="JupyterLab on notebooks/ with the project's kernel (make lab)")
@@ -663,9 +863,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "run":
         execute(args.profile, args.only)
-        render(args.profile)
+        render(args.profile, args.allow_mixed_commits)
     elif args.command == "render":
-        render(args.profile)
+        render(args.profile, args.allow_mixed_commits)
     elif args.command == "prepare":
         out = args.out or paths.BUILD / "nbval" / args.profile
         for path in prepare(args.profile, out, args.only):

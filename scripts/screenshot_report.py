@@ -6,7 +6,8 @@
 Needs a headless Chromium (Debian: ``apt-get install chromium``). Each ``reports/<profile>/*.html`` is
 shot in slices of ``--slice`` pixels (a long page does not fit one screenshot): slice k is taken from a
 copy of the page shifted up by k slices, and slices after the end of the page (blank) are dropped.
-Nothing is fetched from the network; pages whose scripts come from a CDN render without them.
+Nothing is fetched from the network: the pages load MathJax from ``mathjax/`` beside them (copied with the
+shifted pages), and Chromium is given a few seconds of virtual time to typeset the formulas.
 """
 
 from __future__ import annotations
@@ -42,13 +43,15 @@ def shoot(browser: str, page: Path, out_dir: Path, width: int, slice_height: int
     html = page.read_text(encoding="utf-8")
     written = []
     with tempfile.TemporaryDirectory() as tmp:
+        if (page.parent / "mathjax").is_dir():  # the page's only local script
+            shutil.copytree(page.parent / "mathjax", Path(tmp) / "mathjax")
         for k in range(max_slices):
-            shifted = Path(tmp) / page.name  # the report's pages embed their images: a lone copy renders the same
+            shifted = Path(tmp) / page.name  # the pages embed their images: a copy beside mathjax/ renders the same
             style = f"<style>html {{ margin-top: -{k * slice_height}px !important; }}</style>"
             shifted.write_text(html.replace("</head>", style + "</head>", 1), encoding="utf-8")
             target = out_dir / f"{page.stem}-{k:02d}.png"
             subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                            "--hide-scrollbars", f"--window-size={width},{slice_height}", f"--screenshot={target}",
+                            "--hide-scrollbars", "--virtual-time-budget=10000", f"--window-size={width},{slice_height}", f"--screenshot={target}",
                             shifted.as_uri()], check=True, capture_output=True, timeout=120)
             with Image.open(target) as image:
                 if k > 0 and blank(image):

