@@ -344,4 +344,5 @@ else:
 # * G. B. Huang, M. Mattar, H. Lee, E. Learned-Miller. *Learning to Align from Scratch.* NIPS 2012
 #   (the deep-funneled LFW images).
 #
-# Full list, with what each source contributes: `README.md`, *References*.
+# Full list, complete, with what each source contributes: the report's [references page](references.html)
+# (generated from `lib/references.py`, like the *References* section of `README.md`).

@@ -359,7 +359,7 @@ table = over_seeds.join(fixed)
 # pairs with the same 10-fold protocol** (cosine of L2-normalized 128-d descriptors; no flip fusion). Its
 # author trained it from random weights on about 3 million faces of 7,485 people, drawn from FaceScrub, the
 # VGG face dataset and images scraped from the web, and avoided LFW's identities (davisking/dlib-models,
-# `README.md`; D. King, dlib blog, 12 Feb 2017). Caveats: its training data are not published, so overlap with these pairs cannot be checked
+# `README.md`; D. E. King, *High Quality Face Recognition with Deep Metric Learning*, dlib blog, 12 February 2017). Caveats: its training data are not published, so overlap with these pairs cannot be checked
 # independently, and their demographics are unknown; faces are aligned by dlib's own detector and 5-point
 # landmarks, with a fixed fallback box for faces the detector misses (counted below). It is the ceiling the
 # small-data heads are measured against, not a head trained under the same conditions. Its interval is over
@@ -494,14 +494,17 @@ display(course_reports.sphereface_comparison(pd.read_csv(paths.results_dir(profi
 # * W. Liu, Y. Wen, Z. Yu, M. Yang. *Large-Margin Softmax Loss for Convolutional Neural Networks.* ICML 2016.
 # * F. Wang, X. Xiang, J. Cheng, A. L. Yuille. *NormFace: L2 Hypersphere Embedding for Face Verification.*
 #   ACM MM 2017 (normalized softmax with a scale).
-# * H. Wang et al. *CosFace: Large Margin Cosine Loss for Deep Face Recognition.* CVPR 2018; F. Wang, J. Cheng,
-#   W. Liu, H. Liu. *Additive Margin Softmax for Face Verification.* IEEE SPL 25(7), 2018.
+# * H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu. *CosFace: Large Margin Cosine Loss for Deep
+#   Face Recognition.* CVPR 2018; F. Wang, J. Cheng, W. Liu, H. Liu. *Additive Margin Softmax for Face
+#   Verification.* IEEE SPL 25(7), 2018.
 # * G. B. Huang, M. Ramesh, T. Berg, E. Learned-Miller. *Labeled Faces in the Wild.* UMass Amherst TR 07-49,
 #   2007 (View 1 / View 2, the 10-fold protocol); G. B. Huang, M. Mattar, H. Lee, E. Learned-Miller.
 #   *Learning to Align from Scratch.* NIPS 2012 (deep-funneled images).
-# * D. E. King. *Dlib-ml: A Machine Learning Toolkit.* JMLR 10, 2009; the face descriptor and its training data:
+# * D. E. King. *Dlib-ml: A Machine Learning Toolkit.* JMLR 10, 2009; D. E. King. *High Quality Face Recognition
+#   with Deep Metric Learning.* dlib blog, 12 February 2017; the face descriptor and its training data:
 #   `davisking/dlib-models` (GitHub), `README.md` (the pretrained encoder).
 # * The course report: `sonnygeorge/sphereface` (GitHub), commit `0ac96a07649e12eb150183ba2d8313786d332bc6`:
 #   `README.md` (its numbers), `model.py` (network and loss), `main.py` and `dataloader.py` (its setting).
 #
-# Full list, with what each source contributes: `README.md`, *References*.
+# Full list, complete, with what each source contributes: the report's [references page](references.html)
+# (generated from `lib/references.py`, like the *References* section of `README.md`).

@@ -185,7 +185,7 @@ display(experiment.head_settings(heads, head_hparams, num_classes=first.num_clas
 #
 # **ArcFace's regime.** ArcFace (Deng et al., CVPR 2019) uses s = 64, m = 0.5 from a well-trained start;
 # insightface's own recipes pretrain with softmax before switching to ArcFace (deepinsight/insightface
-# issue #214). Trained from random weights as here, a margin can trap samples: the pull towards the own
+# GitHub issue #214, *MobileFaceNet training pipeline*, 2018). Trained from random weights as here, a margin can trap samples: the pull towards the own
 # class weight, sin(θ_y + m), is weaker than a plain cosine's sin θ_y for every θ_y > (π − m)/2 (75.7° for
 # m = 0.5) and vanishes at π − m, so embeddings that start near 90° drift away from every class weight. An
 # earlier version of this study's real run (s = 64, m = 0.5) had all validation embeddings beyond 130.5° from
@@ -622,8 +622,10 @@ display(course_reports.fairface_curve_comparison(paths.results_dir(profile)).sty
 # * K. Kärkkäinen, J. Joo. *FairFace: Face Attribute Dataset for Balanced Race, Gender, and Age for Bias
 #   Measurement and Mitigation.* WACV 2021 (the data; crops by dlib's `get_face_chip`, padding 0.25 / 1.25).
 # * K. He, X. Zhang, S. Ren, J. Sun. *Deep Residual Learning for Image Recognition.* CVPR 2016 (ResNet-18).
-# * F. Wang, X. Xiang, J. Cheng, A. L. Yuille. *NormFace.* ACM MM 2017 (scaled normalized softmax).
-# * H. Wang et al. *CosFace.* CVPR 2018; F. Wang, J. Cheng, W. Liu, H. Liu. *Additive Margin Softmax for Face
+# * F. Wang, X. Xiang, J. Cheng, A. L. Yuille. *NormFace: L2 Hypersphere Embedding for Face Verification.* ACM MM
+#   2017 (scaled normalized softmax).
+# * H. Wang, Y. Wang, Z. Zhou, X. Ji, D. Gong, J. Zhou, Z. Li, W. Liu. *CosFace: Large Margin Cosine Loss for Deep
+#   Face Recognition.* CVPR 2018; F. Wang, J. Cheng, W. Liu, H. Liu. *Additive Margin Softmax for Face
 #   Verification.* IEEE SPL 2018 (s = 30, m = 0.35).
 # * J. Deng, J. Guo, N. Xue, S. Zafeiriou. *ArcFace: Additive Angular Margin Loss for Deep Face Recognition.*
 #   CVPR 2019 (cos(θ + m), m = 0.5, and its fallback beyond θ + m > π).
@@ -631,4 +633,5 @@ display(course_reports.fairface_curve_comparison(paths.results_dir(profile)).sty
 #   `src/loss.py` at `7075e4c`, `src/loss_baseline.py` at `2909ad7`, `src/dataset.py` at `97ca878`,
 #   `src/model.py` at `d79555b`, `src/evaluate.py` at `77a8256`, `main_compare.py` at `d5ea69b`.
 #
-# Full list, with what each source contributes: `README.md`, *References*.
+# Full list, complete, with what each source contributes: the report's [references page](references.html)
+# (generated from `lib/references.py`, like the *References* section of `README.md`).

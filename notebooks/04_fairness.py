@@ -257,8 +257,9 @@ for target in targets:
 # **Groups.** On real LFW the group is gender, from the image-level lists `male_names.txt` /
 # `female_names.txt` published with M. Afifi and A. Abdelhamed, *AFIF4: Deep gender classification based
 # on AdaBoost-based fusion of isolated facial features and foggy faces*, J. Vis. Commun. Image Represent.,
-# 2019 (arXiv:1706.04277). Their authors built them from the attribute values of Kumar et al. (2011) and a
-# first-name gender lookup (genderize.io), then reviewed each list by hand. Their limits: the labels are
+# 2019 (arXiv:1706.04277). Their authors built them from the attribute values of N. Kumar, A. C. Berg,
+# P. N. Belhumeur, S. K. Nayar, *Describable Visual Attributes for Face Verification and Image Search*, IEEE TPAMI
+# 33(10), 2011, and a first-name gender lookup (the genderize.io web service), then reviewed each list by hand. Their limits: the labels are
 # binary; they were assigned by annotators from names and appearance, not reported by the people shown;
 # they label images, so a few images are in both lists or in neither (counted below, left `unknown`, never
 # guessed). In the synthetic profiles the group is the generated group of each identity (`Group A`
@@ -455,4 +456,5 @@ display(Markdown(verification_summary))
 # * S. Bird et al. *Fairlearn: A toolkit for assessing and improving fairness in AI.* Microsoft, MSR-TR-2020-32,
 #   2020 (group metrics as differences and ratios; the tests compare with `fairlearn.metrics.MetricFrame`).
 #
-# Full list, with what each source contributes: `README.md`, *References*.
+# Full list, complete, with what each source contributes: the report's [references page](references.html)
+# (generated from `lib/references.py`, like the *References* section of `README.md`).

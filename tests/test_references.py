@@ -62,3 +62,12 @@ def test_page_lists_every_entry_with_its_anchor_and_link():
         assert f'<li id="{reference.key}">' in page
         assert f'href="{reference.link}"' in page
     assert page.count("<li ") == len(references.REFERENCES)
+
+
+@pytest.mark.parametrize("source", ["README.md", *sorted(p.relative_to(paths.ROOT).as_posix()
+                                                         for p in paths.NOTEBOOKS.glob("[0-9][0-9]_*.py"))])
+def test_no_page_cites_in_the_short_forms_the_issue_found(source):
+    text = " ".join((paths.ROOT / source).read_text(encoding="utf-8").replace("# ", " ").split())
+    for short in ("H. Wang et al.", "*NormFace.*", "*CosFace.*", "Kumar et al. (2011)", "dlib blog, 12 Feb 2017",
+                  "`README.md`, *References*"):
+        assert short not in text, (source, short)
