@@ -20,14 +20,14 @@ NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pretrained lab data all run report test unit nbval check-sync sync bench clean clean-all
+.PHONY: help setup pretrained lab data all run report test unit nbval check-sync sync bench constraints references clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  PROFILE=$(PROFILE) (smoke | default | real | colab; see params/)"
 	@echo "  VENV=$(VENV) (a folder, or none: install into PYTHON=$(PYTHON) itself, keeping its torch; none on Colab)"
 
-$(STAMP): pyproject.toml scripts/install.sh
+$(STAMP): pyproject.toml scripts/install.sh $(wildcard constraints.txt)
 	@PYTHON="$(PYTHON)" VENV="$(VENV)" EXTRAS="$(EXTRAS)" STAMP="$(STAMP)" sh scripts/install.sh
 
 setup: $(STAMP) ## Install the project with its dev extras into VENV (default .venv; VENV=none: into PYTHON itself)
@@ -91,6 +91,12 @@ bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px o
 	$(PY) scripts/bench_pipeline.py --amp bf16
 	$(PY) scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto
 	$(PY) scripts/bench_pretrained.py
+
+constraints: $(STAMP) ## Rewrite constraints.txt (the versions make setup installs) from the packages in VENV
+	$(PY) scripts/pin_versions.py --python $(PY)
+
+references: $(STAMP) ## Rewrite README.md's References section from lib/references.py (the one list)
+	$(PY) -m lib.references readme
 
 clean: ## Remove generated reports/figures of non-committed profiles, caches and build files
 	rm -rf build reports/smoke reports/default figures/smoke figures/default data/cache data/checkpoints/smoke data/checkpoints/default data/results/smoke data/results/default

@@ -48,7 +48,7 @@ def checkout(tmp_path):
     """A copy of the files ``make setup`` uses, plus a fake interpreter; returns (folder, fake, log)."""
     folder = tmp_path / "repo"
     (folder / "scripts").mkdir(parents=True)
-    for name in ("Makefile", "pyproject.toml", "scripts/install.sh"):
+    for name in ("Makefile", "pyproject.toml", "scripts/install.sh", "constraints.txt"):
         shutil.copy2(paths.ROOT / name, folder / name)
     log = tmp_path / "calls.log"
     log.touch()
@@ -76,7 +76,8 @@ def assert_installed_keeping_torch(folder: Path, log: Path) -> None:
     recorded = calls(log)
     assert not [line for line in recorded if line.startswith("venv")], recorded
     installs = [line.split()[2:] for line in recorded if line.startswith("pip install")]
-    assert installs == [["--quiet", "-e", ".[dev]", "-c", "build/setup/installed-torch-constraints.txt"]], recorded
+    assert installs == [["--quiet", "-e", ".[dev]", "-c", "build/setup/installed-torch-constraints.txt",
+                         "-c", "build/setup/constraints.txt"]], recorded
     assert not [line for line in recorded if "uninstall" in line or "--upgrade" in line], recorded
     expected = [f"{name}=={metadata.version(name)}" for name in ("torch", "torchvision", "torchaudio")
                 if _installed(name)]
@@ -134,3 +135,50 @@ def test_clean_all_in_no_venv_mode_removes_no_folder_named_none(checkout):
     dry_run = make(folder, "-n", "clean-all", "VENV=none")
     removal = [line for line in dry_run.stdout.splitlines() if line.startswith("rm -rf data/synthetic")]
     assert removal == ["rm -rf data/synthetic "]
+
+
+def _python_version() -> str:
+    return "%d.%d" % sys.version_info[:2]
+
+
+def test_pinned_versions_apply_only_to_packages_the_interpreter_lacks(checkout):
+    """Colab (VENV=none) keeps every package it has, torch included; what it lacks comes at the pinned version."""
+    folder, fake, log = checkout
+    (folder / "constraints.txt").write_text(f"# python: {_python_version()}\n# generated\n"
+                                            "torch==0.0.1\nnumpy==0.0.1\nnot-installed-anywhere==1.2.3\n")
+    result = make(folder, "setup", f"PYTHON={fake}", "VENV=none")
+    assert result.returncode == 0, result.stderr
+    pinned = (folder / "build" / "setup" / "constraints.txt").read_text().split()
+    assert pinned == ["not-installed-anywhere==1.2.3"]
+    assert "installed packages kept as they are" in result.stderr
+
+
+def test_pins_resolved_under_another_python_are_not_applied(checkout):
+    folder, fake, log = checkout
+    (folder / "constraints.txt").write_text("# python: 2.7\nnot-installed-anywhere==1.2.3\n")
+    result = make(folder, "setup", f"PYTHON={fake}", "VENV=none")
+    assert result.returncode == 0, result.stderr
+    assert (folder / "build" / "setup" / "constraints.txt").read_text().strip() == ""
+    assert "resolved under Python 2.7" in result.stderr
+
+
+def test_committed_constraints_pin_the_project_dependencies_and_not_cuda_wheels():
+    lines = (paths.ROOT / "constraints.txt").read_text().splitlines()
+    assert lines[0].startswith("# python: 3.")
+    names = {line.split("==")[0] for line in lines if not line.startswith("#")}
+    for required in ("numpy", "pandas", "torch", "torchvision", "papermill", "nbconvert", "django-static-mathjax",
+                     "dlib-bin", "face-recognition-models"):
+        assert required in names, required
+    assert not [n for n in names if n.startswith(("nvidia-", "cuda-")) or n in ("triton", "angular-margin-fairness")]
+    assert all("==" in line and "+" not in line for line in lines if not line.startswith("#"))
+
+
+def test_pin_versions_keeps_exact_versions_and_drops_platform_wheels():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pin_versions", paths.ROOT / "scripts" / "pin_versions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    freeze = ["-e /work/main", "# Editable Git install", "torch==2.14.1+cu130", "nvidia-cublas==13.1.1.3",
+              "triton==3.8.0", "Face_Recognition_Models==0.3.0", "numpy==2.4.6", "pkg @ file:///x.whl"]
+    assert module.pins(freeze) == ["face-recognition-models==0.3.0", "numpy==2.4.6", "torch==2.14.1"]
