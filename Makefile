@@ -20,7 +20,7 @@ NBVAL_DIR := build/nbval/smoke
 export FACE_PROGRESS ?= plain
 
 .DEFAULT_GOAL := help
-.PHONY: help setup pretrained lab data all run report test unit nbval check-sync sync bench constraints references clean clean-all
+.PHONY: help setup pretrained lab data all run report test unit nbval check-sync sync bench real-data constraints references clean clean-all
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -91,6 +91,12 @@ bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px o
 	$(PY) scripts/bench_pipeline.py --amp bf16
 	$(PY) scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto
 	$(PY) scripts/bench_pretrained.py
+
+# The real data folder from the official archives (README, "Building the real data folder"): DOWNLOADS names the
+# folder holding them; the folder is written to FACE_SHARED_DATA (default ../shared/data).
+real-data: $(STAMP) ## Build the real data folder from the official archives in DOWNLOADS=<folder> (checksums checked)
+	@test -n "$(DOWNLOADS)" || { echo "make real-data: say where the downloaded archives are: make real-data DOWNLOADS=<folder>" >&2; exit 1; }
+	$(PY) -m lib.real_data --downloads "$(DOWNLOADS)"
 
 constraints: $(STAMP) ## Rewrite constraints.txt (the versions make setup installs) from the packages in VENV
 	$(PY) scripts/pin_versions.py --python $(PY)
