@@ -176,7 +176,9 @@ def _extract_lfw(archive: Path, target: Path) -> int:
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
-                name = member.name.lstrip("./")
+                name = member.name.removeprefix("./").rstrip("/")
+                if member.isdir() and name in ("lfw-deepfunneled", "."):
+                    continue
                 if not name.startswith("lfw-deepfunneled/") or ".." in Path(name).parts:
                     raise RealDataError(f"{archive}: unexpected entry {member.name!r}; the official archive "
                                         "holds only lfw-deepfunneled/<Name>/<Name>_<NNNN>.jpg")

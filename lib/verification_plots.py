@@ -218,7 +218,8 @@ def accuracy_by_epoch(history: pd.DataFrame, *, course_points: pd.Series | None 
                       course_label: str = "course report, fixed 0.5") -> plt.Axes:
     """Per head, by epoch: the 10-fold accuracy (solid) and, with ``show_fixed``, the accuracy at the
     fixed cosine 0.5 (dotted); ``course_points`` (epochs trained -> accuracy, e.g.
-    ``lib.course_reports.SPHEREFACE_FIXED_THRESHOLD_ACCURACY``) as black crosses.
+    ``lib.course_reports.SPHEREFACE_FIXED_THRESHOLD_ACCURACY``) as black crosses. The x-axis covers this
+    run's epochs only: course points after its last epoch are listed with their values in the legend.
 
     The band around each 10-fold line: with several seeds a 95 % Student-t interval over the seeds;
     with one seed and a history column ``<column>_std`` (the standard deviation over the ``n_folds``
@@ -251,15 +252,25 @@ def accuracy_by_epoch(history: pd.DataFrame, *, course_points: pd.Series | None 
     if show_fixed:
         handles.append(Line2D([], [], color="grey", ls=":"))
         labels.append("dotted: same head at fixed cosine 0.5")
+    last_epoch = int(history["epoch"].max())
     if course_points is not None:
-        ax.plot(course_points.index, course_points.to_numpy(), ls="none", marker="X", ms=8, color="black")
-        handles.append(Line2D([], [], ls="none", marker="X", ms=8, color="black"))
-        labels.append(course_label)
+        # The axis covers this run's epochs; the course's points beyond them are listed, not drawn far right.
+        inside = course_points[course_points.index <= last_epoch]
+        beyond = course_points[course_points.index > last_epoch]
+        if len(inside):
+            ax.plot(inside.index, inside.to_numpy(), ls="none", marker="X", ms=8, color="black")
+            handles.append(Line2D([], [], ls="none", marker="X", ms=8, color="black"))
+            labels.append(course_label)
+        if len(beyond):
+            handles.append(Line2D([], [], ls="none"))
+            labels.append(f"{course_label}, beyond this run's {last_epoch} epochs:\n"
+                          + ", ".join(f"{value:.3f} at {epoch}" for epoch, value in beyond.items()))
     if band is not None:
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=BAND_ALPHA))
         labels.append(f"band: 95% t-interval over {n_seeds} seeds" if band == "seeds"
                       else f"band: 95% t-interval over the {n_folds} folds")
     ax.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set(title=title, xlabel="epochs trained", ylabel="verification accuracy")
+    ax.set_xlim(max(0, int(history["epoch"].min()) - 1), last_epoch + 1)
     ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     return ax

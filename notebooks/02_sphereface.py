@@ -326,7 +326,8 @@ plt.show()
 # Validation-pair accuracy by epoch: with the 10-fold threshold (solid, band: 95 % t-interval over seeds)
 # and at the course's fixed cosine 0.5 (dotted). The crosses are the course report's fixed-0.5 accuracies,
 # which it measured on the DevTest pairs (different people from these validation pairs, and the only set it
-# had): they place its numbers on the same axes, not on the same pairs.
+# had): they place its numbers on the same axes, not on the same pairs. The axis covers this run's epochs;
+# the course's points after its last epoch are listed with their values in the legend.
 
 # %%
 fig, ax = plt.subplots(figsize=(9, 4.6))

@@ -40,6 +40,9 @@ def downloads(tmp_path):
     # LFW: a tgz holding lfw-deepfunneled/<Name>/<Name>_<NNNN>.jpg, as the official one.
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        top = tarfile.TarInfo("lfw-deepfunneled")  # the archive's own top folder entry, as tar writes it
+        top.type = tarfile.DIRTYPE
+        tar.addfile(top)
         for name, count in (("Ada_Lovelace", 2), ("Alan_Turing", 1)):
             folder_info = tarfile.TarInfo(f"lfw-deepfunneled/{name}")
             folder_info.type = tarfile.DIRTYPE
@@ -150,6 +153,20 @@ def test_zip_missing_part_of_the_subset_is_refused(downloads, tmp_path):
     (folder / "fairface-img-margin025-trainval.zip").write_bytes(buffer.getvalue())
     with pytest.raises(RealDataError, match=r"1 of the 3 images train/1.jpg … train/3.jpg"):
         _build(folder, expected, manifest, tmp_path / "data")
+
+
+def test_an_archive_entry_outside_its_folder_is_refused(downloads, tmp_path):
+    folder, expected, manifest, _ = downloads
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("lfw-deepfunneled/../../outside.jpg")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    (folder / "lfw-deepfunneled.tgz").write_bytes(buffer.getvalue())
+    expected["lfw-deepfunneled.tgz"] = Download("lfw-deepfunneled.tgz", "test", md5=_md5(buffer.getvalue()))
+    with pytest.raises(RealDataError, match="unexpected entry"):
+        _build(folder, expected, manifest, tmp_path / "data")
+    assert not (tmp_path / "outside.jpg").exists() and not (tmp_path / "data").exists()
 
 
 def test_missing_downloads_are_named_with_where_to_get_them(downloads, tmp_path):

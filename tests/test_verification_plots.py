@@ -116,16 +116,19 @@ def test_train_vs_heldout_two_lines_per_head_and_seed_bands_only_with_seeds():
 
 
 def test_accuracy_by_epoch_lines_course_points_and_the_band_it_names():
-    ax = vp.accuracy_by_epoch(_history(with_std=True), course_points=SPHEREFACE_FIXED_THRESHOLD_ACCURACY)
+    course = pd.Series({2: 0.61, 4: 0.62, 60: 0.652, 100: 0.649})
+    ax = vp.accuracy_by_epoch(_history(with_std=True), course_points=course)
     solid = [line for line in ax.lines if line.get_linestyle() == "-" and line.get_marker() == "o"]
     dotted = [line for line in ax.lines if line.get_linestyle() == ":"]
     crosses = [line for line in ax.lines if line.get_marker() == "X"]
     assert len(solid) == 2 and len(dotted) == 2 and len(crosses) == 1
-    assert list(crosses[0].get_xdata()) == [20, 40, 60, 80, 100]
-    assert list(crosses[0].get_ydata()) == [0.584, 0.623, 0.652, 0.651, 0.649]
+    assert list(crosses[0].get_xdata()) == [2, 4]  # the course points within this run's 6 epochs
+    assert list(crosses[0].get_ydata()) == [0.61, 0.62]
+    assert ax.get_xlim()[1] <= 7  # the axis covers this run's epochs, not the course's 100
     assert len(_bands(ax)) == 2
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "band: 95% t-interval over the 10 folds" in labels and "course report, fixed 0.5" in labels
+    assert "course report, fixed 0.5, beyond this run's 6 epochs:\n0.652 at 60, 0.649 at 100" in labels
     # The band's half-width is t(0.975, 9) * std / sqrt(10) around the 10-fold accuracy.
     band = _bands(ax)[0].get_paths()[0].vertices
     half = stats.t.ppf(0.975, 9) * 0.03 / np.sqrt(10)
@@ -135,6 +138,14 @@ def test_accuracy_by_epoch_lines_course_points_and_the_band_it_names():
     assert not _bands(plain)
     with pytest.raises(ValueError, match="acc_10fold"):
         vp.accuracy_by_epoch(_history().drop(columns=["acc_10fold"]))
+
+
+def test_accuracy_by_epoch_lists_every_course_point_when_all_lie_beyond_the_run():
+    ax = vp.accuracy_by_epoch(_history(), course_points=SPHEREFACE_FIXED_THRESHOLD_ACCURACY)
+    assert not [line for line in ax.lines if line.get_marker() == "X"]
+    assert ax.get_xlim()[1] <= 7
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(label.endswith("0.584 at 20, 0.623 at 40, 0.652 at 60, 0.651 at 80, 0.649 at 100") for label in labels)
 
 
 def test_pair_scores_by_head_unstacks_the_long_table_in_pair_order():
