@@ -541,7 +541,7 @@ def _row_normalized(matrix: np.ndarray) -> np.ndarray:
 def confusion_matrices(
     conf: Mapping,
     *,
-    ncols: int = 3,
+    ncols: int | None = None,
     annot: bool | None = None,
     title: str | None = None,
     cmap: str = "Blues",
@@ -552,35 +552,56 @@ def confusion_matrices(
     ``labels[i]`` predicted as ``labels[j]`` (e.g. ``sklearn.metrics.confusion_matrix(..., labels=labels)``).
     Cell (i, j) shows ``matrix[i, j] / Σ_j matrix[i, j]``, so the diagonal is each class's recall;
     a class without samples is a blank row. Panel titles give the overall accuracy ``trace / total``.
+
+    Laid out for reading on a report page: no wider than :data:`lib.plots.PAGE_WIDTH_INCHES` (so it is not
+    scaled down), cell numbers and class names at :data:`lib.plots.MIN_FONT_PT` points; when every head has
+    the same classes, class names are written once per row and column of panels (left column, bottom
+    panel of each column), so no rotated name runs into the title of the panel below.
     """
+    from lib.plots import MIN_FONT_PT, PAGE_WIDTH_INCHES
+
     if not isinstance(conf, Mapping) or not conf:
         raise ValueError("conf must be a non-empty dict head → (matrix, labels)")
     checked = {head: _check_confusion(head, value) for head, value in conf.items()}
-    ncols = max(1, min(ncols, len(checked)))
-    nrows = math.ceil(len(checked) / ncols)
     size = max(len(labels) for _, labels in checked.values())
-    cell = 0.45 if size > 4 else 0.8
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (cell * size + 1.6) + 1.0, nrows * (cell * size + 1.6)),
-                             squeeze=False, layout="constrained")
+    ncols = max(1, min(ncols or (2 if size > 4 else 3), len(checked)))
+    nrows = math.ceil(len(checked) / ncols)
+    shared = len({tuple(labels) for _, labels in checked.values()}) == 1
+    name_chars = max(len(label) for _, labels in checked.values() for label in labels)
+    name_width = 0.3 + name_chars * MIN_FONT_PT * 0.6 / 72  # inches taken by the longest class name
+    label_columns = 1 if shared else ncols
+    cell = min(0.6, (PAGE_WIDTH_INCHES - 1.2 - label_columns * (name_width + 0.3)) / (ncols * size))
+    width = min(PAGE_WIDTH_INCHES, ncols * cell * size + label_columns * (name_width + 0.3) + 1.2)
+    height = nrows * (cell * size + 0.7) + (1 if shared else nrows) * name_width * 0.75 + 0.6
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
     for ax in axes.flat[len(checked):]:
         fig.delaxes(ax)
-    for ax, (head, (matrix, labels)) in zip(axes.flat, checked.items()):
+    for index, (ax, (head, (matrix, labels))) in enumerate(zip(axes.flat, checked.items())):
         shares = _row_normalized(matrix)
         sns.heatmap(shares, ax=ax, vmin=0.0, vmax=1.0, cmap=cmap, cbar=False, square=True,
-                    annot=len(labels) <= 10 if annot is None else annot, fmt=".2f", annot_kws={"fontsize": 7},
-                    xticklabels=labels, yticklabels=labels)
+                    annot=len(labels) <= 10 if annot is None else annot, fmt=".2f",
+                    annot_kws={"fontsize": MIN_FONT_PT}, xticklabels=labels, yticklabels=labels)
         total = matrix.sum()
         accuracy = f"accuracy {np.trace(matrix) / total:.3f}, n = {int(total)}" if total > 0 else "no samples"
-        ax.set_title(f"{head}\n({accuracy})", fontsize="medium")
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("true class")
+        ax.set_title(f"{head}\n({accuracy})", fontsize=MIN_FONT_PT + 1)
+        ax.tick_params(labelsize=MIN_FONT_PT)
         ax.tick_params(axis="x", rotation=45)
         for label in ax.get_xticklabels():
             label.set_horizontalalignment("right")
+            label.set_rotation_mode("anchor")
         ax.tick_params(axis="y", rotation=0)
+        names_left = not shared or index % ncols == 0
+        names_below = not shared or index + ncols >= len(checked)
+        ax.set_ylabel("true class" if names_left else "", fontsize=MIN_FONT_PT)
+        ax.set_xlabel("predicted class" if names_below else "", fontsize=MIN_FONT_PT)
+        if not names_left:
+            ax.tick_params(axis="y", labelleft=False)
+        if not names_below:
+            ax.tick_params(axis="x", labelbottom=False)
     used = list(axes.flat[: len(checked)])
-    fig.colorbar(used[0].collections[0], ax=used, shrink=0.8, label="share of the true class's samples")
-    fig.suptitle(title or "Confusion matrices (each row: one true class, normalized to 1)")
+    colorbar = fig.colorbar(used[0].collections[0], ax=used, shrink=0.6, label="share of the true class's samples")
+    colorbar.ax.tick_params(labelsize=MIN_FONT_PT)
+    fig.suptitle(title or "Confusion matrices (each row: one true class, normalized to 1)", fontsize=MIN_FONT_PT + 2)
     return fig
 
 

@@ -15,6 +15,11 @@ import seaborn as sns
 from lib import paths
 
 DPI = 110
+# A report page shows a figure at its own size up to about this width (a 1280-px window's output column at
+# DPI): a wider figure is scaled down, and with it its text. Figures meant to be read cell by cell (text of
+# at least MIN_FONT_PT points) are laid out within it.
+PAGE_WIDTH_INCHES = 10.0
+MIN_FONT_PT = 9
 
 
 def setup_style() -> None:

@@ -542,3 +542,44 @@ def test_mcnemar_table_formats_holm_p_values_with_markers_and_overall_row():
     assert table.loc[0, "accuracy ArcFace"] == pytest.approx(round(459 / 600, 3))
     single = mcnemar_table(McNemarResult(n=50, only_a=9, only_b=1, p_value=0.0215))
     assert len(single) == 1 and single.loc[0, "significance"] == "*" and single.loc[0, "p (exact)"] == "0.021"
+
+
+def _overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts (titles, tick labels, axis labels, suptitle) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = []  # (text, group): tick labels of one axis are one group (rotated labels' boxes always overlap)
+    for number, ax in enumerate(fig.axes):
+        if ax.get_label() == "<colorbar>":
+            continue
+        texts += [(t, None) for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+        texts += [(t, (number, "x")) for t in ax.get_xticklabels()] + [(t, (number, "y")) for t in ax.get_yticklabels()]
+    if fig._suptitle is not None:
+        texts.append((fig._suptitle, None))
+    boxes = [(t.get_text(), group, t.get_window_extent(renderer).expanded(1, 1).padded(-1))  # touching is fine
+             for t, group in texts if t.get_visible() and t.get_text()]
+    return [(a, b) for i, (a, group_a, box_a) in enumerate(boxes) for b, group_b, box_b in boxes[i + 1:]
+            if (group_a is None or group_a != group_b) and box_a.overlaps(box_b)]
+
+
+def test_confusion_matrices_are_readable_at_the_pages_width():
+    """Issue 26: 03's seven-race matrices had ~6 pt cell numbers at the page's width and a class name ran into
+    the title of the panel below. Five heads, FairFace's seven race names."""
+    from lib import labels, plots
+
+    rng = np.random.default_rng(0)
+    races = list(labels.RACES)
+    conf = {head: (rng.integers(0, 60, (7, 7)) + 200 * np.eye(7, dtype=int), races)
+            for head in ("cosine_softmax", "normsoftmax", "cosrelu = cosface", "arcface", "softmax")}
+    fig = confusion_matrices(conf, title="Confusion matrices (race), summed over seeds")
+    assert fig.get_size_inches()[0] <= plots.PAGE_WIDTH_INCHES  # shown unscaled: points are points
+    heatmaps = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    cell_numbers = [t for ax in heatmaps for t in ax.texts]
+    assert len(cell_numbers) == 5 * 49 and min(t.get_fontsize() for t in cell_numbers) >= plots.MIN_FONT_PT
+    names = [t for ax in heatmaps for t in (*ax.get_xticklabels(), *ax.get_yticklabels()) if t.get_visible()]
+    assert names and min(t.get_fontsize() for t in names) >= plots.MIN_FONT_PT
+    assert _overlapping_texts(fig) == []
+    # Every panel still says which head it is; the class names are on the left column and the bottom panels.
+    assert [ax.get_title().split("\n")[0] for ax in heatmaps] == list(conf)
+    shown_left = [ax for ax in heatmaps if any(t.get_visible() and t.get_text() for t in ax.get_yticklabels())]
+    assert len(shown_left) == 3
