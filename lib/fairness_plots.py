@@ -35,6 +35,7 @@ __all__ = [
     "per_group_accuracy_by_epoch",
     "curves_with_band",
     "confusion_matrices",
+    "shared_legend",
     "error_rate_plot",
     "per_group_roc_plot",
     "format_p_value",
@@ -508,10 +509,15 @@ def curves_with_band(
     ylabel: str | None = None,
     chance: float | None = None,
     title: str | None = None,
+    chance_label: str = "chance",
+    floor: float | None = None,
+    floor_label: str = "loss floor",
 ) -> plt.Axes:
     """``y`` by ``x`` (e.g. validation accuracy or training loss by epoch), one line per ``hue`` value:
     the mean over seeds with a mean ± std (ddof=1) band. ``seed=None`` for a single run. ``chance``
-    draws the chance level as a grey dotted line."""
+    draws the chance level as a grey dotted line, labelled ``chance_label (1/C = …)``; ``floor`` a lower
+    bound of a loss as a grey dash-dotted line, labelled ``floor_label (…)``: two reference lines that a
+    legend shared by an accuracy and a loss panel (:func:`shared_legend`) tells apart."""
     stats = _mean_std_over_seeds(history_long, [hue], x, y, seed)
     hues = _ordered(history_long[hue], hue_order, hue)
     colors = head_colors(hues)
@@ -519,13 +525,31 @@ def curves_with_band(
     for value in hues:
         _line_with_band(ax, stats[stats[hue] == value], x, colors[value], str(value))
     if chance is not None:
-        ax.axhline(chance, color="grey", linestyle=":", linewidth=1.5, label=f"chance ({_fraction(chance)})")
+        ax.axhline(chance, color="grey", linestyle=":", linewidth=1.5, label=f"{chance_label} ({_fraction(chance)})")
+    if floor is not None:
+        ax.axhline(floor, color="grey", linestyle="-.", linewidth=1.2, label=f"{floor_label} ({floor:.3f})")
     ylabel = ylabel or _pretty(y)
     ax.set_xlabel(_pretty(x))
     ax.set_ylabel(ylabel)
     ax.set_title(title or f"{_sentence(ylabel)} by {_pretty(x)} ({_seed_phrase(int(stats['n_seeds'].max()))})")
     ax.legend(title=_pretty(hue), frameon=False)
     return ax
+
+
+def shared_legend(axes: Sequence[plt.Axes], *, on: plt.Axes | None = None, title: str | None = None):
+    """One legend for a row of panels, beside ``on`` (default: the last panel): every labelled line of every
+    panel once, in order, so each reference line (e.g. an accuracy panel's chance level and a loss panel's
+    floor) keeps its own entry. The panels' own legends are removed."""
+    handles, labels = [], []
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels and not label.startswith("_"):
+                handles.append(handle)
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    on = on or axes[-1]
+    return on.legend(handles, labels, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
 
 
 # --------------------------------------------------------------------------------------------------

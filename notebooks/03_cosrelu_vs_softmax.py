@@ -279,7 +279,7 @@ summary.drop(columns="head_key").set_index(["target", "head"])
 # ### Validation accuracy and training loss by epoch
 # Lines are the mean over seeds, bands ± one standard deviation over seeds. Losses of different heads are
 # not comparable in level (each has its own scale and margin), only in shape; the dotted line in the
-# accuracy panels is chance (1/C), in the loss panels the unscaled softmax's floor.
+# accuracy panels is chance (1/C), the dash-dotted line in the loss panels the unscaled softmax's floor.
 
 # %%
 shown_history = head_comparison.relabel(history, status)
@@ -289,19 +289,14 @@ for row, target in zip(axes, targets):
     order = list(shown[target].values())
     chance = 1 / datasets[target].num_classes
     fairness_plots.curves_with_band(rows, y="overall", ax=row[0], hue_order=order, chance=chance,
+                                    chance_label="chance accuracy",
                                     ylabel=f"{target}: validation accuracy", title=f"{target.capitalize()}: accuracy")
-    fairness_plots.curves_with_band(rows, y="loss", ax=row[1], hue_order=order,
+    floor = losses.cosine_softmax_loss_floor(datasets[target].num_classes) if "cosine_softmax" in shown[target] else None
+    fairness_plots.curves_with_band(rows, y="loss", ax=row[1], hue_order=order, floor=floor,
+                                    floor_label="cosine_softmax loss floor",
                                     ylabel=f"{target}: training loss (epoch mean)", title=f"{target.capitalize()}: loss")
     row[1].set_yscale("log")
-    handles, labels = row[0].get_legend_handles_labels()  # one legend per row, off the data
-    for ax in row:
-        ax.get_legend().remove()
-    row[1].legend(handles, labels, title="head", loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
-    if "cosine_softmax" in shown[target]:
-        floor_c = losses.cosine_softmax_loss_floor(datasets[target].num_classes)
-        row[1].axhline(floor_c, color="grey", ls=":", lw=1)
-        row[1].annotate(f"cosine-softmax floor {floor_c:.3f}", (row[1].get_xlim()[0], floor_c), xytext=(4, 4),
-                        textcoords="offset points", fontsize=8, color="grey")
+    fairness_plots.shared_legend(row, title="head")  # one legend per row, off the data
     for ax in row:
         ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
 fig.suptitle("Validation accuracy and training loss by epoch: mean over seeds, band ± 1 std over "

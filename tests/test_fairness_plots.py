@@ -24,6 +24,7 @@ from lib.fairness import DisparitySummary, McNemarResult  # noqa: E402
 from lib.fairness_plots import (  # noqa: E402
     confusion_matrices,
     curves_with_band,
+    shared_legend,
     difference_forest,
     disparity_table,
     error_rate_plot,
@@ -583,3 +584,20 @@ def test_confusion_matrices_are_readable_at_the_pages_width():
     assert [ax.get_title().split("\n")[0] for ax in heatmaps] == list(conf)
     shown_left = [ax for ax in heatmaps if any(t.get_visible() and t.get_text() for t in ax.get_yticklabels())]
     assert len(shown_left) == 3
+
+
+def test_shared_legend_tells_the_chance_level_from_the_loss_floor():
+    """Issue 26: 03's loss panels showed the legend entry 'chance (1/7 = 0.143)' beside a dotted line that was
+    the loss floor. Each reference line now has its own entry and line style."""
+    frame = history(groups=GROUPS[:1]).drop(columns="group")
+    frame["loss"] = 2.5 - 0.1 * frame["epoch"]
+    fig, (left, right) = plt.subplots(1, 2)
+    curves_with_band(frame, y="accuracy", ax=left, chance=1 / 7, chance_label="chance accuracy")
+    curves_with_band(frame, y="loss", ax=right, floor=1.946, floor_label="cosine_softmax loss floor")
+    legend = shared_legend([left, right], title="head")
+    entries = dict(zip([t.get_text() for t in legend.get_texts()], legend.legend_handles))
+    assert list(entries)[-2:] == ["chance accuracy (1/7 = 0.143)", "cosine_softmax loss floor (1.946)"]
+    assert entries["chance accuracy (1/7 = 0.143)"].get_linestyle() != entries["cosine_softmax loss floor (1.946)"].get_linestyle()
+    assert [line.get_ydata()[0] for line in right.lines if line.get_linestyle() == "-."] == [1.946]
+    assert left.get_legend() is None and legend.axes is right
+    assert len(entries) == len(HEADS) + 2  # every head once, though both panels draw it
