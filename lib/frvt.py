@@ -633,14 +633,51 @@ def det_curves(counts: AllPairsCounts, groups=None, max_points: int = 400) -> pd
     return pd.concat(curves, ignore_index=True)
 
 
-def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None, ax=None, title: str = "",
-             colors: dict | None = None, alpha: float = 1.0, legend: bool = True):
-    """DET curves (FNMR against FMR, both on log axes) with the operating points of each target FMR.
+# Rates labelled on probit DET axes (those inside the drawn range are used).
+PROBIT_TICKS = (1e-5, 1e-4, 1e-3, 0.003, 0.01, 0.03, 0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999)
 
+
+def probit(rates) -> np.ndarray:
+    """The normal deviate Φ⁻¹(rate) of each rate: the DET's axis (0 and 1 map to ∓inf)."""
+    from scipy import stats
+
+    with np.errstate(divide="ignore"):
+        return stats.norm.ppf(np.asarray(rates, dtype=float))
+
+
+def probit_limits(rates, pad: float = 0.25) -> tuple[float, float]:
+    """Axis limits in probit units that hold every rate strictly between 0 and 1 in ``rates``, padded."""
+    values = np.asarray(rates, dtype=float)
+    values = values[(values > 0) & (values < 1)]
+    if not len(values):
+        values = np.array([0.01, 0.5])
+    low, high = probit([values.min(), values.max()])
+    return float(low - pad), float(high + pad)
+
+
+def set_probit_ticks(axis, limits: tuple[float, float]) -> None:
+    """Ticks of a probit axis at the :data:`PROBIT_TICKS` rates inside ``limits``, labelled in percent."""
+    ticks = [t for t in PROBIT_TICKS if limits[0] <= probit(t) <= limits[1]]
+    axis.set_ticks(probit(ticks))
+    axis.set_ticklabels([f"{t * 100:g}%" for t in ticks])
+
+
+def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None, ax=None, title: str = "",
+             colors: dict | None = None, alpha: float = 1.0, legend: bool = True, scale: str = "log"):
+    """DET curves (FNMR against FMR) with the operating points of each target FMR.
+
+    ``scale="log"``: both axes logarithmic; ``scale="probit"``: both on normal-deviate axes, as notebook
+    02's DET (``lib.verification_plots.det_plot``), which spread rates near 1 apart as well as rates near 0
+    (small-data models whose FNMR is 0.9–0.999 at low FMR stay distinguishable); the limits then cover the
+    drawn points (set them with :func:`probit_limits` to share them between panels).
     ``colors``: group → colour (the same across figures); ``overall`` is always a dashed black line.
     Call it again on the same ``ax`` with ``legend=False`` to overlay another model (e.g. another seed).
     """
     import matplotlib.pyplot as plt
+
+    if scale not in ("log", "probit"):
+        raise ValueError(f"scale must be 'log' or 'probit', got {scale!r}")
+    transform = probit if scale == "probit" else np.asarray
 
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 5))
@@ -653,20 +690,31 @@ def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None,
     for name, curve in curves.groupby("group", sort=False):
         style = {"ls": "--", "lw": 1} if name == "overall" else {"lw": 1.6}
         visible = (curve["fmr"] > 0) & (curve["fnmr"] > 0)
-        ax.plot(curve.loc[visible, "fmr"], curve.loc[visible, "fnmr"], label=name if legend else None,
-                color=colors[name], alpha=alpha, **style)
+        if scale == "probit":
+            visible &= curve["fnmr"] < 1
+        ax.plot(transform(curve.loc[visible, "fmr"]), transform(curve.loc[visible, "fnmr"]),
+                label=name if legend else None, color=colors[name], alpha=alpha, **style)
     if operating_points is not None:
         markers = dict(zip(sorted(operating_points["target_fmr"].unique(), reverse=True), "osD^v"))
         for row in operating_points.itertuples():
-            if row.group in curves["group"].values and row.fmr > 0 and row.fnmr > 0:
-                ax.plot(row.fmr, row.fnmr, markers[row.target_fmr], color=colors[row.group], ms=6, mfc="none",
-                        alpha=alpha)
+            if row.group in curves["group"].values and 0 < row.fmr and 0 < row.fnmr and (scale == "log" or row.fnmr < 1):
+                ax.plot(transform(row.fmr), transform(row.fnmr), markers[row.target_fmr], color=colors[row.group],
+                        ms=6, mfc="none", alpha=alpha)
         if legend:
             for target, marker in markers.items():
                 ax.plot([], [], marker, color="grey", mfc="none", label=f"threshold at overall FMR {target:g}")
-    ax.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
-           title=title)
-    ax.grid(True, which="both", alpha=0.3)
+    if scale == "probit":
+        visible = curves[(curves["fmr"] > 0) & (curves["fnmr"] > 0) & (curves["fnmr"] < 1)]
+        xlim, ylim = probit_limits(visible["fmr"]), probit_limits(visible["fnmr"])
+        ax.set(xlim=xlim, ylim=ylim, xlabel="false match rate, FMR (probit scale)",
+               ylabel="false non-match rate, FNMR (probit scale)", title=title)
+        set_probit_ticks(ax.xaxis, xlim)
+        set_probit_ticks(ax.yaxis, ylim)
+        ax.grid(True, alpha=0.3)
+    else:
+        ax.set(xscale="log", yscale="log", xlabel="false match rate (FMR)", ylabel="false non-match rate (FNMR)",
+               title=title)
+        ax.grid(True, which="both", alpha=0.3)
     if legend:
         ax.legend(fontsize=8)
     return ax

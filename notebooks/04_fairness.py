@@ -249,7 +249,8 @@ for target in targets:
 # * **intervals from a bootstrap over identities** (people drawn with replacement, their genuine and
 #   impostor pairs following them; the threshold is recomputed in every replicate), since pairs of one
 #   person are not independent;
-# * **DET curves** (FNMR against FMR on log axes) per group, with the operating points marked.
+# * **DET curves** (FNMR against FMR) per group, with the operating points marked: the trained heads on
+#   probit axes (as in notebook 02), which keep FNMRs near 1 apart; dlib on log axes.
 #
 # The scores are counted into 2^18 fixed bins per pair category in blocks of rows (`lib.frvt`), so all of
 # LFW (87 million impostor pairs) takes seconds and never needs an N × N matrix or a sort of all scores.
@@ -360,15 +361,18 @@ if trained_audit is not None:
             curve = (det_02["head"] == head) & (det_02["seed"] == model_seed) & (det_02["group"] != "overall")
             frvt.det_plot(det_02[curve], per_model[model & per_model["group"].isin(audit_order)], ax=ax,
                           colors=colors, alpha=1.0 if n == 0 else 0.45, legend=(n == 0 and head == heads_02[0]),
-                          title=head)
+                          title=head, scale="probit")
     for ax in axes.flat[len(heads_02):]:
         ax.set_axis_off()
-    # Small-data heads miss most genuine pairs at low FMR: the FNMR axis starts at 1 % (lower only when
-    # a marked operating point lies below it), so the groups' curves are not squeezed against the top.
-    marked = per_model.loc[per_model["group"].isin(audit_order), "fnmr"]
-    bottom = min(0.01, 0.5 * marked[marked > 0].min()) if (marked > 0).any() else 0.01
-    axes[0][0].set_ylim(bottom, 1.05)
-    fig.suptitle(f"LFW DevTest all-vs-all DET per {audit_column} (one line per seed; FNMR axis from {bottom:.2g})")
+    # Probit axes, as notebook 02's DET: small-data heads miss most genuine pairs at low FMR (FNMR 0.9-0.999),
+    # which log axes squeeze against the top; one range for every panel, from every drawn curve.
+    drawn = det_02[(det_02["group"] != "overall") & (det_02["fmr"] > 0) & (det_02["fnmr"] > 0) & (det_02["fnmr"] < 1)]
+    xlim, ylim = frvt.probit_limits(drawn["fmr"]), frvt.probit_limits(drawn["fnmr"])
+    for ax in axes.flat[:len(heads_02)]:
+        ax.set(xlim=xlim, ylim=ylim)
+        frvt.set_probit_ticks(ax.xaxis, xlim)
+        frvt.set_probit_ticks(ax.yaxis, ylim)
+    fig.suptitle(f"LFW DevTest all-vs-all DET per {audit_column} (one line per seed; probit axes)")
     plots.save_figure(fig, f"04_lfw_{audit_column}_det_trained", profile)
     plt.show()
 

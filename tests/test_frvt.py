@@ -421,3 +421,37 @@ def test_rates_table_shows_each_rate_with_its_interval_and_the_counts():
     assert table.loc[("sphereface", 1e-3, "Male"), "FMR over seeds"] == "0.0011 to 0.0013"
     assert table.loc[("sphereface", 1e-3, "cross-group"), "FNMR over seeds"] == "n/a"
     assert table.loc[("sphereface", 1e-3, "Male"), "seeds"] == "3"
+
+
+def test_det_plot_on_probit_axes_keeps_fnmrs_near_one_apart():
+    """Issue 26: 04's trained-heads DET had every curve near FNMR = 1 on log axes. On probit axes (02's DET)
+    FNMR 0.99 and 0.999 lie 0.76 normal deviates apart, where log10 separates them by 0.004."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from scipy import stats
+
+    fmr = np.array([0.0, 1e-3, 1e-2, 0.1, 0.5])
+    curves = pd.DataFrame({"group": ["male"] * 5 + ["female"] * 5, "threshold": np.tile(np.arange(5), 2),
+                           "fmr": np.tile(fmr, 2), "fnmr": [1.0, 0.99, 0.95, 0.8, 0.4, 1.0, 0.999, 0.99, 0.9, 0.5]})
+    points = pd.DataFrame({"group": ["male", "female"], "target_fmr": [1e-2, 1e-2], "fmr": [1e-2, 1e-2],
+                           "fnmr": [0.95, 0.99]})
+    fig, ax = plt.subplots()
+    frvt.det_plot(curves, points, ax=ax, scale="probit")
+    male, female = ax.lines[0], ax.lines[1]
+    np.testing.assert_allclose(female.get_xdata(), stats.norm.ppf(fmr[1:]))  # FMR 0 and FNMR 1 cannot be drawn
+    np.testing.assert_allclose(female.get_ydata(), stats.norm.ppf([0.999, 0.99, 0.9, 0.5]))
+    assert female.get_ydata()[0] - male.get_ydata()[0] > 0.7
+    low, high = ax.get_ylim()
+    assert low < stats.norm.ppf(0.4) and high > stats.norm.ppf(0.999)  # every drawn point inside
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "99%" in labels and "99.9%" in labels and "probit" in ax.get_ylabel()
+    marker = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata()) == 1]
+    assert [float(line.get_ydata()[0]) for line in marker] == pytest.approx(list(stats.norm.ppf([0.95, 0.99])))
+    fig_log, ax_log = plt.subplots()
+    frvt.det_plot(curves, points, ax=ax_log)  # the default stays log axes
+    assert ax_log.get_yscale() == "log"
+    with pytest.raises(ValueError, match="probit"):
+        frvt.det_plot(curves, ax=ax, scale="linear")
+    plt.close("all")
