@@ -535,6 +535,8 @@ window.MathJax = {
 <script defer src="MATHJAX_DIR/MATHJAX_SCRIPT"></script>
 <style>
 nav.report-nav { font-family: system-ui, sans-serif; font-size: .95rem; padding: .4rem 0; }
+/* A table wider than the page scrolls inside its own box instead of running off the page. */
+.jp-RenderedHTMLCommon table { display: block; max-width: 100%; overflow-x: auto; }
 </style>
 {%- endblock html_head_js_mathjax -%}
 {%- block body_header -%}

@@ -53,6 +53,8 @@ from lib.labels import RACES
 plots.setup_style()
 parameters.validate("01_data_audit", globals())  # every parameter checked before any work
 pd.set_option("display.max_columns", 30)
+pd.set_option("display.precision", 3)
+pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 
 if "synthetic" in (fairface_source, lfw_source):

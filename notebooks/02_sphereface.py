@@ -133,6 +133,7 @@ run_settings = {(head, seed): RunSettings.from_parameters(globals(), head=head, 
                 for head in heads for seed in seeds}
 plots.setup_style()
 pd.set_option("display.precision", 4)
+pd.set_option("display.max_colwidth", None)  # no cell cut short
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
 if lfw_source == "sklearn":

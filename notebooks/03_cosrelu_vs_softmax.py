@@ -139,6 +139,7 @@ from lib.training import resolve_device
 plots.setup_style()
 parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
 pd.set_option("display.precision", 3)
+pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 if fairface_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)

@@ -80,6 +80,7 @@ from lib.tables import write_csv
 plots.setup_style()
 parameters.validate("04_fairness", globals())  # every parameter checked before any work
 pd.set_option("display.precision", 3)
+pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 if lfw_source == "synthetic":

@@ -151,6 +151,7 @@ def test_pages_load_nothing_from_the_network_and_ship_mathjax(project, tmp_path)
         assert name == "index.html" or 'href="index.html"' in page
     page = (out / "01_tiny.html").read_text()
     assert 'src="mathjax/tex-svg.js"' in page and "require.js" not in page and "mermaid" not in page
+    assert "table { display: block; max-width: 100%; overflow-x: auto; }" in page  # wide tables scroll
     assert 'href="https://arxiv.org/abs/1704.08063"' in page  # a plain hyperlink to a cited source stays
     script = (out / "mathjax" / "tex-svg.js").read_bytes()
     assert len(script) > 500_000 and b"MathJax" in script  # the real single-file build, fonts included
