@@ -171,7 +171,7 @@ plt.show()
 # ## The data: View 1, with identities held out for choosing settings
 # The network learns to classify the **DevTrain people** and is then asked whether two photographs of people
 # it has never seen show the same person. Notebook 01 showed why View 2 is not used here: it shares thousands
-# of identities with DevTrain. View 1 has no validation split, so a seeded `validation_fraction` of the
+# of identities with DevTrain. View 1 has no validation split, so a seeded share (15 % by default) of the
 # DevTrain identities is held out of training, and verification pairs are drawn among them as LFW drew its
 # pairs (a matched pair: a random person with at least two images, two of their images; a mismatched pair:
 # two random people, one image each). The same draw among the *training* identities gives pairs of people the
@@ -187,7 +187,7 @@ if faces.people_from_pairs:
 
 # %% [markdown]
 # ### The classic picture: features on the circle and the sphere
-# A tiny CNN with a 2-D and a 3-D embedding, trained on the `toy_identities` identities with the most training images,
+# A tiny CNN with a 2-D and a 3-D embedding, trained on the few identities with the most training images (six by default),
 # with softmax and with A-Softmax for m = 1…4. With a larger m each class's features crowd closer to their
 # weight direction; the normalized Angular Fisher score (within-class over between-class angular scatter,
 # lower is more compact) in each title measures it.

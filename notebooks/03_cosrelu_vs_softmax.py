@@ -389,11 +389,12 @@ for target in targets:
 
 # %% [markdown]
 # ## Is any difference between heads larger than seed-to-seed noise?
-# For each pair (head, reference) in `head_pairs` and each target: the difference of overall accuracy, of
+# For each compared pair of heads (a head and its reference, as listed in the table below) and each target: the difference of overall accuracy, of
 # the race gap (max − min accuracy across races) and of each race's accuracy, paired by seed (the two heads
 # of a seed share initialisation, batches and validation images). Mean over seeds with a Student-t 95 %
 # interval over seeds: it contains the training-seed variation and is conditional on this validation set.
-# The verdict is the matching t-test, corrected across the comparisons of one kind (`correction`), and needs
+# The verdict is the matching t-test, corrected across the comparisons of one kind (Holm's method by default,
+# Benjamini–Hochberg on request), and needs
 # three or more seeds (with two, the test rests on one degree of freedom); collapsed heads are not compared,
 # identical ones are one model.
 
@@ -490,7 +491,7 @@ display(Markdown(head_comparison.summary_text(saved_comparisons, saved_status)))
 # Two targets, both scored per race group: **race** (the report's task; per-race accuracy is the recall of
 # each race label, i.e. how the classifier confuses the labels) and **gender** (FairFace's own protocol for
 # how well people of each group are served: is the perceived gender of a person of group g read correctly?).
-# Intervals: Student-t over seeds (`frozen_seeds`).
+# Intervals: Student-t over this regime's seeds (five by default).
 
 # %%
 frozen_runs, frozen_predictions = {}, {}
@@ -603,7 +604,7 @@ if frozen_predictions:
 # ## The course report beside this run
 # Final validation accuracy of CosReLU and the unscaled softmax: the course report's single runs beside this
 # run's mean and spread over seeds; then accuracy by epoch, the course report's FairFace 1.25 run beside this
-# run's heads (this run's crop is the profile's `fairface_padding`; its image size, initialisation and
+# run's heads (this run's crop is the FairFace padding the profile names; its image size, initialisation and
 # number of epochs are in the header above). Read back from `data/results/<profile>/Results - <HEAD>.csv`.
 # In the synthetic profiles this run's columns come from generated faces and compare with nothing in the report.
 

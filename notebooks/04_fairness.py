@@ -193,8 +193,6 @@ per_group = {target: analysis.per_group_accuracy(by_target[target], "race", orde
 for target in targets:
     if planted:
         display(Markdown(f"**{target}**"), analysis.planted_order_check(per_group[target], synthetic.GROUP_DIFFICULTY))
-if not planted:
-    display(Markdown("Real FairFace: no planted ordering to check."))
 
 # %% [markdown]
 # ### Is there a race gap at all?
@@ -295,8 +293,8 @@ if faces is not None:
 # %% [markdown]
 # ### The trained heads on DevTest, all-vs-all
 # Notebook 02 saves the L2-normalized, flip-fused features of every image of the View 1 DevTest people for
-# each trained head and seed (`02_devtest_embeddings.npz`). Each model is audited at overall FMR
-# `frvt_targets_trained`; per head the table gives the mean over seeds, its interval (the same resampled
+# each trained head and seed (a file of that notebook's results, not in git). Each model is audited at the
+# overall FMRs named in the table (10⁻² and 10⁻³ by default); per head the table gives the mean over seeds, its interval (the same resampled
 # people for every seed, so the interval covers the sampling of people behind that mean) and the range
 # over seeds. The audit is saved with the names of the runs it audited (`04_frvt_trained_*.csv`, in git, unlike
 # the embeddings file): without the embeddings, this notebook shows that saved audit if notebook 02's
@@ -386,7 +384,7 @@ if trained_audit is not None:
 # found by dlib's HOG detector (the detection nearest the image centre) and aligned on 5 landmarks into
 # 150 × 150 chips; when the detector finds no face, the landmarks are searched in a fixed fallback box (the
 # median detection box on LFW), and the number of such images is reported. Descriptors are L2-normalized and
-# compared by cosine. Targets: overall FMR `frvt_targets_pretrained`.
+# compared by cosine. Targets: overall FMR 10⁻³, 10⁻⁴ and 10⁻⁵ by default.
 
 # %%
 pretrained_audit = embeddings_lfw = None
