@@ -265,10 +265,12 @@ def difference_forest(
     prefix: str | None = None,
     ax: plt.Axes | None = None,
     title: str | None = None,
-    xlabel: str = "difference (percentage points)",
+    xlabel: str | None = None,
+    unit: str = "points",
 ) -> plt.Axes:
-    """Effect sizes as a forest plot in percentage points: one row per comparison (top to bottom in table
-    order), a dot at ``difference`` and whiskers from ``lower`` to ``upper``: filled where the corrected
+    """Effect sizes as a forest plot, in percentage points (``unit="points"``) or as fractions like the
+    accuracies they are differences of (``unit="fraction"``, for a page whose tables show fractions: one
+    unit per page): one row per comparison (top to bottom in table order), a dot at ``difference`` and whiskers from ``lower`` to ``upper``: filled where the corrected
     verdict resolves a difference, hollow where it does not, grey where a head collapsed or there are too
     few seeds for a verdict.
 
@@ -286,7 +288,11 @@ def difference_forest(
         names = [f"{r[prefix]}: {name}" if r[prefix] else name for r, name in zip(rows.to_dict("records"), names)]
     ax = ax or plt.subplots(figsize=(8, 1.2 + 0.38 * len(rows)), layout="constrained")[1]
     y = np.arange(len(rows), dtype=float)
-    scale = 100.0  # accuracy fractions → percentage points
+    if unit not in ("points", "fraction"):
+        raise ValueError(f"unit must be 'points' or 'fraction', got {unit!r}")
+    scale = 100.0 if unit == "points" else 1.0  # accuracy fractions → percentage points, or kept
+    xlabel = xlabel or ("difference (percentage points)" if unit == "points"
+                        else "difference in accuracy (fraction: 0.01 = one percentage point)")
     for kind, (face, legend) in VERDICT_STYLES.items():
         mine = rows.index[[_verdict_kind(v) == kind for v in rows["verdict"]]]
         if len(mine) == 0:

@@ -116,7 +116,8 @@ status.set_index(["target", "head"])[["label", "same_as", "seeds", "collapsed_se
 
 # %% [markdown]
 # ## Effect sizes: each head against its reference
-# Overall accuracy and race gap, head − reference, in percentage points; dots are means over seeds,
+# Overall accuracy and race gap, head − reference, as fractions like the table below (0.01 = one percentage
+# point); dots are means over seeds,
 # whiskers the 95 % t-interval over seeds. Filled dots: a difference resolved after the correction; hollow:
 # not resolved; grey: a collapsed head (not compared) or too few seeds for a verdict. For race
 # classification the gap is one of per-class recall (label confusion).
@@ -130,7 +131,7 @@ if len(main):
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, sum(1.8 + 0.4 * (main["target"] == t).sum() for t in panels)),
                              squeeze=False, layout="constrained")
     for ax, target in zip(axes[:, 0], panels):
-        fairness_plots.difference_forest(main[main["target"] == target], prefix="quantity", ax=ax,
+        fairness_plots.difference_forest(main[main["target"] == target], prefix="quantity", ax=ax, unit="fraction",
                                          title=f"{target.capitalize()} classification: head − reference")
     plots.save_figure(fig, "04_gap_differences", profile)
     plt.show()
@@ -143,7 +144,7 @@ head_comparison.comparison_style(
 # %% [markdown]
 # ## Gender classification: how well is each group served?
 # ### Per race: gender accuracy of each head against its reference
-# The same differences for each race's images (head − reference, percentage points, 95 % t-interval over
+# The same differences for each race's images (head − reference, as fractions, 95 % t-interval over
 # seeds; verdicts Holm-corrected across all races and pairs of the target).
 
 # %%
@@ -151,7 +152,7 @@ if "gender" in targets:
     per_race = comparisons[(comparisons["target"] == "gender") & (comparisons["quantity"] == "group accuracy")]
     if len(per_race):
         fig, ax = plt.subplots(figsize=(12, 1.8 + 0.36 * len(per_race)), layout="constrained")
-        fairness_plots.difference_forest(per_race, prefix="group", ax=ax,
+        fairness_plots.difference_forest(per_race, prefix="group", ax=ax, unit="fraction",
                                          title="Gender accuracy per race: head − reference")
         plots.save_figure(fig, "04_gender_differences_by_race", profile)
         plt.show()

@@ -601,3 +601,14 @@ def test_shared_legend_tells_the_chance_level_from_the_loss_floor():
     assert [line.get_ydata()[0] for line in right.lines if line.get_linestyle() == "-."] == [1.946]
     assert left.get_legend() is None and legend.axes is right
     assert len(entries) == len(HEADS) + 2  # every head once, though both panels draw it
+
+
+def test_difference_forest_in_fractions_matches_a_table_of_fractions():
+    """Issue 26: 04's effect-size plots were in percentage points while the table under them used fractions."""
+    ax = difference_forest(comparison_rows(), prefix="group", unit="fraction")
+    resolved = {c.get_label(): c for c in errorbar_containers(ax)}["resolved (corrected)"]
+    assert resolved.lines[0].get_xdata() == pytest.approx([0.023])  # the table's value, not 2.3
+    np.testing.assert_allclose(whisker_ends(resolved)[0, :2], [0.011, 0.035])
+    assert "fraction" in ax.get_xlabel() and "percentage points)" not in ax.get_xlabel()
+    with pytest.raises(ValueError, match="unit"):
+        difference_forest(comparison_rows(), unit="percent")
