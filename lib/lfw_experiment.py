@@ -186,7 +186,8 @@ def load_view1(faces: lfw_data.LFW, *, size: int = 96, crop: int | None = 150, v
 
 
 def describe_splits(data: View1Data) -> pd.DataFrame:
-    """Images, identities and pairs of each part of View 1 as notebook 02 uses it."""
+    """Images, identities and pairs of each part of View 1 as notebook 02 uses it: counts as integers
+    (nullable ``Int64``: a part without pairs has no pair count, not a NaN that turns every count into a float)."""
     def row(images, identity, pair_set=None):
         return {"images": len(images), "identities": len(pd.unique(np.asarray(identity))),
                 "matched pairs": int(pair_set.same.sum()) if pair_set else None,
@@ -199,7 +200,7 @@ def describe_splits(data: View1Data) -> pd.DataFrame:
         "validation (held-out DevTrain identities)": row(data.validation.images, data.validation.identity,
                                                          data.validation),
         "DevTest (scored once per final model)": row(data.test.images, data.test.identity, data.test),
-    }).T
+    }).T.astype("Int64")
 
 
 # --------------------------------------------------------------------------------------------------

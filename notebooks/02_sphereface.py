@@ -181,7 +181,7 @@ plt.show()
 # %%
 faces = lfw.load_lfw(lfw_root)
 data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction)
-display(experiment.describe_splits(data))
+display(experiment.describe_splits(data).style.format(na_rep="—"))
 if faces.people_from_pairs:
     display(Markdown(f"**Note:** {faces.note}"))
 

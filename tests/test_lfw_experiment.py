@@ -71,6 +71,17 @@ def test_held_out_identities_never_reach_training(smoke_view1):
 # --------------------------------------------------------------------------------------------------
 # Training: settings reach the engine, DevTest is scored after training only
 # --------------------------------------------------------------------------------------------------
+def test_split_table_counts_are_integers_and_a_missing_pair_count_is_blank(smoke_view1):
+    """Issue 26: the split table showed "8271.0 … NaN" (the training part has no pairs)."""
+    _, data = smoke_view1
+    table = experiment.describe_splits(data)
+    assert all(str(dtype) == "Int64" for dtype in table.dtypes)
+    assert table.loc["training (DevTrain people, minus held-out)", "images"] == len(data.train_images)
+    assert table["matched pairs"].isna().sum() == 1  # the training part only
+    shown = table.style.format(na_rep="—").to_html()
+    assert "—" in shown and ".0<" not in shown and "nan" not in shown.lower()
+
+
 def _settings(**changes):
     return RunSettings(**{"head": "cosface", "epochs": 1, "batch_size": 16, "seed": 0, "crop": None, **changes})
 
