@@ -503,8 +503,7 @@ def link_project_code(page: str, root: Path | None = None, prefix: str = "../../
         return None
 
     def replace(match: re.Match) -> str:
-        before = page[:match.start()]
-        if before.rfind("<a ") > before.rfind("</a>"):
+        if page.rfind("<a ", 0, match.start()) > page.rfind("</a>", 0, match.start()):
             return match.group(0)
         path = target(html.unescape(match.group(1)))
         return f'<a href="{prefix}{html.escape(path)}">{match.group(0)}</a>' if path else match.group(0)
