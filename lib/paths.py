@@ -150,6 +150,23 @@ def dataset_root(source: str, dataset: str, synthetic_preset: str = "default") -
     return path if path.is_absolute() else ROOT / path
 
 
+def describe_source(root) -> str:
+    """How a page names a data folder: inside the real data folder, as ``FACE_SHARED_DATA/<part>`` with what
+    builds it; inside the checkout, relative to it; otherwise the folder itself (a machine's absolute path
+    means nothing to a reader)."""
+    if not isinstance(root, Path):
+        return str(root)
+    try:
+        return (f"the real data folder (FACE_SHARED_DATA, built by `make real-data`)/"
+                f"{root.resolve().relative_to(SHARED_DATA.resolve()).as_posix()}")
+    except ValueError:
+        pass
+    try:
+        return root.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(root)
+
+
 def sklearn_lfw_home() -> Path:
     """scikit-learn's LFW folder: ``<SKLEARN_DATA>/lfw_home`` (``lfw_funneled/`` + the three pair files)."""
     return SKLEARN_DATA / "lfw_home"

@@ -80,7 +80,7 @@ display(Markdown(f"**Profile** `{profile}` · FairFace from `{fairface_source}` 
 # %%
 faces = fairface.load_fairface(fairface_root, padding=fairface_padding)
 label_column_note = "synthetic groups" if is_synthetic else "FairFace perceived race"
-display(Markdown(f"Loaded **{len(faces):,}** images ({label_column_note}) from `{fairface_root}`."))
+display(Markdown(f"Loaded **{len(faces):,}** images ({label_column_note}) from {paths.describe_source(fairface_root)}."))
 audit.split_sizes(faces)
 
 # %% [markdown]

@@ -143,7 +143,7 @@ checkpoints = paths.checkpoints_dir(profile) / "02_sphereface"
 notebook_start = time.perf_counter()
 example = next(iter(run_settings.values()))
 display(Markdown(
-    f"**Profile** `{profile}` · LFW from `{lfw_root}` · device `{training.resolve_device(device)}` · heads "
+    f"**Profile** `{profile}` · LFW from {paths.describe_source(lfw_root)} · device `{training.resolve_device(device)}` · heads "
     f"{', '.join(heads)} · seeds {list(seeds)} · settings: {example.describe()} (precision `{amp}` resolves to "
     f"`{training.resolve_precision(amp, training.resolve_device(device))}` here)"))
 if len(heads) < 2:

@@ -147,7 +147,7 @@ fairface_root = paths.dataset_root(fairface_source, "fairface", synthetic_preset
 notebook_start = time.perf_counter()
 init = "ImageNet weights" if weights == "imagenet" else "random initialisation"
 display(Markdown(
-    f"**Profile** `{profile}` · FairFace from `{fairface_root}` (padding {fairface_padding}) · targets "
+    f"**Profile** `{profile}` · FairFace from {paths.describe_source(fairface_root)} (padding {fairface_padding}) · targets "
     f"{', '.join(f'`{t}`' for t in targets)} · ResNet-18 at {image_size}px, {init} · {epochs} epochs, batch "
     f"{batch_size}, Adam {lr}, schedule {schedule or 'constant'} · seeds {list(seeds)} · device "
     f"`{resolve_device(device)}`"

@@ -123,3 +123,15 @@ def test_profile_storage_dir_reaches_the_notebook_kernels(monkeypatch, tmp_path)
     monkeypatch.setenv(paths.STORAGE_ENV, str(tmp_path / "from-env"))
     notebooks.execute("storage-test", ["01"])
     assert seen == [str(tmp_path / "d"), str(tmp_path / "from-env")]
+
+
+def test_describe_source_names_the_real_data_folder_not_a_machines_path(monkeypatch, tmp_path):
+    """Issue 26: the real pages printed an unexplained absolute path (/work/shared/data/fairface)."""
+    shared = tmp_path / "somewhere" / "data"
+    (shared / "fairface").mkdir(parents=True)
+    monkeypatch.setattr(paths, "SHARED_DATA", shared)
+    text = paths.describe_source(shared / "fairface")
+    assert str(tmp_path) not in text and "FACE_SHARED_DATA" in text and "make real-data" in text
+    assert text.endswith("/fairface")
+    assert paths.describe_source(paths.ROOT / "data" / "synthetic" / "default" / "lfw") == "data/synthetic/default/lfw"
+    assert paths.describe_source("hub") == "hub"
