@@ -655,9 +655,14 @@ def probit_limits(rates, pad: float = 0.25) -> tuple[float, float]:
     return float(low - pad), float(high + pad)
 
 
-def set_probit_ticks(axis, limits: tuple[float, float]) -> None:
-    """Ticks of a probit axis at the :data:`PROBIT_TICKS` rates inside ``limits``, labelled in percent."""
-    ticks = [t for t in PROBIT_TICKS if limits[0] <= probit(t) <= limits[1]]
+def set_probit_ticks(axis, limits: tuple[float, float], max_ticks: int = 8) -> None:
+    """Ticks of a probit axis at the :data:`PROBIT_TICKS` rates inside ``limits``, labelled in percent, at
+    least 1/``max_ticks`` of the axis apart (labels of neighbouring rates such as 90 % and 95 % would touch)."""
+    gap = (limits[1] - limits[0]) / max_ticks
+    ticks = []
+    for tick in (t for t in PROBIT_TICKS if limits[0] <= probit(t) <= limits[1]):
+        if not ticks or probit(tick) - probit(ticks[-1]) >= gap:
+            ticks.append(tick)
     axis.set_ticks(probit(ticks))
     axis.set_ticklabels([f"{t * 100:g}%" for t in ticks])
 

@@ -447,6 +447,8 @@ def test_det_plot_on_probit_axes_keeps_fnmrs_near_one_apart():
     assert low < stats.norm.ppf(0.4) and high > stats.norm.ppf(0.999)  # every drawn point inside
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert "99%" in labels and "99.9%" in labels and "probit" in ax.get_ylabel()
+    positions = [float(t) for t in ax.get_yticks()]
+    assert min(np.diff(positions)) >= (high - low) / 8 - 1e-9  # neighbouring labels never touch
     marker = [line for line in ax.lines if line.get_marker() == "o" and len(line.get_xdata()) == 1]
     assert [float(line.get_ydata()[0]) for line in marker] == pytest.approx(list(stats.norm.ppf([0.95, 0.99])))
     fig_log, ax_log = plt.subplots()
