@@ -252,6 +252,9 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         target = out_dir / f"{source.stem}.ipynb"
         partial = _unique_temp(target, suffix=".running.ipynb")
         started = datetime.now(timezone.utc)
+        # Taken before the run: the commit (and dirtiness) of the code the notebook starts from, not of a
+        # checkout that changed while it ran.
+        environment = run_environment(parameters[source.stem].get("device", "auto"))
         start = time.perf_counter()
         print(f"[{profile}] executing {source.stem} ...", flush=True)
         remove_figures(profile, source.stem)
@@ -279,7 +282,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         (out_dir / f"{source.stem}.failed.ipynb").unlink(missing_ok=True)
         record = {"notebook": source.stem, "profile": profile, "started": started.isoformat(timespec="seconds"),
                   "wall_seconds": round(wall_seconds, 1),
-                  **run_environment(parameters[source.stem].get("device", "auto"))}
+                  **environment}
         _atomic_write_text(run_record_path(out_dir, source.stem), json.dumps(record, indent=2) + "\n")
         print(f"[{profile}] {source.stem} done in {wall_seconds:.0f} s", flush=True)
         written.append(target)
