@@ -279,7 +279,7 @@ def citation_markdown(reference: Reference) -> str:
 
 def readme_markdown() -> str:
     """The README's References section body (between the markers), numbered across sections."""
-    lines = ["What each source contributes to this project. The same list, with links, is `references.html` in "
+    lines = ["What each source contributes to this project. The same list, with links, is `references.html` in",
              "every rendered report.", ""]
     number = 0
     for heading, group in SECTIONS:
