@@ -231,6 +231,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
     load_profile(profile)  # an unknown profile stops here, before reports/<profile>/ exists
     sources = select(names)
     parameters = {source.stem: notebook_parameters(profile, source.stem) for source in sources}
+    check_gpu(profile, parameters)
     storage = (load_profile(profile).get("common") or {}).get("storage_dir")
     extra_env = {}
     if storage and not os.environ.get(paths.STORAGE_ENV):  # the environment variable wins over the profile
@@ -273,6 +274,17 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         print(f"[{profile}] {source.stem} done in {wall_seconds:.0f} s", flush=True)
         written.append(target)
     return written
+
+
+def check_gpu(profile: str, parameters: dict[str, dict]) -> None:
+    """Stop before the first notebook when the profile needs a GPU that is not there (lib.parameters.gpu_guard;
+    each notebook checks again in its parameter cell)."""
+    from lib.parameters import gpu_guard
+
+    for stem, values in parameters.items():
+        problem = gpu_guard(values)
+        if problem:
+            raise SystemExit(f"[{profile}] {stem}: nothing was run: {problem}")
 
 
 def remove_figures(profile: str, stem: str) -> list[Path]:
