@@ -12,6 +12,7 @@ Command line (what the Makefile calls)::
     python -m lib.notebooks check-sync                 # .py and .ipynb say the same thing
     python -m lib.notebooks sync                       # rewrite each .ipynb from its .py
     python -m lib.notebooks times --profile colab      # expected time of each notebook on a T4 (estimates)
+    python -m lib.notebooks keep --profile colab       # copy the report and figures into FACE_STORAGE
 
 Executed copies go to ``reports/<profile>/`` and never back into the paired notebooks, each with a small
 ``NN_name.run.json`` beside it (wall time, git commit, Python/torch versions, device, CPU/GPU model) that
@@ -413,6 +414,36 @@ def announce_expected_time(profile: str, stem: str) -> None:
 
 
 
+def keep_report(profile: str) -> Path:
+    """Copy ``reports/<profile>/`` and ``figures/<profile>/`` into the persistent storage (``FACE_STORAGE``, or
+    the profile's ``storage_dir``), as ``<storage>/reports/<profile>/`` and ``<storage>/figures/<profile>/``.
+
+    Writes nothing anywhere else: without a storage folder, or when its parent is missing (Google Drive not
+    mounted), it stops with a message instead of copying into ``/`` or into an empty mount point."""
+    import shutil
+
+    storage = paths.STORAGE
+    if storage is None:
+        configured = (load_profile(profile).get("common") or {}).get("storage_dir")
+        if not configured:
+            raise SystemExit(f"nothing copied: {paths.STORAGE_ENV} is not set (nor storage_dir in params/{profile}.yaml). "
+                             f"On Colab mount Google Drive and set it first, e.g. os.environ['{paths.STORAGE_ENV}'] = "
+                             f"'/content/drive/MyDrive/angular-margin-fairness'")
+        storage = Path(str(configured)).expanduser()
+        if not storage.is_absolute() or not storage.parent.is_dir():
+            raise SystemExit(f"nothing copied: storage_dir {configured} in params/{profile}.yaml must be an absolute "
+                             f"folder whose parent exists (on Colab: mount Google Drive first)")
+    sources = [(paths.REPORTS / profile, storage / "reports" / profile),
+               (paths.FIGURES / profile, storage / "figures" / profile)]
+    missing = [_shown(source) for source, _ in sources if not source.is_dir()]
+    if missing:
+        raise SystemExit(f"nothing copied: {', '.join(missing)} missing; run the notebooks first (make all PROFILE={profile})")
+    for source, target in sources:
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        print(f"copied {_shown(source)} to {target}")
+    return storage
+
+
 def check_gpu(profile: str, parameters: dict[str, dict]) -> None:
     """Stop before the first notebook when the profile needs a GPU that is not there (lib.parameters.gpu_guard;
     each notebook checks again in its parameter cell)."""
@@ -742,6 +773,8 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--only", nargs="*", help="notebook prefixes, e.g. 01 03")
         if name == "prepare":
             command.add_argument("--out", type=Path, default=None, help="default: build/nbval/<profile>")
+    keep = sub.add_parser("keep", help="copy reports/PROFILE and figures/PROFILE into FACE_STORAGE (e.g. Drive)")
+    keep.add_argument("--profile", default="colab")
     times = sub.add_parser("times", help="the README's table of expected times on a T4 (estimates)")
     times.add_argument("--profile", default="colab")
     sub.add_parser("check-sync")
@@ -764,6 +797,8 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             return 1
         print(f"check-sync: {len(notebook_sources())} notebook pairs agree")
+    elif args.command == "keep":
+        keep_report(args.profile)
     elif args.command == "times":
         print(time_table_markdown(args.profile))
     elif args.command == "sync":

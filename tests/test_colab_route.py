@@ -55,3 +55,126 @@ def test_the_runner_stops_before_the_first_notebook(monkeypatch, capsys):
     with pytest.raises(SystemExit, match="Change runtime type → GPU"):
         notebooks.execute("colab")
     assert executed == []
+
+
+# ------------------------------------------------------------------------------------------ the launcher
+def launcher_cells() -> list[str]:
+    import nbformat
+
+    notebook = nbformat.read(paths.NOTEBOOKS / "run_on_colab.ipynb", as_version=4)
+    return [cell.source for cell in notebook.cells]
+
+
+def run_first_cell(repository: str, monkeypatch, returncode: int = 0) -> list[list[str]]:
+    commands = []
+
+    def fake_run(command, **kwargs):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, returncode, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    source = launcher_cells()[0].replace('REPOSITORY = "<owner>/<name>"', f"REPOSITORY = {repository!r}")
+    exec(compile(source, "run_on_colab.ipynb[0]", "exec"), {})
+    return commands
+
+
+def test_launcher_first_cell_says_what_to_set_and_refuses_the_placeholder(monkeypatch):
+    first = launcher_cells()[0]
+    assert first.splitlines()[0].startswith("# Set REPOSITORY to your fork")
+    with pytest.raises(ValueError, match="set it to the owner/name of your copy"):
+        run_first_cell("<owner>/<name>", monkeypatch)
+    with pytest.raises(ValueError, match="cannot be read"):
+        run_first_cell("alice/angular-margin-fairness", monkeypatch, returncode=128)
+    commands = run_first_cell("alice/angular-margin-fairness", monkeypatch)
+    assert commands == [["git", "ls-remote", "--heads", "https://github.com/alice/angular-margin-fairness.git"]]
+    assert not any("git clone" in cell or '"clone"' in cell for cell in launcher_cells()[:1])
+
+
+def test_launcher_and_readme_copy_the_report_with_the_checked_command():
+    readme = (paths.ROOT / "README.md").read_text()
+    for text in ("\n".join(launcher_cells()), readme):
+        assert "python -m lib.notebooks keep --profile colab" in text
+        assert '"$FACE_STORAGE"/' not in text  # the old copy that wrote into / without FACE_STORAGE
+
+
+# ------------------------------------------------------------------------------------------ keep_report
+@pytest.fixture
+def built_report(tmp_path, monkeypatch):
+    root = tmp_path / "clone"
+    monkeypatch.setattr(paths, "REPORTS", root / "reports")
+    monkeypatch.setattr(paths, "FIGURES", root / "figures")
+    (root / "reports" / "colab").mkdir(parents=True)
+    (root / "reports" / "colab" / "index.html").write_text("<html></html>")
+    (root / "figures" / "colab").mkdir(parents=True)
+    (root / "figures" / "colab" / "01_x.png").write_bytes(b"png")
+    return tmp_path
+
+
+def everything_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_keep_refuses_without_a_storage_folder_and_writes_nothing(built_report, monkeypatch):
+    monkeypatch.setattr(paths, "STORAGE", None)
+    before = everything_under(built_report)
+    with pytest.raises(SystemExit, match="FACE_STORAGE is not set"):
+        notebooks.keep_report("colab")
+    assert everything_under(built_report) == before
+
+
+def test_keep_copies_into_the_storage_folder_only(built_report, monkeypatch):
+    storage = built_report / "drive" / "angular-margin-fairness"
+    storage.parent.mkdir()
+    monkeypatch.setattr(paths, "STORAGE", storage)
+    notebooks.keep_report("colab")
+    assert everything_under(storage) == ["figures", "figures/colab", "figures/colab/01_x.png", "reports",
+                                         "reports/colab", "reports/colab/index.html"]
+    assert everything_under(built_report / "drive") == ["angular-margin-fairness"] + [
+        f"angular-margin-fairness/{p}" for p in everything_under(storage)]
+
+
+def test_an_unmounted_drive_stops_before_anything_is_written(tmp_path):
+    """FACE_STORAGE under a Drive that is not mounted: lib.paths refuses at import, in a fresh process."""
+    import os
+    import sys
+
+    env = {**os.environ, "FACE_STORAGE": str(tmp_path / "drive" / "MyDrive" / "x"), "PYTHONPATH": str(paths.ROOT)}
+    result = subprocess.run([sys.executable, "-m", "lib.notebooks", "keep", "--profile", "colab"], env=env,
+                            capture_output=True, text=True, cwd=paths.ROOT)
+    assert result.returncode != 0 and "mount Google Drive first" in result.stderr
+    assert not (tmp_path / "drive").exists()
+
+
+# ------------------------------------------------------------------------------------------ time estimates
+def test_readme_time_table_is_the_computed_one():
+    readme = (paths.ROOT / "README.md").read_text()
+    assert notebooks.time_table_markdown("colab") in readme
+
+
+def test_estimate_counts_every_seed_head_and_target(monkeypatch):
+    """Doubling the seeds of notebook 03 doubles its training work; dropping the encoder removes dlib's share."""
+    base = {e.stem: e for e in notebooks.expected_times("colab")}
+    original = notebooks.notebook_parameters
+
+    def with_changes(changes):
+        def patched(profile, stem):
+            values = original(profile, stem)
+            return {**values, **changes} if stem == "03_cosrelu_vs_softmax" else values
+        return patched
+
+    monkeypatch.setattr(notebooks, "notebook_parameters", with_changes({"pretrained_encoder": None}))
+    alone = {e.stem: e for e in notebooks.expected_times("colab")}["03_cosrelu_vs_softmax"]
+    # 4,337,200 training images at 650..450 images/s plus 50 x 10,954 validation images at 1950..1350 images/s
+    assert alone.low == pytest.approx(5 * 10 * 86744 / 650 + 50 * 10954 / 1950)
+    assert alone.high == pytest.approx(5 * 10 * 86744 / 450 + 50 * 10954 / 1350)
+    monkeypatch.setattr(notebooks, "notebook_parameters", with_changes({"pretrained_encoder": None, "seeds": [0, 1]}))
+    two = {e.stem: e for e in notebooks.expected_times("colab")}["03_cosrelu_vs_softmax"]
+    assert two.low == pytest.approx(2 * alone.low) and "2 seeds" in two.work
+    assert base["03_cosrelu_vs_softmax"].low > alone.low  # dlib's embeddings counted
+
+
+def test_runner_prints_the_expected_time_before_each_notebook(capsys):
+    notebooks.announce_expected_time("colab", "03_cosrelu_vs_softmax")
+    assert capsys.readouterr().out.startswith("[colab] 03_cosrelu_vs_softmax: expected ")
+    notebooks.announce_expected_time("default", "03_cosrelu_vs_softmax")
+    assert capsys.readouterr().out == ""
