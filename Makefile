@@ -71,8 +71,9 @@ check-sync: $(STAMP) ## Check that every notebooks/*.py and its paired .ipynb ha
 sync: $(STAMP) ## Rewrite notebooks/*.ipynb from the jupytext sources notebooks/*.py
 	$(PY) -m lib.notebooks sync
 
-bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px on CUDA if present), pretrained encoder, all-vs-all scoring
+bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px on CUDA if present), cache reads from disk, pretrained encoder, all-vs-all scoring
 	$(PY) scripts/bench_pipeline.py
+	$(PY) scripts/bench_cache_reads.py
 	$(PY) scripts/bench_pipeline.py --amp bf16
 	$(PY) scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto
 	$(PY) scripts/bench_pretrained.py

@@ -178,3 +178,43 @@ def test_runner_prints_the_expected_time_before_each_notebook(capsys):
     assert capsys.readouterr().out.startswith("[colab] 03_cosrelu_vs_softmax: expected ")
     notebooks.announce_expected_time("default", "03_cosrelu_vs_softmax")
     assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------------------------------ cache-read bench
+def bench_cache_reads():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cache_reads", paths.ROOT / "scripts" / "bench_cache_reads.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_chunked_order_uses_every_row_once_and_is_seeded():
+    bench = bench_cache_reads()
+    batches = bench.chunked_epoch_batches(1000, 64, 0, 1, chunk_rows=100, window=3)
+    rows = torch.cat(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    again = torch.cat(bench.chunked_epoch_batches(1000, 64, 0, 1, chunk_rows=100, window=3))
+    assert torch.equal(rows, again)
+    assert not torch.equal(rows, torch.cat(bench.chunked_epoch_batches(1000, 64, 0, 2, chunk_rows=100, window=3)))
+    first_window = rows[:300] // 100  # the first 300 rows come from 3 chunks
+    assert len(first_window.unique()) == 3
+
+
+def test_chunked_gather_returns_the_rows_asked_for():
+    bench = bench_cache_reads()
+    images = torch.randint(0, 256, (500, 3, 4, 4), dtype=torch.uint8)
+    source = bench.ChunkedBatches(images, torch.device("cpu"), chunk_rows=64, window=2)
+    order = bench.chunked_epoch_batches(500, 32, 0, 0, chunk_rows=64, window=2)
+    for index, rows in source.gather_ahead(order):
+        assert torch.equal(rows, images[index])
+    assert len(source.loaded) <= 4
+
+
+def test_cache_read_bench_runs_and_prints_each_order(capsys):
+    assert bench_cache_reads().main(["--images", "96", "--size", "16", "--rounds", "1", "--chunk-rows", "16"]) == 0
+    out = capsys.readouterr().out
+    for label in ("(1) random permutation, pages dropped", "(2) chunked", "(3) file order", "(4) random permutation, "
+                  "pages in the page cache", "chunked / random from disk"):
+        assert label in out
