@@ -218,3 +218,48 @@ def test_cache_read_bench_runs_and_prints_each_order(capsys):
     for label in ("(1) random permutation, pages dropped", "(2) chunked", "(3) file order", "(4) random permutation, "
                   "pages in the page cache", "chunked / random from disk"):
         assert label in out
+
+
+# ------------------------------------------------------------------------------------------ the GPU check
+GPU_CHECK = paths.ROOT / "scripts" / "gpu_check.sh"
+
+
+def gpu_check(*arguments, **env):
+    import os
+    import sys
+
+    environment = {**os.environ, "PY": sys.executable, **env}
+    return subprocess.run(["bash", str(GPU_CHECK), *arguments], capture_output=True, text=True, env=environment,
+                          cwd=paths.ROOT, timeout=900)
+
+
+def test_gpu_check_parses_and_lists_its_steps():
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
+    result = gpu_check("--dry-run")
+    assert result.returncode == 0
+    steps = [line.strip() for line in result.stdout.splitlines()[1:]]
+    assert "scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto" in steps[0]
+    assert "bench_cache_reads.py --device cuda" in steps[1] and "notebook03" in steps[2]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without CUDA")
+def test_gpu_check_stops_clearly_without_cuda():
+    result = gpu_check()
+    assert result.returncode == 2
+    assert "no CUDA GPU" in result.stderr and "run it on a machine with an NVIDIA GPU" in result.stderr
+    assert "==" not in result.stdout  # no step started
+
+
+@pytest.mark.slow
+def test_gpu_check_notebook_step_runs_on_a_cpu_with_small_settings(tmp_path):
+    """Step 3's parameters are valid for notebook 03 (on a CPU, 32 px, 150 images per split)."""
+    import shutil
+
+    try:
+        result = gpu_check("--notebook-only", GPU_CHECK_DEVICE="cpu", GPU_CHECK_IMAGE_SIZE="32",
+                           GPU_CHECK_LIMIT="150", GPU_CHECK_STORAGE=str(tmp_path / "storage"))
+    finally:
+        shutil.rmtree(paths.FIGURES / "gpu-check", ignore_errors=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "gpu_check: notebook 03" in result.stdout and "done in" in result.stdout
+    assert (tmp_path / "storage" / "results" / "gpu-check" / "03_predictions.csv").is_file()
