@@ -21,8 +21,8 @@ by ``(seed, e)`` alone, so an epoch does not depend on what ran before it; every
 changes (weights, optimizer moments, scheduler, the head's buffers such as SphereFace's iteration
 counter, the global RNG states, the history) is checkpointed atomically after every epoch, together
 with the run's settings (to local disk, and copied to a persistent folder such as Google Drive at most
-every few minutes and at the run's end: :class:`CheckpointStore`). Calling ``fit`` again with the same settings continues after the last finished
-epoch and, on CPU, gives bit-identical results to an uninterrupted run; any other setting is another
+every few minutes and at the run's end: :class:`CheckpointStore`). Calling ``fit`` again with the same
+settings continues after the last finished epoch and, on CPU, gives bit-identical results to an uninterrupted run; any other setting is another
 run, with another checkpoint.
 """
 
@@ -765,7 +765,8 @@ class CheckpointStore:
     to ``local`` and copied to ``persistent`` only when ``every`` seconds have passed since the last copy
     (or since the store was made) and when the run ends: a run of T seconds writes the persistent file at
     most ``floor(T / every) + 1`` times, always the same single file, and a disconnect that loses the local
-    disk loses at most ``every`` seconds of training (plus the epoch in progress). :meth:`load_newest`
+    disk loses finished epochs of less than ``every`` seconds (plus the epoch in progress, as any
+    per-epoch checkpoint does). :meth:`load_newest`
     resumes from whichever copy holds more finished epochs.
     """
 
