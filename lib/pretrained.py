@@ -12,8 +12,8 @@ Another encoder is added by subclassing :class:`Encoder` (``name``, ``embedding_
 ``model_digest``, ``align``, ``encode``, ``spec``) and registering it in ``ENCODERS``.
 
 :func:`embed_images` runs an encoder over image files with a process pool (one encoder per process),
-caches the descriptors on disk and measures throughput. The cache lives under ``lib.paths.CACHE /
-"embeddings" / <encoder name>-<model digest>``; each entry is keyed by a BLAKE2 digest of the image
+caches the descriptors on disk and measures throughput. The cache lives under ``lib.paths.EMBEDDING_CACHE
+/ <encoder name>-<model digest>`` (with the persistent storage, not with ``FACE_CACHE``); each entry is keyed by a BLAKE2 digest of the image
 file's bytes, and the folder name holds a digest of the model files and the alignment settings, so an
 edited image or another model or setting is never served a stale descriptor. Shards are written to a
 unique temporary file and renamed into place (:func:`lib.tables.atomic_write`): an interrupted run
@@ -370,7 +370,7 @@ def _embed_chunk(items: list[tuple[bytes, str]], encoder: Encoder | None = None)
 
 
 def _cache_folder(encoder: Encoder, cache_dir) -> Path:
-    root = Path(cache_dir) if cache_dir is not None else paths.CACHE / "embeddings"
+    root = Path(cache_dir) if cache_dir is not None else paths.EMBEDDING_CACHE
     return root / f"{encoder.name}-{encoder.model_digest[:16]}"
 
 

@@ -20,8 +20,9 @@ Reproducibility. The shuffling order and the augmentation of epoch ``e`` come fr
 by ``(seed, e)`` alone, so an epoch does not depend on what ran before it; everything else that
 changes (weights, optimizer moments, scheduler, the head's buffers such as SphereFace's iteration
 counter, the global RNG states, the history) is checkpointed atomically after every epoch, together
-with the run's settings. Calling ``fit`` again with the same settings continues after the last finished
-epoch and, on CPU, gives bit-identical results to an uninterrupted run; any other setting is another
+with the run's settings (to local disk, and copied to a persistent folder such as Google Drive at most
+every few minutes and at the run's end: :class:`CheckpointStore`). Calling ``fit`` again with the same
+settings continues after the last finished epoch and, on CPU, gives bit-identical results to an uninterrupted run; any other setting is another
 run, with another checkpoint.
 """
 
@@ -32,6 +33,7 @@ import math
 import os
 import random
 import secrets
+import shutil
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from lib import paths
 from lib.models import COURSE_NORMALIZATION, IMAGENET_NORMALIZATION
 from lib.progress import progress as progress_bar
 from lib.settings import RunSettings, data_digest, settings_difference
@@ -52,6 +55,7 @@ from lib.settings import RunSettings, data_digest, settings_difference
 __all__ = [
     "Augment",
     "CheckpointError",
+    "CheckpointStore",
     "EpochMeter",
     "FeatureBatches",
     "FitResult",
@@ -748,6 +752,88 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def _checkpoint_clock() -> float:
+    """Seconds on a monotonic clock: when :class:`CheckpointStore` may copy next (the tests replace it)."""
+    return time.monotonic()
+
+
+class CheckpointStore:
+    """Where :func:`fit` keeps one run's checkpoint: ``persistent`` (e.g. on a mounted Google Drive), and
+    optionally a ``local`` copy on fast local disk.
+
+    Without ``local`` every epoch is written to ``persistent`` (atomically). With it, every epoch is written
+    to ``local`` and copied to ``persistent`` only when ``every`` seconds have passed since the last copy
+    (or since the store was made) and when the run ends: a run of T seconds writes the persistent file at
+    most ``floor(T / every) + 1`` times, always the same single file, and a disconnect that loses the local
+    disk loses finished epochs of less than ``every`` seconds (plus the epoch in progress, as any
+    per-epoch checkpoint does). :meth:`load_newest`
+    resumes from whichever copy holds more finished epochs.
+    """
+
+    def __init__(self, persistent: Path, local: Path | None = None, every: float = 0.0, clock=time.monotonic):
+        self.persistent, self.local, self.every, self.clock = Path(persistent), local, float(every), clock
+        self.last_copy = clock()
+        self.persistent_epoch = self.local_epoch = 0
+        self.writes = 0  # copies to (or saves into) the persistent folder
+
+    def load_newest(self) -> dict | None:
+        """The checkpoint with the most finished epochs among the two copies (None when neither exists);
+        leftover temporary files of dead writers are removed first. A damaged copy is skipped when the
+        other one is readable."""
+        candidates = [self.persistent] + ([self.local] if self.local is not None else [])
+        states, errors = {}, []
+        for path in candidates:
+            remove_stale_temporaries(path)
+            if path.exists():
+                try:
+                    states[path] = load_checkpoint(path)
+                except CheckpointError as error:
+                    errors.append(error)
+        if not states:
+            if errors:
+                raise errors[0]
+            return None
+        for error in errors:
+            print(f"Warning: {error}; resuming from the other copy instead")
+        self.persistent_epoch = states[self.persistent]["epoch"] if self.persistent in states else 0
+        self.local_epoch = states[self.local]["epoch"] if self.local in states else 0
+        if self.local is not None and self.local_epoch > self.persistent_epoch:
+            return states[self.local]
+        return states.get(self.persistent) or states[self.local]
+
+    def save(self, payload: dict, *, final: bool = False) -> None:
+        """Save one finished epoch (``payload["epoch"]``); ``final``: the run's last epoch, always persisted."""
+        if self.local is None:
+            _save_atomically(payload, self.persistent)
+            self.persistent_epoch, self.writes = payload["epoch"], self.writes + 1
+            return
+        _save_atomically(payload, self.local)
+        self.local_epoch = payload["epoch"]
+        if final or self.clock() - self.last_copy >= self.every:
+            self._copy_to_persistent()
+
+    def finish(self) -> None:
+        """Persist a local copy that is ahead of the persistent one (e.g. a finished run found on local disk)."""
+        if self.local is not None and self.local_epoch > self.persistent_epoch:
+            self._copy_to_persistent()
+
+    def _copy_to_persistent(self) -> None:
+        copy_atomically(self.local, self.persistent)
+        self.persistent_epoch, self.writes, self.last_copy = self.local_epoch, self.writes + 1, self.clock()
+
+
+def copy_atomically(source: Path, target: Path) -> None:
+    """Copy ``source`` to a uniquely named temporary file beside ``target``, then rename it to ``target``: a
+    disconnect during the copy leaves the previous ``target`` whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
 def fit(
     settings: RunSettings,
     model: nn.Module,
@@ -762,6 +848,8 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     run_name: str | None = None,
     progress: bool = True,
+    local_checkpoint_dir: str | os.PathLike | None = "auto",
+    persist_every: float | None = None,
 ) -> FitResult:
     """Train ``model`` (inputs → embeddings) with ``head`` (embeddings, labels → loss) as ``settings`` say.
 
@@ -788,6 +876,12 @@ def fit(
             atomically after every epoch (``run_name`` defaults to ``settings.run_name()``, which changes with
             any setting). A later call resumes from it, or returns at once when all epochs are done — only if
             the stored settings equal these; otherwise a :class:`CheckpointError` names the differing fields.
+        local_checkpoint_dir, persist_every: with a local folder, the checkpoint is written there after every
+            epoch and copied to ``checkpoint_dir`` only when ``persist_every`` seconds have passed since the
+            last copy (or the start) and when the run ends (:class:`CheckpointStore`); a resume takes the
+            newer of the two. ``"auto"``: :func:`lib.paths.local_checkpoint_dir` (a local folder when
+            ``checkpoint_dir`` is in ``FACE_STORAGE``, else None: written to ``checkpoint_dir`` every epoch);
+            ``persist_every`` None: :func:`lib.paths.storage_every_seconds` (``FACE_STORAGE_EVERY``).
 
     Returns:
         :class:`FitResult` with ``history`` columns ``epoch, loss, train_accuracy, <head extra metrics>,
@@ -837,13 +931,17 @@ def fit(
 
     name = run_name or settings.run_name()
     checkpoint_path = Path(checkpoint_dir) / f"{name}.pt" if checkpoint_dir is not None else None
+    store = None
+    if checkpoint_path is not None:
+        local = paths.local_checkpoint_dir(checkpoint_dir) if local_checkpoint_dir == "auto" else local_checkpoint_dir
+        store = CheckpointStore(checkpoint_path, None if local is None else Path(local) / checkpoint_path.name,
+                                paths.storage_every_seconds() if persist_every is None else persist_every,
+                                clock=_checkpoint_clock)
     history: list[dict] = []
     eval_columns: set = set()  # the history columns that eval_fn wrote
     start_epoch = 0
-    if checkpoint_path is not None:
-        remove_stale_temporaries(checkpoint_path)
-    if checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path)
+    state = store.load_newest() if store is not None else None
+    if state is not None:
         differences = settings_difference(state["settings"], settings.as_dict())
         if differences:
             raise CheckpointError(
@@ -860,9 +958,8 @@ def fit(
                 with _deterministic(device.type == "cpu"):
                     history = _reevaluate(history, eval_columns, eval_fn, model, head, checkpoint_path,
                                           record["inputs"], eval_inputs)
-                _save_atomically(_with_digest({**state, "history": history,
-                                               EVALUATION_KEY: _evaluation_record(eval_inputs, eval_columns)}),
-                                 checkpoint_path)
+                store.save(_with_digest({**state, "history": history,
+                                         EVALUATION_KEY: _evaluation_record(eval_inputs, eval_columns)}), final=True)
         _restore_rng(state, checkpoint_path)
     else:
         torch.manual_seed(settings.seed)
@@ -883,8 +980,8 @@ def fit(
                 eval_columns.update(metrics)
                 row.update(metrics)
             history.append(row)
-            if checkpoint_path is not None:
-                _save_atomically(_with_digest(
+            if store is not None:
+                store.save(_with_digest(
                     {
                         "settings": settings.as_dict(),
                         "epoch": epoch + 1,
@@ -897,8 +994,10 @@ def fit(
                         "history": history,
                         EVALUATION_KEY: _evaluation_record(eval_inputs, eval_columns),
                     }),
-                    checkpoint_path,
+                    final=epoch + 1 == settings.epochs,
                 )
+    if store is not None:
+        store.finish()
     return FitResult(model, head, pd.DataFrame(history), checkpoint_path, start_epoch, settings)
 
 

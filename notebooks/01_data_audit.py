@@ -33,6 +33,7 @@ lfw_source = "synthetic"  # synthetic | shared | sklearn (download) | a folder p
 fairface_padding = "0.25"  # FairFace crop margin: "0.25" or "1.25" (only used by the Hub source)
 audit_full_labels = False  # also audit the full release label files (real data folder, fairface/labels_full)
 hash_lfw = True  # hash every LFW image to find exact duplicates
+allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 
 # %%
 try:  # a kernel from another environment says which kernel to choose, instead of an ImportError below

@@ -99,6 +99,7 @@ fuse_flip = True  # fuse the embeddings of each image and its mirror image when 
 toy_identities = 6  # classes in the 2-D/3-D margin picture
 toy_steps = 300
 device = "auto"  # auto | cpu | cuda | mps
+allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 setting_note = ""  # how this profile's setting was arrived at (shown under "How the setting was chosen")
 tuning_grid = {}  # {setting: [candidates]} chosen one at a time on the validation pairs (empty: not tuned)
 tuning_heads = ["sphereface", "softmax"]  # whose mean validation accuracy (seed 0) decides each setting

