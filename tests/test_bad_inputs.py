@@ -446,7 +446,7 @@ CASES = [
     parameter_case("02_sphereface", "head_hparams", {"cosface": {"margin": "big"}}, "not finite numbers"),
     parameter_case("02_sphereface", "head_hparams", {"sphereface": {"margin": 2.5}}, "sphereface:"),
     parameter_case("02_sphereface", "head_hparams", "{cosface: {margin: 0.1}}", "not a list or mapping"),
-    parameter_case("02_sphereface", "image_size", 0, "must be >= 1"),
+    parameter_case("02_sphereface", "image_size", 0, "from 16 to 512"),
     parameter_case("02_sphereface", "crop", 0, "from 1 to 250"),
     parameter_case("02_sphereface", "crop", 300, "from 1 to 250"),
     parameter_case("02_sphereface", "erase", 1.5, "must be >= 0 and <= 1"),
@@ -497,7 +497,7 @@ CASES = [
     parameter_case("03_cosrelu_vs_softmax", "fairface_source", "hubb", "unknown source", "synthetic | shared | hub"),
     parameter_case("03_cosrelu_vs_softmax", "fairface_source", "data/no-such-fairface",
                    "no-such-fairface is not a folder that exists"),
-    parameter_case("03_cosrelu_vs_softmax", "image_size", -32, "must be >= 1"),
+    parameter_case("03_cosrelu_vs_softmax", "image_size", -32, "from 16 to 512"),
     parameter_case("03_cosrelu_vs_softmax", "heads", ["cosrelu", "relu"], "unknown head(s) ['relu']"),
     parameter_case("03_cosrelu_vs_softmax", "epochs", 0, "must be >= 1"),
     parameter_case("04_fairness", "frvt_targets_trained", [0.01, 0], "element 0", "must be > 0 and < 1"),
@@ -513,6 +513,26 @@ CASES = [
     parameter_case("01_data_audit", "hash_lfw", "true", "not True or False (str)"),
     parameter_case("01_data_audit", "audit_full_labels", 1, "not True or False (int)"),
     parameter_case("01_data_audit", "fairface_padding", 0.5, "'0.25' | '1.25'"),
+    # Misspelt names (papermill injects any name) are refused with the closest parameter; wrong-type values
+    # are not taken for the profile's (True is not 1); fp16 needs CUDA also behind device: auto; ranges.
+    parameter_case("02_sphereface", "epoch", 7, "not a parameter of notebook 02_sphereface", "did you mean epochs?"),
+    parameter_case("03_cosrelu_vs_softmax", "seed", [0, 1], "not a parameter of notebook 03", "did you mean seeds?"),
+    parameter_case("04_fairness", "n_permutation", 500, "did you mean n_permutations?"),
+    parameter_case("01_data_audit", "hash_lwf", False, "did you mean hash_lfw?"),
+    parameter_case("02_sphereface", "learning_rate_schedule", "cosine", "not a parameter", "its parameters are",
+                   "'schedule'"),
+    parameter_case("02_sphereface", "epochs", True, "not a whole number (bool)", "passed on the command line; "
+                   "params/smoke.yaml:", "has 1", profile="smoke"),
+    parameter_case("02_sphereface", "amp", "fp16", "fp16 needs CUDA", "device: auto is not CUDA here",
+                   "amp: bf16", setup=no_cuda),
+    parameter_case("03_cosrelu_vs_softmax", "amp", "fp16", "fp16 needs CUDA", "device: auto", setup=no_cuda),
+    parameter_case("02_sphereface", "image_size", 8, "from 16 to 512"),
+    parameter_case("03_cosrelu_vs_softmax", "image_size", 4096, "from 16 to 512"),
+    parameter_case("02_sphereface", "head_hparams", {"cosface": {"margin": -0.2}}, "cosface:", "must be in [0, 1]"),
+    parameter_case("03_cosrelu_vs_softmax", "head_hparams", {"cosrelu": {"margin": 1.5}}, "cosrelu:",
+                   "must be in [0, 1]"),
+    parameter_case("02_sphereface", "head_hparams", {"course_sphereface": {"margin": -4.0}}, "course_sphereface:",
+                   "must be >= 1"),
 ]
 
 
@@ -612,9 +632,40 @@ def test_every_problem_is_listed_at_once():
     assert [line.split(" = ")[0] for line in message.splitlines()[1:4]] == ["- heads", "- epochs", "- lr"]
 
 
-def test_unlisted_names_are_not_checked():
-    params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "a_new_setting": object(), "np": np}
+def test_names_that_are_not_plain_values_are_not_parameters():
+    params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "a_new_setting": object(), "np": np, "RACES": ["x"],
+              "In": ["", "x = 1"], "Out": {}, "_i1": "x = 1", "_": None}
     assert validate("02_sphereface", params, quiet=True) == []
+
+
+FIRST_CELL_END = "parameters.validate("
+
+
+def notebook_globals(stem: str, injected: str) -> dict:
+    """A notebook's globals when its first code cell calls the check: the parameters cell, a papermill
+    injected cell with ``injected``, then the first code cell's lines before the check (its imports)."""
+    text = (paths.NOTEBOOKS / f"{stem}.py").read_text()
+    cells = re.split(r"^# %%.*\n", text, flags=re.M)
+    start = next(i for i, cell in enumerate(re.findall(r"^# %%.*$", text, flags=re.M)) if "parameters" in cell) + 1
+    first_code = next(cell for cell in cells[start + 1:] if FIRST_CELL_END in cell)
+    namespace = {"In": ["", cells[start], injected], "Out": {}, "get_ipython": lambda: None, "exit": None}
+    exec(cells[start], namespace)
+    exec(injected, namespace)
+    exec(first_code.split(FIRST_CELL_END)[0], namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("stem", sorted(NOTEBOOK_DEFAULTS))
+def test_a_notebooks_own_globals_hold_no_unknown_parameter_and_a_typo_is_named(stem):
+    """The imports before the check (modules, functions, ``RACES``) are not taken for parameters, and
+    a name papermill injected that the notebook does not declare is refused with the closest one."""
+    parameters_ = notebook_globals(stem, "# Parameters\nprofile = \"smoke\"\n")
+    validate(stem, parameters_, check_paths=False, quiet=True)
+    misspelt = {"01_data_audit": "sed", "02_sphereface": "epoch", "03_cosrelu_vs_softmax": "epoch",
+                "04_fairness": "seeds"}[stem]
+    parameters_ = notebook_globals(stem, f"# Parameters\nprofile = \"smoke\"\n{misspelt} = 7\n")
+    with pytest.raises(ParameterError, match=rf"- {misspelt} = 7 .*not a parameter of notebook {stem}.*did you mean"):
+        validate(stem, parameters_, check_paths=False, quiet=True)
 
 
 def test_origin_line_is_the_profile_line_that_sets_the_value():
