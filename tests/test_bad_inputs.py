@@ -675,3 +675,30 @@ def test_origin_line_is_the_profile_line_that_sets_the_value():
     params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "profile": "smoke", "epochs": 0}
     with pytest.raises(ParameterError, match=rf"epochs = 0 \(passed on the command line; params/smoke.yaml:{line} has 1\)"):
         validate("02_sphereface", params)
+
+
+# ------------------------------------------------------------------------------ memory on large junk
+def test_a_large_junk_label_csv_is_refused_within_a_few_times_its_size_in_memory(tmp_path, monkeypatch):
+    """A label CSV of 60,000 well-formed rows whose last row has an unknown label: the error names the
+    line, and the peak of Python allocations (tracemalloc) stays under 6x the file's size (it was 20x: the
+    whole file as Python strings, then as a table). Chunks of 10,000 rows here, so that several are read."""
+    import tracemalloc
+
+    from lib import fairface
+
+    monkeypatch.setattr(fairface, "CSV_CHUNK_ROWS", 10_000, raising=False)
+    root = fairface_root(Context(tmp_path, monkeypatch))
+    rows = 60_000
+    with open(train_csv(root), "w") as handle:
+        handle.write("file,age,gender,race,service_test\n")
+        handle.writelines(f"train/{i}.jpg,20-29,Male,White,True\n" for i in range(rows - 1))
+        handle.write("train/last.jpg,20-29,Male,Martian,True\n")
+    size = train_csv(root).stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=rf"fairface_label_train.csv:{rows + 1}: unknown race label\(s\) Martian"):
+            load_fairface(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * size, f"peak {peak / size:.1f}x the file's {size / 1e6:.1f} MB"
