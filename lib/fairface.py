@@ -126,10 +126,12 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"FairFace folder {root} does not exist. {GET_DATA}")
-    frames = []
+    frames, listed = [], []
     for split in _check_splits(splits):
         csv_path = label_csv(root, split)
         labels = _read_label_csv(csv_path, limit)
+        listed.append((csv_path, labels[["file", "line"]]))
+        _refuse_listed_in_two_files(listed)
         if require_images:
             _check_files_exist(root, labels, csv_path)
         frames.append(pd.DataFrame({
@@ -142,6 +144,22 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
             "service_test": _parse_bool(labels, csv_path),
         }))
     return _canonical(pd.concat(frames, ignore_index=True), source=str(root))
+
+
+def _refuse_listed_in_two_files(listed: list[tuple[Path, pd.DataFrame]]) -> None:
+    """An image belongs to one split: refuse a ``file`` that the last label CSV of ``listed`` shares with
+    an earlier one, naming both files and lines (``listed``: each CSV with its ``file`` and ``line``)."""
+    path, labels = listed[-1]
+    for other_path, other in listed[:-1]:
+        shared = labels["file"].isin(other["file"])
+        if shared.any():
+            first = labels[shared].iloc[0]
+            other_line = other.loc[other["file"].eq(first["file"]), "line"].iloc[0]
+            raise DataError(
+                f"{path}:{first['line']}: {first['file']!r} is also listed in {other_path.name}:{other_line} "
+                f"({int(shared.sum())} file(s) are in both); an image belongs to one split: remove it from one "
+                f"of the two label files, or restore them from the official release."
+            )
 
 
 # Rows checked at a time: a whole FairFace release is one chunk (86,744 training rows), and a large junk file

@@ -270,6 +270,10 @@ CASES = [
                       "fairface_label_train.csv has a header but no rows"),
     fairface_csv_case("wrong-header", lambda csv: set_line(csv, 1, "path,age,sex,race,service_test"),
                       "fairface_label_train.csv lacks column(s) ['file', 'gender']"),
+    fairface_folder_case("listed-in-both-csvs", lambda root, tmp: append_bytes(
+        root / "fairface_label_val.csv", lines_of(train_csv(root))[3].encode() + b"\n"),
+        "fairface_label_val.csv:6", "'train/3.jpg' is also listed in fairface_label_train.csv:4",
+        "an image belongs to one split"),
     fairface_folder_case("missing-val-csv", lambda root, tmp: (root / "fairface_label_val.csv").unlink(),
                          "missing label file", "fairface_label_val.csv"),
     fairface_folder_case("folder-missing", lambda root, tmp: __import__("shutil").rmtree(root),
