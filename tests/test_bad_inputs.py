@@ -382,6 +382,14 @@ CASES = [
         (c.image_dir / "Kim_Kerr").rename(c.root.parent / "Kim_Kerr"),
         os.symlink(c.root.parent / "Kim_Kerr", c.image_dir / "Kim_Kerr")),
         "symbolic link(s)", "Kim_Kerr ->"),
+    lfw_case("image-folder-link-without-protocol-files", lambda c: (
+        c.image_dir.rename(c.root.parent / "imgs"), os.symlink(c.root.parent / "imgs", c.image_dir),
+        (c.protocol_dir / "pairsDevTest.txt").unlink()),
+        "missing LFW protocol file(s) ['pairsDevTest.txt'] in", "/lfw (they belong beside lfw/, which is a symbolic "
+        "link to", "/imgs; they are not beside that folder either"),
+    lfw_case("missing-image-names-pairs-line", lambda c: (c.image_dir / "Cal_Cruz" / "Cal_Cruz_0001.jpg").unlink(),
+             "pairs.txt:4: Cal_Cruz_0001.jpg is not in", "pairs.txt references 1 image(s) that are not there",
+             "re-extract the archive"),
     lfw_case("stray-files", lambda c: (
         (c.image_dir / "Ann_Archer" / "Thumbs.db").write_bytes(b"x"),
         (c.image_dir / "Ann_Archer" / "Ben_Bishop_0009.jpg").write_bytes(b"x")),
@@ -581,6 +589,15 @@ def test_bom_at_the_start_of_label_files_is_dropped(tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_bytes(b"\xef\xbb\xbf1\t1\r\nA_B\t1\t2\r\nA_B\t1\tC_D\t3\r\n")
     assert read_pairs(pairs)["name1"].tolist() == ["A_B", "A_B"]
+
+
+def test_an_lfw_image_folder_that_is_a_link_loads_with_the_protocol_files_beside_the_link(tmp_path):
+    copy = fixtures.build_lfw(tmp_path / "lfw")
+    copy.image_dir.rename(tmp_path / "images")
+    os.symlink(tmp_path / "images", copy.image_dir)
+    lfw = load_lfw(copy.root)
+    assert lfw.root == copy.protocol_dir.resolve() and lfw.image_dir == (tmp_path / "images").resolve()
+    assert len(lfw.pairs) == 8 and lfw.images["path"].str.startswith(str(tmp_path / "images")).all()
 
 
 def test_spelling_variants_of_a_file_are_one_id(tmp_path):
