@@ -168,6 +168,34 @@ def classification_with(ctx: Context, spoil: Callable[[Path], object]):
     return fairface_experiment.load_classification(root, size=32, cache_dir=ctx.tmp / "cache", progress=False)
 
 
+def truncated_npz(path: Path) -> Path:
+    """An ``.npz`` in notebook 02's embeddings layout, cut to half its bytes (as by a full disk or a kill)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.savez(path, files=np.array([f"A_{i:04d}.jpg" for i in range(500)]), identity=np.array(["A"] * 500),
+             digests=np.array(["d"] * 500), vectors=rng.random((500, 8), dtype=np.float32),
+             aligned_by=np.zeros(500, np.int8), **{"model:softmax-seed0": rng.random((500, 8), dtype=np.float32)})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def small_audit_inputs():
+    """Features, identities and groups of 8 people with 3 images each, in two groups."""
+    rng = np.random.default_rng(0)
+    identities = np.repeat([f"P{i}" for i in range(8)], 3)
+    features = rng.normal(size=(24, 8)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    return features, identities, np.where(np.arange(24) < 12, "Female", "Male")
+
+
+def profile_with(ctx: Context, text: str):
+    from lib import notebooks
+
+    ctx.monkeypatch.setattr(paths, "PARAMS", ctx.tmp)
+    (ctx.tmp / "evil.yaml").write_text(text)
+    return notebooks.load_profile("evil")
+
+
 # ------------------------------------------------------------------------------- parameter builders
 NOTEBOOK_DEFAULTS = {stem: declared_in(paths.NOTEBOOKS / f"{stem}.py") for stem in
                      ("01_data_audit", "02_sphereface", "03_cosrelu_vs_softmax", "04_fairness")}
@@ -432,6 +460,31 @@ CASES = [
     cache_case("bad-size", lambda folder: five_pngs(folder), "size must be a positive int", expected=ValueError, size=0),
     Case("cache-pixel-file-changed", corrupt_pixels, UserWarning, ("no longer matches the pixel digest", ".u8",
                                                                    "rebuilding")),
+
+    # Saved results, caches and profiles: named with the file and what to do.
+    Case("frvt-truncated-embeddings-npz", lambda ctx: __import__("lib.frvt").frvt.read_model_embeddings(
+        truncated_npz(ctx.tmp / "02_devtest_embeddings.npz")), DataError,
+        ("02_devtest_embeddings.npz is not a readable .npz file", "truncated or damaged", "BadZipFile",
+         "re-run notebook 02")),
+    Case("frvt-truncated-run-names-npz", lambda ctx: __import__("lib.frvt").frvt.read_model_run_names(
+        truncated_npz(ctx.tmp / "02_devtest_embeddings.npz")), DataError,
+        ("02_devtest_embeddings.npz is not a readable .npz file", "re-run notebook 02")),
+    Case("pretrained-truncated-cache-shard", lambda ctx: __import__("lib.pretrained").pretrained._read_cache(
+        truncated_npz(ctx.tmp / "cache" / "0123.npz").parent), UserWarning,
+        ("0123.npz is not a readable .npz file", "computed again")),
+    Case("frvt-audit-n_boot-0", lambda ctx: __import__("lib.frvt").frvt.audit(
+        *small_audit_inputs(), target_fmrs=(0.1,), n_boot=0), ValueError,
+        ("n_boot is the number of identity-bootstrap replicates", ">= 1", "got 0")),
+    Case("frvt-audit-models-n_boot-0", lambda ctx: __import__("lib.frvt").frvt.audit_models(
+        {("softmax", 0): small_audit_inputs()[0]}, *small_audit_inputs()[1:], target_fmrs=(0.1,), n_boot=0),
+        ValueError, ("n_boot", "got 0")),
+    Case("profile-python-tag", lambda ctx: profile_with(ctx, "02_sphereface:\n  epochs: 3\n  lr: !!python/object/apply:"
+                                                            "os.system ['echo pwned']\n"),
+         SystemExit, ("evil.yaml:3: not a plain YAML parameter file", "!!python/object are refused")),
+    Case("profile-syntax-error", lambda ctx: profile_with(ctx, "02_sphereface:\n  epochs: [3\n  lr: 0.1\n"),
+         SystemExit, ("evil.yaml:", "not a plain YAML parameter file")),
+    Case("profile-not-a-mapping", lambda ctx: profile_with(ctx, "- epochs\n- 3\n"),
+         SystemExit, ("evil.yaml: a profile is a mapping", "not a list")),
 
     # Notebook parameters: each notebook's defaults with one bad value.
     parameter_case("02_sphereface", "epochs", 0, "must be >= 1"),
