@@ -161,6 +161,28 @@ def corrupt_pixels(ctx: Context):
     return build_cache(refs, 32, cache_dir=ctx.tmp / "cache", progress=False)
 
 
+def cache_on_a_full_disk(ctx: Context, free: int | None):
+    """Five 32-px images (15,360 bytes of pixels) cached on a disk with ``free`` bytes left (shutil.disk_usage),
+    or (``free=None``) a disk that fills while the file is reserved (posix_fallocate fails with ENOSPC)."""
+    import errno
+    import shutil
+
+    refs = five_pngs(ctx.tmp / "images")
+    if free is not None:
+        usage = shutil.disk_usage(ctx.tmp)
+        ctx.monkeypatch.setattr(shutil, "disk_usage", lambda path: type(usage)(usage.total, usage.total - free, free))
+    else:
+        def full(*args):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        ctx.monkeypatch.setattr(os, "posix_fallocate", full)
+    try:
+        return build_cache(refs, 32, cache_dir=ctx.tmp / "cache", progress=False)
+    finally:
+        left = sorted(path.name for path in (ctx.tmp / "cache").iterdir()) if (ctx.tmp / "cache").is_dir() else []
+        assert left == [], f"left in the cache folder: {left}"
+
+
 def classification_with(ctx: Context, spoil: Callable[[Path], object]):
     """Notebook 03's loader on a FairFace folder with one spoiled training image."""
     root = fairface_root(ctx, size=(40, 40))
@@ -458,6 +480,11 @@ CASES = [
                "must be a file path or encoded bytes", "float"),
     cache_case("no-references", lambda folder: [], "no images to cache"),
     cache_case("bad-size", lambda folder: five_pngs(folder), "size must be a positive int", expected=ValueError, size=0),
+    Case("cache-disk-too-full-to-start", lambda ctx: cache_on_a_full_disk(ctx, free=10_000), OSError,
+         ("not enough free space: 10,000 bytes free", "needs 15,360 bytes", "/cache.", "FACE_CACHE",
+          "in_memory=True")),
+    Case("cache-disk-fills-while-reserving", lambda ctx: cache_on_a_full_disk(ctx, free=None), OSError,
+         ("the disk filled while reserving the file", "needs 15,360 bytes", "/cache.", "FACE_CACHE")),
     Case("cache-pixel-file-changed", corrupt_pixels, UserWarning, ("no longer matches the pixel digest", ".u8",
                                                                    "rebuilding")),
 
@@ -651,6 +678,22 @@ def test_an_lfw_image_folder_that_is_a_link_loads_with_the_protocol_files_beside
     lfw = load_lfw(copy.root)
     assert lfw.root == copy.protocol_dir.resolve() and lfw.image_dir == (tmp_path / "images").resolve()
     assert len(lfw.pairs) == 8 and lfw.images["path"].str.startswith(str(tmp_path / "images")).all()
+
+
+def test_an_image_cache_build_removes_the_temporaries_of_killed_builds_only(tmp_path):
+    """A killed build leaves a hidden temporary as large as the cache; the next build removes those whose
+    process is gone (or, without a process id, older than an hour) and keeps a running build's."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead, orphan, recent, running = (cache / name for name in (
+        ".images-32x32-aa.u8.999999999-x1.tmp", ".images-32x32-bb.u8.x2.tmp", ".images-32x32-cc.u8.x3.tmp",
+        f".images-32x32-dd.u8.{os.getpid()}-x4.tmp"))
+    for path in (dead, orphan, recent, running):
+        path.write_bytes(bytes(1000))
+    os.utime(orphan, (os.path.getmtime(orphan) - 7200,) * 2)
+    build_cache(five_pngs(tmp_path / "images"), 32, cache_dir=cache, progress=False)
+    assert not dead.exists() and not orphan.exists()
+    assert recent.exists() and running.exists()
 
 
 def test_spelling_variants_of_a_file_are_one_id(tmp_path):
