@@ -362,7 +362,7 @@ class ImageCache:
         return stored
 
     def _build(self, data_path: Path, meta_path: Path, meta: dict, refs: list, shape: tuple, desc: str) -> dict:
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        paths.check_writable(self.cache_dir, "image cache")  # before decoding, not after
         meta_path.unlink(missing_ok=True)  # no stale "complete" marker while the pixels are rewritten
         remove_stale_temporaries(self.cache_dir)
         needed = int(np.prod(shape))

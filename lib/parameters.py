@@ -554,6 +554,7 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
                     where = "the real-data folder (setting FACE_SHARED_DATA)" if source == "shared" else "a folder"
                     problems.append((name, f"{root} is not {where} that exists; download the data, point the "
                                            f"source at the folder that holds it, or use synthetic"))
+        problems += _output_folder_problems(stem, values.get("profile"))
         gender_folder = values.get("lfw_gender_folder")
         if gender_folder is not None:
             folder = Path(str(gender_folder)).expanduser()
@@ -567,6 +568,23 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
     if _is_whole(size) and _is_whole(shift) and shift >= size > 0:
         problems.append(("max_shift", f"a shift of {shift} px moves the whole {size} px image out of view; "
                                       f"use less than image_size"))
+    return problems
+
+
+def _output_folder_problems(stem: str, profile) -> list[tuple[str, str]]:
+    """The folders this notebook writes, each checked writable (:func:`lib.paths.check_writable`), so that a
+    read-only or misplaced folder stops the run before any data is decoded or any model trained."""
+    if not isinstance(profile, str) or profile_name().problem(profile):
+        return []
+    folders = {"results": paths.RESULTS / profile, "figures": paths.FIGURES / profile, "image cache": paths.CACHE}
+    if stem in ("02_sphereface", "03_cosrelu_vs_softmax"):
+        folders["checkpoint"] = paths.CHECKPOINTS / profile
+    problems = []
+    for role, folder in folders.items():
+        try:
+            paths.check_writable(folder, role)
+        except paths.FolderNotWritable as error:
+            problems.append(("profile", error.strerror))
     return problems
 
 

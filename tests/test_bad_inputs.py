@@ -29,6 +29,7 @@ from lib import fairface_experiment, paths
 from lib.errors import DataError
 from lib.fairface import load_fairface
 from lib.imagecache import build_cache
+from lib.training import CheckpointError
 from lib.lfw import load_lfw, load_lfw_gender, read_pairs
 from lib.parameters import ParameterError, declared_in, validate
 
@@ -188,6 +189,48 @@ def classification_with(ctx: Context, spoil: Callable[[Path], object]):
     root = fairface_root(ctx, size=(40, 40))
     spoil(root / "train" / "4.jpg")
     return fairface_experiment.load_classification(root, size=32, cache_dir=ctx.tmp / "cache", progress=False)
+
+
+def under_a_file(ctx: Context) -> Path:
+    """A path whose parent is a file: no folder can be made there (as a read-only mount, even for root)."""
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.tmp / "a-file"
+
+
+def fit_features(ctx: Context, checkpoint_dir: Path, *, no_training: bool = False, save_error=None):
+    """One epoch of a cosine head on 40 random features, checkpointed to ``checkpoint_dir`` as ``run``;
+    ``no_training``: an epoch that starts is a failure; ``save_error``: what torch.save raises. No
+    temporary file may be left."""
+    from torch import nn
+
+    from lib import training
+    from lib.losses import make_head
+    from lib.settings import RunSettings
+
+    if no_training:
+        ctx.monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("an epoch was trained"))
+    if save_error is not None:
+        def failing_save(payload, file):
+            Path(file).write_bytes(b"half")
+            raise save_error
+
+        ctx.monkeypatch.setattr(torch, "save", failing_save)
+    settings = RunSettings(head="cosface", model="identity", embedding_dim=4, image_size=None, flip=False, epochs=1,
+                           batch_size=8, lr=0.05, seed=0)
+    torch.manual_seed(0)
+    features, labels = torch.randn(40, 4), torch.arange(40) % 2
+    try:
+        return training.fit(settings, nn.Identity(), make_head("cosface", 4, 2), features, labels, device="cpu",
+                            progress=False, checkpoint_dir=checkpoint_dir, run_name="run")
+    finally:
+        left = [p.name for p in checkpoint_dir.glob(".*.tmp")] if checkpoint_dir.is_dir() else []
+        assert left == [], f"temporary files left: {left}"
+
+
+def validate_with_folder(ctx: Context, name: str, stem: str):
+    """The notebook's defaults (profile smoke) with ``paths.<name>`` (RESULTS, CHECKPOINTS, CACHE) under a file."""
+    ctx.monkeypatch.setattr(paths, name, under_a_file(ctx))
+    return validate(stem, {**NOTEBOOK_DEFAULTS[stem], "profile": "smoke"}, quiet=True)
 
 
 def truncated_npz(path: Path) -> Path:
@@ -512,6 +555,29 @@ CASES = [
          SystemExit, ("evil.yaml:", "not a plain YAML parameter file")),
     Case("profile-not-a-mapping", lambda ctx: profile_with(ctx, "- epochs\n- 3\n"),
          SystemExit, ("evil.yaml: a profile is a mapping", "not a list")),
+
+    # Output folders that cannot be written, and checkpoint saves that fail: named before any work.
+    Case("checkpoint-folder-not-writable", lambda ctx: fit_features(ctx, under_a_file(ctx) / "checkpoints",
+                                                                    no_training=True),
+         CheckpointError, ("cannot write checkpoint", "a-file/checkpoints/", "is not writable", "nothing was trained")),
+    Case("checkpoint-save-disk-full", lambda ctx: fit_features(ctx, ctx.tmp / "checkpoints", save_error=RuntimeError(
+        "[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054")), CheckpointError,
+         ("cannot write checkpoint", "/checkpoints/run.pt", "unexpected pos", "GB free there now",
+          "resumes from the last checkpoint")),
+    Case("checkpoint-save-permission-denied", lambda ctx: fit_features(
+        ctx, ctx.tmp / "checkpoints", save_error=PermissionError(13, "Permission denied")), CheckpointError,
+         ("cannot write checkpoint", "run.pt", "PermissionError", "read-only")),
+    Case("cache-folder-not-writable", lambda ctx: build_cache(five_pngs(ctx.tmp / "images"), 32, progress=False,
+                                                             cache_dir=under_a_file(ctx) / "cache"),
+         OSError, ("the image cache folder", "a-file/cache is not writable", "FACE_CACHE")),
+    Case("param-results-folder-not-writable", lambda ctx: validate_with_folder(ctx, "RESULTS", "02_sphereface"),
+         ParameterError, ("profile = 'smoke'", "the results folder", "a-file/smoke is not writable", "FACE_STORAGE",
+                          "nothing was run")),
+    Case("param-checkpoint-folder-not-writable", lambda ctx: validate_with_folder(ctx, "CHECKPOINTS",
+                                                                                  "03_cosrelu_vs_softmax"),
+         ParameterError, ("the checkpoint folder", "a-file/smoke is not writable")),
+    Case("param-cache-folder-not-writable", lambda ctx: validate_with_folder(ctx, "CACHE", "01_data_audit"),
+         ParameterError, ("the image cache folder", "a-file is not writable")),
 
     # Notebook parameters: each notebook's defaults with one bad value.
     parameter_case("02_sphereface", "epochs", 0, "must be >= 1"),
