@@ -41,6 +41,14 @@ def read_utf8(path, what: str) -> str:
         ) from None
 
 
+def human_bytes(count: int) -> str:
+    """``"14.7 GB"``, ``"2.8 MB"``, ``"512 bytes"``: a size for a message (decimal units, as ``df -H``)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
 @contextmanager
 def open_npz(path, remedy: str) -> Iterator:
     """``np.load(path)`` of an ``.npz`` (no pickles), with a truncated or damaged file, found on opening or

@@ -55,7 +55,7 @@ import torch
 from PIL import Image
 
 from lib import paths
-from lib.errors import DataError
+from lib.errors import DataError, human_bytes
 from lib.progress import progress as progress_bar
 from lib.tables import write_text
 
@@ -432,11 +432,11 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-_HEADROOM = 64 << 20  # bytes left free beyond the file: the sidecar, and whatever else writes there meanwhile
+_HEADROOM = 1 << 20  # bytes left free beyond the file (plus 1 % of it): the sidecar, and other writers meanwhile
 
 
 def _space_advice(cache_dir: Path, needed: int) -> str:
-    return (f"the image cache needs {needed:,} bytes ({needed / 1e9:.2f} GB) in {cache_dir}. Free space there, "
+    return (f"the image cache needs {needed:,} bytes ({human_bytes(needed)}) in {cache_dir}. Free space there, "
             f"or point the cache at a larger disk (environment variable {paths.CACHE_ENV}, or cache_dir=), "
             f"or decode into memory (in_memory=True) if RAM allows")
 
@@ -445,8 +445,8 @@ def _check_free_space(cache_dir: Path, needed: int) -> None:
     """Refuse, before decoding, a build that cannot fit (writing a memory map on a full disk is SIGBUS: the
     process, or the notebook's kernel, dies without a message)."""
     free = shutil.disk_usage(cache_dir).free
-    if free < needed + _HEADROOM:
-        raise CacheSpaceError(errno.ENOSPC, f"not enough free space: {free:,} bytes free, but "
+    if free < needed + _HEADROOM + needed // 100:
+        raise CacheSpaceError(errno.ENOSPC, f"not enough free space: {free:,} bytes ({human_bytes(free)}) free, but "
                                             + _space_advice(cache_dir, needed))
 
 

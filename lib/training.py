@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from lib import paths
+from lib.errors import human_bytes
 from lib.models import COURSE_NORMALIZATION, IMAGENET_NORMALIZATION
 from lib.progress import progress as progress_bar
 from lib.settings import RunSettings, data_digest, settings_difference
@@ -618,7 +619,7 @@ def _save_atomically(payload: dict, path: Path) -> None:
 def _save_failure(path: Path, error: BaseException) -> str:
     """Why saving checkpoint ``path`` failed, in words a user can act on (free space measured now)."""
     try:
-        free = f"{shutil.disk_usage(path.parent).free / 1e9:.2f} GB free there now"
+        free = f"{human_bytes(shutil.disk_usage(path.parent).free)} free there now"
     except OSError:
         free = "its free space cannot be read"
     return (f"cannot write checkpoint {path} ({type(error).__name__}: {str(error)[:200]}; {free}). The disk may be "

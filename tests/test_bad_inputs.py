@@ -524,7 +524,7 @@ CASES = [
     cache_case("no-references", lambda folder: [], "no images to cache"),
     cache_case("bad-size", lambda folder: five_pngs(folder), "size must be a positive int", expected=ValueError, size=0),
     Case("cache-disk-too-full-to-start", lambda ctx: cache_on_a_full_disk(ctx, free=10_000), OSError,
-         ("not enough free space: 10,000 bytes free", "needs 15,360 bytes", "/cache.", "FACE_CACHE",
+         ("not enough free space: 10,000 bytes (10.0 kB) free", "needs 15,360 bytes (15.4 kB)", "/cache.", "FACE_CACHE",
           "in_memory=True")),
     Case("cache-disk-fills-while-reserving", lambda ctx: cache_on_a_full_disk(ctx, free=None), OSError,
          ("the disk filled while reserving the file", "needs 15,360 bytes", "/cache.", "FACE_CACHE")),
@@ -562,7 +562,7 @@ CASES = [
          CheckpointError, ("cannot write checkpoint", "a-file/checkpoints/", "is not writable", "nothing was trained")),
     Case("checkpoint-save-disk-full", lambda ctx: fit_features(ctx, ctx.tmp / "checkpoints", save_error=RuntimeError(
         "[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054")), CheckpointError,
-         ("cannot write checkpoint", "/checkpoints/run.pt", "unexpected pos", "GB free there now",
+         ("cannot write checkpoint", "/checkpoints/run.pt", "unexpected pos", "B free there now",
           "resumes from the last checkpoint")),
     Case("checkpoint-save-permission-denied", lambda ctx: fit_features(
         ctx, ctx.tmp / "checkpoints", save_error=PermissionError(13, "Permission denied")), CheckpointError,
