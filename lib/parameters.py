@@ -480,8 +480,10 @@ def validate(notebook: str, params: Mapping[str, Any], *, check_paths: bool = Tr
 
     ``params`` is any mapping that holds the parameters, typically the notebook's ``globals()``; only
     the names in the notebook's spec are looked at, and a spec name that is absent is skipped.
-    ``check_paths``: also require folders named by the sources to exist (off to check a profile for
-    another machine). Raises :class:`ParameterError` listing every problem at once. Returns notes on
+    ``check_paths``: also require folders named by the sources to exist and the folders the notebook
+    writes (results, figures, image cache, checkpoints) to be writable (off to check a profile for
+    another machine). Names papermill injected that the notebook does not declare are refused
+    (:func:`unknown_parameters`). Raises :class:`ParameterError` listing every problem at once. Returns notes on
     valid but consequential values, and prints them unless ``quiet``.
     """
     stem = _stem(notebook)

@@ -7,8 +7,11 @@ Covered: FairFace label CSVs (short/long rows, empty and unknown labels, paths t
 symbolic links, ids that differ only in spelling, encodings, empty files), FairFace images (corrupt,
 tiny, upscaled) and the Hub parquet layout; LFW pairs, people, gender and identity files (extra fields,
 headers that do not describe the file, names that are paths, latin-1 bytes, byte-order marks, empty
-files) and image folders (links outside, stray files); the image cache (tiny sources, upscaling, a pixel
-file changed on disk); every notebook's parameters (types, ranges, unknown names, devices, sources).
+files) and image folders (links outside, a linked image folder, stray files); the image cache (tiny sources,
+upscaling, a pixel file changed on disk, a full disk, a read-only folder); saved files (truncated ``.npz``),
+profiles (Python tags, syntax errors) and checkpoints (a full disk, a read-only folder); every notebook's
+parameters (types, ranges, misspelt and unknown names, devices, sources, output folders); and the memory a
+large junk label file takes.
 """
 
 from __future__ import annotations
