@@ -63,7 +63,7 @@ def open_npz(path, remedy: str) -> Iterator:
     except DataError:
         raise
     except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as error:
-        if isinstance(error, FileNotFoundError):
-            raise
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise  # not the file's content: the usual message says what is wrong
         raise DataError(f"{path} is not a readable .npz file, it is truncated or damaged ({type(error).__name__}: "
                         f"{error}); {remedy}") from error
