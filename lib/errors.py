@@ -7,7 +7,10 @@ what to do about it. It subclasses ``ValueError`` so generic handlers still catc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -36,3 +39,31 @@ def read_utf8(path, what: str) -> str:
             f"be UTF-8 (or ASCII) text. If it was saved as latin-1, convert it with "
             f"`iconv -f latin1 -t utf-8`, or re-download it."
         ) from None
+
+
+def human_bytes(count: int) -> str:
+    """``"14.7 GB"``, ``"2.8 MB"``, ``"512 bytes"``: a size for a message (decimal units, as ``df -H``)."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"
+
+
+@contextmanager
+def open_npz(path, remedy: str) -> Iterator:
+    """``np.load(path)`` of an ``.npz`` (no pickles), with a truncated or damaged file, found on opening or
+    while its arrays are read in the ``with`` block, reported as a :class:`DataError` that names the file
+    and says what to do (``remedy``, e.g. "re-run notebook 02 to rewrite it") instead of a bare
+    ``BadZipFile`` or ``EOFError``."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            yield data
+    except DataError:
+        raise
+    except (zipfile.BadZipFile, EOFError, zlib.error, OSError, ValueError) as error:
+        if isinstance(error, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise  # not the file's content: the usual message says what is wrong
+        raise DataError(f"{path} is not a readable .npz file, it is truncated or damaged ({type(error).__name__}: "
+                        f"{error}); {remedy}") from error

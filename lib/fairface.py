@@ -35,6 +35,7 @@ import io
 import json
 import os
 import posixpath
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -125,10 +126,12 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"FairFace folder {root} does not exist. {GET_DATA}")
-    frames = []
+    frames, listed = [], []
     for split in _check_splits(splits):
         csv_path = label_csv(root, split)
         labels = _read_label_csv(csv_path, limit)
+        listed.append((csv_path, labels[["file", "line"]]))
+        _refuse_listed_in_two_files(listed)
         if require_images:
             _check_files_exist(root, labels, csv_path)
         frames.append(pd.DataFrame({
@@ -143,18 +146,42 @@ def _read_csv_folder(root, splits, limit, require_images: bool) -> pd.DataFrame:
     return _canonical(pd.concat(frames, ignore_index=True), source=str(root))
 
 
+def _refuse_listed_in_two_files(listed: list[tuple[Path, pd.DataFrame]]) -> None:
+    """An image belongs to one split: refuse a ``file`` that the last label CSV of ``listed`` shares with
+    an earlier one, naming both files and lines (``listed``: each CSV with its ``file`` and ``line``)."""
+    path, labels = listed[-1]
+    for other_path, other in listed[:-1]:
+        shared = labels["file"].isin(other["file"])
+        if shared.any():
+            first = labels[shared].iloc[0]
+            other_line = other.loc[other["file"].eq(first["file"]), "line"].iloc[0]
+            raise DataError(
+                f"{path}:{first['line']}: {first['file']!r} is also listed in {other_path.name}:{other_line} "
+                f"({int(shared.sum())} file(s) are in both); an image belongs to one split: remove it from one "
+                f"of the two label files, or restore them from the official release."
+            )
+
+
+# Rows checked at a time: a whole FairFace release is one chunk (86,744 training rows), and a large junk file
+# stops at its first bad chunk instead of first becoming a table of millions of Python strings.
+CSV_CHUNK_ROWS = 100_000
+
+
 def _read_label_csv(path: Path, limit: int | None) -> pd.DataFrame:
     """One label CSV as strings (exactly as written), plus ``line``: each row's line in the file.
 
     Every problem names the file and the line: a row with too few or too many fields, an empty field,
     an unknown age or gender, a ``file`` that is absolute or leaves the folder, a file listed twice.
+    Rows are checked :data:`CSV_CHUNK_ROWS` at a time and kept with categorical labels, so that peak
+    memory stays within a few times the file's size.
     """
     if not path.is_file():
         raise DataError(
             f"missing label file {path}: a FairFace folder holds fairface_label_train.csv and "
             f"fairface_label_val.csv beside train/ and val/. {GET_DATA}"
         )
-    reader = csv.reader(io.StringIO(read_utf8(path, "a FairFace label file"), newline=""))
+    reader = csv.reader(_text_lines(read_utf8(path, "a FairFace label file")))
+    chunks = []
     try:
         header = [name.strip() for name in next(reader, [])]
         if not header:
@@ -165,7 +192,7 @@ def _read_label_csv(path: Path, limit: int | None) -> pd.DataFrame:
                 f"{path} lacks column(s) {missing}: expected the header {','.join(CSV_COLUMNS)}, "
                 f"found {','.join(header)}. Use the official FairFace label files."
             )
-        rows, lines, end = [], [], reader.line_num
+        rows, lines, end, total = [], [], reader.line_num, 0
         for fields in reader:
             start, end = end + 1, reader.line_num  # a quoted field may span lines: name the row's first
             if len(fields) <= 1 and not "".join(fields).strip():
@@ -178,36 +205,60 @@ def _read_label_csv(path: Path, limit: int | None) -> pd.DataFrame:
                 )
             rows.append(fields)
             lines.append(start)
-            if limit is not None and len(rows) >= limit:
+            total += 1
+            if len(rows) == CSV_CHUNK_ROWS:
+                chunks.append(_checked_rows(rows, lines, header, path, whole_file=False))
+                rows, lines = [], []
+            if limit is not None and total >= limit:
                 break
     except csv.Error as error:
         raise DataError(f"{path}:{reader.line_num}: not valid CSV ({error}); re-download the label file") from None
-    if not rows:
+    if rows:
+        chunks.append(_checked_rows(rows, lines, header, path, whole_file=not chunks))
+    if not chunks:
         raise DataError(f"{path} has a header but no rows; re-download the official label file")
+    labels = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+    labels["file"] = _confined_ids(labels, path)
+    return labels
+
+
+def _text_lines(text: str):
+    """The lines of ``text`` with their endings, one at a time (``\\n``, ``\\r\\n`` or ``\\r``, as
+    ``newline=""`` reads them), without the copy an ``io.StringIO`` would make."""
+    for match in re.finditer(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text):
+        yield match.group()
+
+
+def _checked_rows(rows: list, lines: list, header: list, path: Path, *, whole_file: bool) -> pd.DataFrame:
+    """A chunk of label rows as a table, after the checks that need one row at a time (empty fields,
+    unknown labels); the labels become categoricals, which take a byte per row."""
     labels = pd.DataFrame(rows, columns=header, dtype=str).loc[:, list(CSV_COLUMNS)]
     labels["line"] = lines
+    scope = "in all" if whole_file else f"in lines {lines[0]}-{lines[-1]}"
     for column in CSV_COLUMNS:
         _refuse(labels, labels[column].str.strip().eq(""), path, f"empty {column}",
-                "every row needs a value in each of " + ",".join(CSV_COLUMNS))
+                "every row needs a value in each of " + ",".join(CSV_COLUMNS), scope=scope)
     for column, vocabulary in (("age", AGES), ("gender", GENDERS), ("race", RACES + SYNTHETIC_GROUPS)):
         unknown = ~labels[column].isin(vocabulary)
         if unknown.any():
             values = labels.loc[unknown, column].unique()
             where = labels.loc[unknown, "line"].iloc[0]
             raise DataError(
-                f"{path}:{where}: unknown {column} label(s) {examples(values)} ({int(unknown.sum())} rows); "
-                f"expected one of {list(vocabulary)} (exact strings, as in the official FairFace CSVs)."
+                f"{path}:{where}: unknown {column} label(s) {examples(values)} ({int(unknown.sum())} rows "
+                f"{scope}); expected one of {list(vocabulary)} (exact strings, as in the official FairFace CSVs)."
             )
-    labels["file"] = _confined_ids(labels, path)
+        labels[column] = pd.Categorical(labels[column], categories=list(vocabulary))
+    labels["service_test"] = labels["service_test"].astype("category")
     return labels
 
 
-def _refuse(labels: pd.DataFrame, bad: pd.Series, path: Path, problem: str, advice: str) -> None:
+def _refuse(labels: pd.DataFrame, bad: pd.Series, path: Path, problem: str, advice: str,
+            scope: str = "in all") -> None:
     """Raise a DataError naming the first offending row (its line and ``file``) and the count."""
     if bad.any():
         first = labels[bad].iloc[0]
         raise DataError(
-            f"{path}:{first['line']}: {problem} in the row for {first['file']!r} ({int(bad.sum())} rows in all); "
+            f"{path}:{first['line']}: {problem} in the row for {first['file']!r} ({int(bad.sum())} rows {scope}); "
             f"{advice}."
         )
 

@@ -445,6 +445,14 @@ class TailTooShort(ValueError):
     """A replicate's threshold falls below the impostor pairs kept while counting."""
 
 
+def _check_n_boot(n_boot) -> None:
+    """The number of bootstrap replicates: a whole number >= 1 (with none, every interval would be empty
+    and the summaries would fail far from the cause)."""
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot is the number of identity-bootstrap replicates and must be a whole number >= 1 "
+                         f"(1000 is usual), got {n_boot!r}")
+
+
 def identity_weights(n_identities: int, n_boot: int, seed: int = 0) -> np.ndarray:
     """(n_boot, n_identities) int32: how often each identity is drawn when n_identities are drawn with
     replacement. Pass the same matrix to :func:`bootstrap` for several models on the same images to get
@@ -816,6 +824,8 @@ def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio
     """
     targets = _check_targets(target_fmrs)
     _check_distinct_images(images, len(np.asarray(features)))
+    if weights is None:
+        _check_n_boot(n_boot)
     tail_fmr = min(1.0, 4 * max(targets))
     while True:
         counts = count_all_pairs(features, identities, groups, order=order, bins=bins, tail_fmr=tail_fmr,
@@ -850,9 +860,9 @@ def read_model_embeddings(path) -> tuple[np.ndarray, np.ndarray, dict]:
     each image) and one float32 (N, D) array per model under ``model:<head>-seed<seed>``, rows aligned
     with ``files`` and L2-normalized.
     """
-    from lib.errors import DataError
+    from lib.errors import DataError, open_npz
 
-    with np.load(path, allow_pickle=False) as data:
+    with open_npz(path, "re-run notebook 02 to rewrite it") as data:
         keys = list(data.keys())
         missing = [key for key in ("files", "identity") if key not in keys]
         if missing:
@@ -902,6 +912,7 @@ def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), 
                  images=None) -> ModelAudits:
     """:func:`audit` of every ``{(head, seed): features}`` on the same images, with one identity bootstrap
     shared by all models, then summaries per head over seeds. ``images``: as in :func:`audit`."""
+    _check_n_boot(n_boot)
     identity_count = len(np.unique(np.asarray(identities)))
     weights = identity_weights(identity_count, n_boot, seed)
     alpha = (1 - confidence) / 2
@@ -961,7 +972,9 @@ RUNS_ARRAY = "runs"  # run names (lib.settings.RunSettings.run_name) of the mode
 
 def read_model_run_names(path) -> list[str]:
     """The run names stored beside the models of an embeddings file (``[]`` for a file written without them)."""
-    with np.load(path, allow_pickle=False) as data:
+    from lib.errors import open_npz
+
+    with open_npz(path, "re-run notebook 02 to rewrite it") as data:
         return sorted(data[RUNS_ARRAY].astype(str)) if RUNS_ARRAY in data else []
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,15 +84,9 @@ class LFW:
 def load_lfw(root: str | os.PathLike) -> LFW:
     """Load LFW from ``root``: a folder holding an image folder and the protocol files, or
     scikit-learn's data home (``~/scikit_learn_data`` or its ``lfw_home``)."""
-    image_dir = find_image_folder(root)
-    protocol_dir = image_dir.parent
+    image_dir, named = _locate_image_folder(root)
     required = (VIEW2_PAIRS, DEV_TRAIN_PAIRS, DEV_TEST_PAIRS)
-    missing = [name for name in required if not (protocol_dir / name).is_file()]
-    if missing:
-        raise DataError(
-            f"missing LFW protocol file(s) {missing} in {protocol_dir} (they belong beside "
-            f"{image_dir.name}/). {GET_DATA}"
-        )
+    protocol_dir = _protocol_folder(image_dir, named, required)
     images = scan_images(image_dir)
 
     def pair_table(file_name: str, view: int) -> pd.DataFrame:
@@ -101,8 +96,10 @@ def load_lfw(root: str | os.PathLike) -> LFW:
         absent = pd.concat([table["path1"], table["path2"]])
         absent = absent[~absent.isin(images["path"])].unique()
         if len(absent):
+            first = Path(absent[0]).name
             raise DataError(
-                f"{file_name} references {len(absent)} image(s) that are not in {image_dir}: "
+                f"{_line_naming(protocol_dir / file_name, first)}: {first} is not in {image_dir}; {file_name} "
+                f"references {len(absent)} image(s) that are not there: "
                 f"{examples(Path(path).name for path in absent)}. The image folder is incomplete or "
                 f"from another LFW release; re-extract the archive."
             )
@@ -153,13 +150,53 @@ def find_image_folder(root: str | os.PathLike) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"LFW folder {root} does not exist. {GET_DATA}")
+    return _locate_image_folder(root)[0]
+
+
+def _line_naming(pairs_file: Path, image: str) -> str:
+    """``<pairs_file>:<line>`` of the first pair line that names ``image`` (``Name_NNNN.jpg``), for messages."""
+    match = re.match(IMAGE_FILE, image)
+    if match is not None:
+        name, index = match.group("name"), int(match.group("index"))
+        for number, line in enumerate(read_utf8(pairs_file, "an LFW pairs file").splitlines()[1:], start=2):
+            fields = line.split()
+            named = [(fields[0], fields[1]), (fields[0], fields[2])] if len(fields) == 3 else \
+                [(fields[0], fields[1]), (fields[2], fields[3])] if len(fields) == 4 else []
+            if any(who == name and number_text.isdigit() and int(number_text) == index for who, number_text in named):
+                return f"{pairs_file}:{number}"
+    return str(pairs_file)
+
+
+def _locate_image_folder(root: str | os.PathLike) -> tuple[Path, Path]:
+    """:func:`find_image_folder`'s answer (links resolved), and the image folder as the user named it
+    (``<root>/lfw-deepfunneled`` may be a symbolic link to a folder elsewhere)."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"LFW folder {root} does not exist. {GET_DATA}")
     for base in (root, root / "lfw_home"):
         for name in IMAGE_FOLDERS:
             if (base / name).is_dir():
-                return (base / name).resolve()
+                return (base / name).resolve(), (base / name).absolute()
     if root.name in IMAGE_FOLDERS:
-        return root.resolve()
+        return root.resolve(), root.absolute()
     raise DataError(f"no LFW image folder ({', '.join(IMAGE_FOLDERS)}) in {root} or {root / 'lfw_home'}. {GET_DATA}")
+
+
+def _protocol_folder(image_dir: Path, named: Path, required: tuple[str, ...]) -> Path:
+    """The folder with the protocol files: beside the image folder, or, when the image folder was named
+    through a symbolic link, beside the link first (where the user put it), then beside its target. The
+    error names the folder beside the link."""
+    if not named.is_symlink():
+        candidates = [image_dir.parent]
+    else:
+        candidates = [named.parent.resolve(), image_dir.parent]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in required):
+            return folder
+    missing = [name for name in required if not (candidates[0] / name).is_file()]
+    where = (f"beside {image_dir.name}/" if len(candidates) == 1 else
+             f"beside {named.name}/, which is a symbolic link to {image_dir}; they are not beside that folder either")
+    raise DataError(f"missing LFW protocol file(s) {missing} in {candidates[0]} (they belong {where}). {GET_DATA}")
 
 
 def scan_images(image_dir: Path) -> pd.DataFrame:

@@ -348,6 +348,10 @@ class CosFaceHead(NormalizedSoftmaxHead):
 
     def __init__(self, in_features: int, num_classes: int, scale: float = 30.0, margin: float = 0.35):
         super().__init__(in_features, num_classes, scale=scale)
+        if not 0.0 <= margin <= 1.0:  # also refuses NaN
+            raise ValueError(f"the cosine margin m is subtracted from the target's cosine and must be in [0, 1] (the "
+                             f"papers use 0.35; a negative m favours the target instead of demanding a margin), "
+                             f"got {margin!r}")
         self.margin = float(margin)
 
     def target_cosine(self, cos_target: torch.Tensor) -> torch.Tensor:
@@ -620,6 +624,9 @@ class CourseSphereFaceHead(MarginHead):
 
     def __init__(self, in_features: int, num_classes: int, margin: float = 4.0, eps: float = 1e-7):
         super().__init__(in_features, num_classes)
+        if not margin >= 1.0:  # also refuses NaN
+            raise ValueError(f"the course loss multiplies the angle by its margin m, which must be >= 1 (the course "
+                             f"used 4; m < 1 shrinks the angle instead of widening it), got {margin!r}")
         self.margin = float(margin)
         self.eps = float(eps)
 

@@ -100,8 +100,27 @@ def load_profile(profile: str) -> dict:
     if not path.is_file():
         known = sorted(p.stem for p in paths.PARAMS.glob("*.yaml"))
         raise SystemExit(f"unknown profile {profile!r}: no {_shown(path)} (known: {', '.join(known)})")
-    with open(path) as handle:
-        config = yaml.safe_load(handle) or {}
+    return _read_profile(path)
+
+
+def _read_profile(path: Path) -> dict:
+    """A profile's YAML as a dict; a file that is not plain YAML (a Python tag such as ``!!python/object``,
+    a syntax error) or not a mapping stops with its line and what to do, not a raw ``yaml`` traceback."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{_shown(path)}:{mark.line + 1}" if mark is not None else _shown(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise SystemExit(f"{where}: not a plain YAML parameter file ({problem}). A profile holds plain values "
+                         f"(numbers, strings, lists, mappings) under 'common' and one section per notebook; "
+                         f"Python tags such as !!python/object are refused. Fix that line.") from None
+    except UnicodeDecodeError as error:
+        raise SystemExit(f"{_shown(path)}: not UTF-8 text ({error}); save the profile as UTF-8") from None
+    if not isinstance(config, dict):
+        raise SystemExit(f"{_shown(path)}: a profile is a mapping ('common:' and one section per notebook), "
+                         f"not a {type(config).__name__}")
     return config
 
 

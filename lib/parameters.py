@@ -12,14 +12,18 @@ which checks every parameter named in that notebook's spec (:data:`SPECS`), rais
 ``params/smoke.yaml:17``, what is accepted and what to do), and prints notes about valid but
 consequential choices (a single head: the head comparisons are skipped).
 
-A spec maps a parameter name to a :class:`Rule`; adding a parameter is one line in :data:`SPECS`.
-Names a spec does not list are not checked (``globals()`` holds much more than parameters, and a
-parameter added to a notebook before its spec is simply unchecked); :data:`ANY` declares a name that
-may hold anything.
+A spec maps a parameter name to a :class:`Rule`; adding a parameter is one line in :data:`SPECS`, and
+every parameter a notebook declares must be in its spec: papermill injects any name it is given (as a
+cell after the ``parameters`` cell), so a misspelt name (``-y "{epoch: 7}"``) would otherwise leave the
+notebook on its default. :func:`unknown_parameters` finds such names among ``globals()``: the plain
+values (numbers, strings, lists, mappings, None) under a lower-case name that no spec lists; modules,
+functions, classes, upper-case constants and IPython's own names are not parameters. :data:`ANY`
+declares a name that may hold anything.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import re
@@ -32,7 +36,8 @@ import yaml
 
 from lib import paths
 
-__all__ = ["ANY", "COMPARISONS", "ParameterError", "Rule", "SPECS", "comparisons", "gpu_guard", "validate"]
+__all__ = ["ANY", "COMPARISONS", "ParameterError", "Rule", "SPECS", "comparisons", "gpu_guard",
+           "unknown_parameters", "validate"]
 
 
 class ParameterError(ValueError):
@@ -377,6 +382,11 @@ COMMON: dict[str, Rule] = {
 
 
 
+# Network input side in pixels: the image cache refuses sources under 16 px on a side, and the sources are
+# 224 (FairFace) or 250 (LFW) px, so more than twice that only upscales.
+IMAGE_SIZE = (16, 512)
+
+
 def _pick(*names: str) -> dict[str, Rule]:
     return {name: COMMON[name] for name in names}
 
@@ -395,7 +405,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "head_hparams": head_overrides(),
         "model": model_name(),
         "embedding_dim": whole(1),
-        "image_size": whole(1),
+        "image_size": whole(*IMAGE_SIZE),
         "crop": optional(whole(1, 250)),  # LFW images are 250x250
         "epochs": whole(1),
         "batch_size": whole(1),
@@ -428,7 +438,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "correction": choice("holm", "bh"),
         "amp": choice("auto", "bf16", "fp16", True, False, None, "off"),
         "weights": choice(None, "imagenet"),
-        "image_size": whole(1),
+        "image_size": whole(*IMAGE_SIZE),
         "epochs": whole(1),
         "batch_size": whole(1),
         "lr": number(above=0.0),
@@ -473,8 +483,10 @@ def validate(notebook: str, params: Mapping[str, Any], *, check_paths: bool = Tr
 
     ``params`` is any mapping that holds the parameters, typically the notebook's ``globals()``; only
     the names in the notebook's spec are looked at, and a spec name that is absent is skipped.
-    ``check_paths``: also require folders named by the sources to exist (off to check a profile for
-    another machine). Raises :class:`ParameterError` listing every problem at once. Returns notes on
+    ``check_paths``: also require folders named by the sources to exist and the folders the notebook
+    writes (results, figures, image cache, checkpoints) to be writable (off to check a profile for
+    another machine). Names papermill injected that the notebook does not declare are refused
+    (:func:`unknown_parameters`). Raises :class:`ParameterError` listing every problem at once. Returns notes on
     valid but consequential values, and prints them unless ``quiet``.
     """
     stem = _stem(notebook)
@@ -485,9 +497,12 @@ def validate(notebook: str, params: Mapping[str, Any], *, check_paths: bool = Tr
     problems = [(name, f"{problem}. Expected {rule.expects}") for name, rule, problem in problems if problem]
     bad = {name for name, _ in problems}
     problems += [item for item in _cross_checks(stem, values, check_paths) if item[0] not in bad]
+    unknown = unknown_parameters(stem, params)
+    problems = [(name, _unknown_text(stem, name)) for name in unknown] + problems
     if problems:
         origin = _Origin(values.get("profile"), stem)
-        lines = [f"- {name} = {values.get(name)!r}{origin.of(name, values.get(name))}: {text}"
+        shown = {**values, **{name: params[name] for name in unknown}}
+        lines = [f"- {name} = {shown.get(name)!r}{origin.of(name, shown.get(name))}: {text}"
                  for name, text in problems]
         raise ParameterError(
             f"notebook {stem}: {len(problems)} invalid parameter(s), nothing was run:\n" + "\n".join(lines)
@@ -499,6 +514,29 @@ def validate(notebook: str, params: Mapping[str, Any], *, check_paths: bool = Tr
         for note in notes:
             print(f"Note: {note}")
     return notes
+
+
+# Names IPython puts in a notebook's globals; plain values, but never parameters.
+_IPYTHON_NAMES = frozenset({"In", "Out", "get_ipython", "exit", "quit"})
+_PLAIN_TYPES = (type(None), bool, numbers.Number, str, bytes, list, tuple, dict, set)
+
+
+def unknown_parameters(notebook: str, params: Mapping[str, Any]) -> list[str]:
+    """The names in ``params`` (a notebook's ``globals()``) that look injected by papermill but are not
+    parameters of ``notebook``: plain values (None, numbers, strings, lists, mappings) under a name that
+    is not private (``_x``), not upper case (an imported constant such as ``RACES``), not IPython's, and
+    not in the notebook's spec. Call it before the notebook defines variables of its own."""
+    spec = SPECS[_stem(notebook)]
+    return sorted(name for name, value in params.items()
+                  if name not in spec and not name.startswith("_") and not name.isupper()
+                  and name not in _IPYTHON_NAMES and isinstance(value, _PLAIN_TYPES))
+
+
+def _unknown_text(stem: str, name: str) -> str:
+    close = difflib.get_close_matches(name, SPECS[stem], n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else f"its parameters are {sorted(SPECS[stem])}"
+    return (f"not a parameter of notebook {stem} (papermill injects any name it is given, so the notebook would "
+            f"run with its default instead); {hint}")
 
 
 def _stem(notebook: str) -> str:
@@ -524,6 +562,7 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
                     where = "the real-data folder (setting FACE_SHARED_DATA)" if source == "shared" else "a folder"
                     problems.append((name, f"{root} is not {where} that exists; download the data, point the "
                                            f"source at the folder that holds it, or use synthetic"))
+        problems += _output_folder_problems(stem, values.get("profile"))
         gender_folder = values.get("lfw_gender_folder")
         if gender_folder is not None:
             folder = Path(str(gender_folder)).expanduser()
@@ -532,8 +571,7 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
             if missing:
                 problems.append(("lfw_gender_folder", f"{folder} lacks {missing}; point it at the folder that holds "
                                                       f"male_names.txt and female_names.txt, or use None"))
-    if values.get("amp") == "fp16" and str(values.get("device", "auto")).partition(":")[0] not in ("cuda", "auto"):
-        problems.append(("amp", f"fp16 needs CUDA, and device is {values.get('device')!r}; use amp: bf16 on a CPU"))
+    problems += _precision_problems(values)
     size, shift = values.get("image_size"), values.get("max_shift")
     if _is_whole(size) and _is_whole(shift) and shift >= size > 0:
         problems.append(("max_shift", f"a shift of {shift} px moves the whole {size} px image out of view; "
@@ -555,6 +593,41 @@ def gpu_guard(values: Mapping[str, Any]) -> str | None:
             "would run on the CPU for days. On Google Colab choose Runtime → Change runtime type → GPU (a T4 is "
             "enough), then run the cells again; if no GPU is offered, your GPU quota is used up for now. To run "
             "on the CPU anyway, set allow_cpu: true (papermill -p allow_cpu True, or in the profile's common section)")
+
+
+def _output_folder_problems(stem: str, profile) -> list[tuple[str, str]]:
+    """The folders this notebook writes, each checked writable (:func:`lib.paths.check_writable`), so that a
+    read-only or misplaced folder stops the run before any data is decoded or any model trained."""
+    if not isinstance(profile, str) or profile_name().problem(profile):
+        return []
+    folders = {"results": paths.RESULTS / profile, "figures": paths.FIGURES / profile, "image cache": paths.CACHE}
+    if stem in ("02_sphereface", "03_cosrelu_vs_softmax"):
+        folders["checkpoint"] = paths.CHECKPOINTS / profile
+    problems = []
+    for role, folder in folders.items():
+        try:
+            paths.check_writable(folder, role)
+        except paths.FolderNotWritable as error:
+            problems.append(("profile", error.strerror))
+    return problems
+
+
+def _precision_problems(values: dict) -> list[tuple[str, str]]:
+    """fp16 autocast needs CUDA: refused up front when ``device`` names another device, or is ``auto``
+    on a machine without CUDA (it would fail in the training cell, after the image cache is decoded)."""
+    device_name = values.get("device", "auto")
+    if values.get("amp") != "fp16" or not isinstance(device_name, str):
+        return []
+    kind = device_name.partition(":")[0]
+    if kind not in ("cuda", "auto"):
+        return [("amp", f"fp16 needs CUDA, and device is {device_name!r}; use amp: bf16 on a CPU")]
+    if kind == "auto":
+        import torch
+
+        if not torch.cuda.is_available():
+            return [("amp", "fp16 needs CUDA, and device: auto is not CUDA here (torch.cuda.is_available() is "
+                            "False); use amp: bf16 or auto on a CPU, or run on a CUDA GPU")]
+    return []
 
 
 def _notes(stem: str, values: dict) -> list[str]:
@@ -631,9 +704,20 @@ class _Origin:
         where = f"params/{self.path.name}:{self.lines[name]}" if name in self.lines else None
         if where is None:
             return " (the notebook's default, or passed on the command line)"
-        if self.values.get(name) == value:
+        if _same_value(self.values.get(name), value):
             return f" ({where})"
         return f" (passed on the command line; {where} has {self.values.get(name)!r})"
+
+
+def _same_value(a, b) -> bool:
+    """Equal and of the same type (True is not the profile's 1, nor 1.0 its 1), element by element."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_value(a[k], b[k]) for k in a)
+    return a == b
 
 
 def declared_in(source: str | Path) -> dict[str, Any]:

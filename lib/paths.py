@@ -24,6 +24,7 @@ Environment variables that move things:
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +137,28 @@ def shown(path: str | os.PathLike) -> str:
         return str(path.resolve().relative_to(ROOT))
     except ValueError:
         return str(path)
+
+
+class FolderNotWritable(OSError):
+    """An output folder (results, checkpoints, image cache, figures) cannot be written; the message names
+    it, the cause and what to do."""
+
+
+def check_writable(folder: str | os.PathLike, role: str) -> Path:
+    """Create ``folder`` if needed and write and remove a file in it, or raise :class:`FolderNotWritable`
+    naming the ``role`` (e.g. "checkpoint"), the folder and the cause: checked before work whose output
+    would otherwise be lost at its end (a read-only checkpoint folder failed after a whole epoch)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise FolderNotWritable(
+            error.errno, f"the {role} folder {folder} is not writable ({error.strerror or error}). Make it writable "
+                         f"(chmod u+w, or a read-write mount), or set {STORAGE_ENV} (or {CACHE_ENV} for the image "
+                         f"cache) to a writable folder") from None
+    return folder
 
 
 def figures_dir(profile: str) -> Path:

@@ -35,6 +35,7 @@ import io
 import multiprocessing
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +43,7 @@ import numpy as np
 from PIL import Image
 
 from lib import paths
-from lib.errors import DataError
+from lib.errors import DataError, open_npz
 from lib.tables import atomic_write
 
 __all__ = [
@@ -377,9 +378,12 @@ def _cache_folder(encoder: Encoder, cache_dir) -> Path:
 def _read_cache(folder: Path) -> dict[str, tuple[np.ndarray, int]]:
     found = {}
     for shard in sorted(folder.glob("[!.]*.npz")):  # hidden names are temporaries of an interrupted write
-        with np.load(shard) as data:
-            for key, vector, code in zip(data["digests"], data["vectors"], data["aligned_by"]):
-                found[str(key)] = (vector, int(code))
+        try:
+            with open_npz(shard, "it is ignored and its embeddings are computed again") as data:
+                for key, vector, code in zip(data["digests"], data["vectors"], data["aligned_by"]):
+                    found[str(key)] = (vector, int(code))
+        except DataError as error:
+            warnings.warn(str(error), stacklevel=3)
     return found
 
 

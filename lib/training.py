@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from lib import paths
+from lib.errors import human_bytes
 from lib.models import COURSE_NORMALIZATION, IMAGENET_NORMALIZATION
 from lib.progress import progress as progress_bar
 from lib.settings import RunSettings, data_digest, settings_difference
@@ -601,14 +602,41 @@ def _restore_rng(state: dict, path: Path) -> None:
 
 def _save_atomically(payload: dict, path: Path) -> None:
     """``torch.save`` to a uniquely named temporary file in the same folder, then rename: a crash never
-    leaves half a checkpoint, and two writers never share a temporary file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    leaves half a checkpoint, and two writers never share a temporary file. A failed write (a full disk,
+    a read-only folder) is a :class:`CheckpointError` naming the file and the cause."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, temp)
         os.replace(temp, path)
+    except (OSError, RuntimeError) as error:  # torch reports a full disk as "RuntimeError: [enforce fail ...]"
+        raise CheckpointError(_save_failure(path, error)) from error
     finally:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is unreadable: the error above says so
+
+
+def _save_failure(path: Path, error: BaseException) -> str:
+    """Why saving checkpoint ``path`` failed, in words a user can act on (free space measured now)."""
+    try:
+        free = f"{human_bytes(shutil.disk_usage(path.parent).free)} free there now"
+    except OSError:
+        free = "its free space cannot be read"
+    return (f"cannot write checkpoint {path} ({type(error).__name__}: {str(error)[:200]}; {free}). The disk may be "
+            f"full or the folder read-only: free space or make {path.parent} writable (or set FACE_STORAGE to "
+            f"another folder), then run again; training resumes from the last checkpoint that was written")
+
+
+def _check_checkpoint_folder(checkpoint_path: Path) -> None:
+    """Before the first epoch: the checkpoint folder must be writable (a read-only one failed only after
+    a whole epoch of training)."""
+    try:
+        paths.check_writable(checkpoint_path.parent, "checkpoint")
+    except paths.FolderNotWritable as error:
+        raise CheckpointError(f"cannot write checkpoint {checkpoint_path}: {error.strerror}; nothing was "
+                              f"trained") from None
 
 
 def remove_stale_temporaries(path: Path) -> list[Path]:
@@ -964,6 +992,8 @@ def fit(
     else:
         torch.manual_seed(settings.seed)
 
+    if checkpoint_path is not None and start_epoch < settings.epochs:
+        _check_checkpoint_folder(checkpoint_path)  # a finished run can still be read from a read-only folder
     labels_on_device = labels.to(device)
     with _deterministic(device.type == "cpu"):
         for epoch in range(start_epoch, settings.epochs):

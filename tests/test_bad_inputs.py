@@ -7,8 +7,11 @@ Covered: FairFace label CSVs (short/long rows, empty and unknown labels, paths t
 symbolic links, ids that differ only in spelling, encodings, empty files), FairFace images (corrupt,
 tiny, upscaled) and the Hub parquet layout; LFW pairs, people, gender and identity files (extra fields,
 headers that do not describe the file, names that are paths, latin-1 bytes, byte-order marks, empty
-files) and image folders (links outside, stray files); the image cache (tiny sources, upscaling, a pixel
-file changed on disk); every notebook's parameters (types, ranges, unknown names, devices, sources).
+files) and image folders (links outside, a linked image folder, stray files); the image cache (tiny sources,
+upscaling, a pixel file changed on disk, a full disk, a read-only folder); saved files (truncated ``.npz``),
+profiles (Python tags, syntax errors) and checkpoints (a full disk, a read-only folder); every notebook's
+parameters (types, ranges, misspelt and unknown names, devices, sources, output folders); and the memory a
+large junk label file takes.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from lib import fairface_experiment, paths
 from lib.errors import DataError
 from lib.fairface import load_fairface
 from lib.imagecache import build_cache
+from lib.training import CheckpointError
 from lib.lfw import load_lfw, load_lfw_gender, read_pairs
 from lib.parameters import ParameterError, declared_in, validate
 
@@ -161,11 +165,103 @@ def corrupt_pixels(ctx: Context):
     return build_cache(refs, 32, cache_dir=ctx.tmp / "cache", progress=False)
 
 
+def cache_on_a_full_disk(ctx: Context, free: int | None):
+    """Five 32-px images (15,360 bytes of pixels) cached on a disk with ``free`` bytes left (shutil.disk_usage),
+    or (``free=None``) a disk that fills while the file is reserved (posix_fallocate fails with ENOSPC)."""
+    import errno
+    import shutil
+
+    refs = five_pngs(ctx.tmp / "images")
+    if free is not None:
+        usage = shutil.disk_usage(ctx.tmp)
+        ctx.monkeypatch.setattr(shutil, "disk_usage", lambda path: type(usage)(usage.total, usage.total - free, free))
+    else:
+        def full(*args):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        ctx.monkeypatch.setattr(os, "posix_fallocate", full)
+    try:
+        return build_cache(refs, 32, cache_dir=ctx.tmp / "cache", progress=False)
+    finally:
+        left = sorted(path.name for path in (ctx.tmp / "cache").iterdir()) if (ctx.tmp / "cache").is_dir() else []
+        assert left == [], f"left in the cache folder: {left}"
+
+
 def classification_with(ctx: Context, spoil: Callable[[Path], object]):
     """Notebook 03's loader on a FairFace folder with one spoiled training image."""
     root = fairface_root(ctx, size=(40, 40))
     spoil(root / "train" / "4.jpg")
     return fairface_experiment.load_classification(root, size=32, cache_dir=ctx.tmp / "cache", progress=False)
+
+
+def under_a_file(ctx: Context) -> Path:
+    """A path whose parent is a file: no folder can be made there (as a read-only mount, even for root)."""
+    (ctx.tmp / "a-file").write_text("not a folder")
+    return ctx.tmp / "a-file"
+
+
+def fit_features(ctx: Context, checkpoint_dir: Path, *, no_training: bool = False, save_error=None):
+    """One epoch of a cosine head on 40 random features, checkpointed to ``checkpoint_dir`` as ``run``;
+    ``no_training``: an epoch that starts is a failure; ``save_error``: what torch.save raises. No
+    temporary file may be left."""
+    from torch import nn
+
+    from lib import training
+    from lib.losses import make_head
+    from lib.settings import RunSettings
+
+    if no_training:
+        ctx.monkeypatch.setattr(training, "train_epoch", lambda *a, **k: pytest.fail("an epoch was trained"))
+    if save_error is not None:
+        def failing_save(payload, file):
+            Path(file).write_bytes(b"half")
+            raise save_error
+
+        ctx.monkeypatch.setattr(torch, "save", failing_save)
+    settings = RunSettings(head="cosface", model="identity", embedding_dim=4, image_size=None, flip=False, epochs=1,
+                           batch_size=8, lr=0.05, seed=0)
+    torch.manual_seed(0)
+    features, labels = torch.randn(40, 4), torch.arange(40) % 2
+    try:
+        return training.fit(settings, nn.Identity(), make_head("cosface", 4, 2), features, labels, device="cpu",
+                            progress=False, checkpoint_dir=checkpoint_dir, run_name="run")
+    finally:
+        left = [p.name for p in checkpoint_dir.glob(".*.tmp")] if checkpoint_dir.is_dir() else []
+        assert left == [], f"temporary files left: {left}"
+
+
+def validate_with_folder(ctx: Context, name: str, stem: str):
+    """The notebook's defaults (profile smoke) with ``paths.<name>`` (RESULTS, CHECKPOINTS, CACHE) under a file."""
+    ctx.monkeypatch.setattr(paths, name, under_a_file(ctx))
+    return validate(stem, {**NOTEBOOK_DEFAULTS[stem], "profile": "smoke"}, quiet=True)
+
+
+def truncated_npz(path: Path) -> Path:
+    """An ``.npz`` in notebook 02's embeddings layout, cut to half its bytes (as by a full disk or a kill)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    np.savez(path, files=np.array([f"A_{i:04d}.jpg" for i in range(500)]), identity=np.array(["A"] * 500),
+             digests=np.array(["d"] * 500), vectors=rng.random((500, 8), dtype=np.float32),
+             aligned_by=np.zeros(500, np.int8), **{"model:softmax-seed0": rng.random((500, 8), dtype=np.float32)})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def small_audit_inputs():
+    """Features, identities and groups of 8 people with 3 images each, in two groups."""
+    rng = np.random.default_rng(0)
+    identities = np.repeat([f"P{i}" for i in range(8)], 3)
+    features = rng.normal(size=(24, 8)).astype(np.float32)
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    return features, identities, np.where(np.arange(24) < 12, "Female", "Male")
+
+
+def profile_with(ctx: Context, text: str):
+    from lib import notebooks
+
+    ctx.monkeypatch.setattr(paths, "PARAMS", ctx.tmp)
+    (ctx.tmp / "evil.yaml").write_text(text)
+    return notebooks.load_profile("evil")
 
 
 # ------------------------------------------------------------------------------- parameter builders
@@ -270,6 +366,10 @@ CASES = [
                       "fairface_label_train.csv has a header but no rows"),
     fairface_csv_case("wrong-header", lambda csv: set_line(csv, 1, "path,age,sex,race,service_test"),
                       "fairface_label_train.csv lacks column(s) ['file', 'gender']"),
+    fairface_folder_case("listed-in-both-csvs", lambda root, tmp: append_bytes(
+        root / "fairface_label_val.csv", lines_of(train_csv(root))[3].encode() + b"\n"),
+        "fairface_label_val.csv:6", "'train/3.jpg' is also listed in fairface_label_train.csv:4",
+        "an image belongs to one split"),
     fairface_folder_case("missing-val-csv", lambda root, tmp: (root / "fairface_label_val.csv").unlink(),
                          "missing label file", "fairface_label_val.csv"),
     fairface_folder_case("folder-missing", lambda root, tmp: __import__("shutil").rmtree(root),
@@ -378,6 +478,14 @@ CASES = [
         (c.image_dir / "Kim_Kerr").rename(c.root.parent / "Kim_Kerr"),
         os.symlink(c.root.parent / "Kim_Kerr", c.image_dir / "Kim_Kerr")),
         "symbolic link(s)", "Kim_Kerr ->"),
+    lfw_case("image-folder-link-without-protocol-files", lambda c: (
+        c.image_dir.rename(c.root.parent / "imgs"), os.symlink(c.root.parent / "imgs", c.image_dir),
+        (c.protocol_dir / "pairsDevTest.txt").unlink()),
+        "missing LFW protocol file(s) ['pairsDevTest.txt'] in", "/lfw (they belong beside lfw/, which is a symbolic "
+        "link to", "/imgs; they are not beside that folder either"),
+    lfw_case("missing-image-names-pairs-line", lambda c: (c.image_dir / "Cal_Cruz" / "Cal_Cruz_0001.jpg").unlink(),
+             "pairs.txt:4: Cal_Cruz_0001.jpg is not in", "pairs.txt references 1 image(s) that are not there",
+             "re-extract the archive"),
     lfw_case("stray-files", lambda c: (
         (c.image_dir / "Ann_Archer" / "Thumbs.db").write_bytes(b"x"),
         (c.image_dir / "Ann_Archer" / "Ben_Bishop_0009.jpg").write_bytes(b"x")),
@@ -418,8 +526,61 @@ CASES = [
                "must be a file path or encoded bytes", "float"),
     cache_case("no-references", lambda folder: [], "no images to cache"),
     cache_case("bad-size", lambda folder: five_pngs(folder), "size must be a positive int", expected=ValueError, size=0),
+    Case("cache-disk-too-full-to-start", lambda ctx: cache_on_a_full_disk(ctx, free=10_000), OSError,
+         ("not enough free space: 10,000 bytes (10.0 kB) free", "needs 15,360 bytes (15.4 kB)", "/cache.", "FACE_CACHE",
+          "in_memory=True")),
+    Case("cache-disk-fills-while-reserving", lambda ctx: cache_on_a_full_disk(ctx, free=None), OSError,
+         ("the disk filled while reserving the file", "needs 15,360 bytes", "/cache.", "FACE_CACHE")),
     Case("cache-pixel-file-changed", corrupt_pixels, UserWarning, ("no longer matches the pixel digest", ".u8",
                                                                    "rebuilding")),
+
+    # Saved results, caches and profiles: named with the file and what to do.
+    Case("frvt-truncated-embeddings-npz", lambda ctx: __import__("lib.frvt").frvt.read_model_embeddings(
+        truncated_npz(ctx.tmp / "02_devtest_embeddings.npz")), DataError,
+        ("02_devtest_embeddings.npz is not a readable .npz file", "truncated or damaged", "BadZipFile",
+         "re-run notebook 02")),
+    Case("frvt-truncated-run-names-npz", lambda ctx: __import__("lib.frvt").frvt.read_model_run_names(
+        truncated_npz(ctx.tmp / "02_devtest_embeddings.npz")), DataError,
+        ("02_devtest_embeddings.npz is not a readable .npz file", "re-run notebook 02")),
+    Case("pretrained-truncated-cache-shard", lambda ctx: __import__("lib.pretrained").pretrained._read_cache(
+        truncated_npz(ctx.tmp / "cache" / "0123.npz").parent), UserWarning,
+        ("0123.npz is not a readable .npz file", "computed again")),
+    Case("frvt-audit-n_boot-0", lambda ctx: __import__("lib.frvt").frvt.audit(
+        *small_audit_inputs(), target_fmrs=(0.1,), n_boot=0), ValueError,
+        ("n_boot is the number of identity-bootstrap replicates", ">= 1", "got 0")),
+    Case("frvt-audit-models-n_boot-0", lambda ctx: __import__("lib.frvt").frvt.audit_models(
+        {("softmax", 0): small_audit_inputs()[0]}, *small_audit_inputs()[1:], target_fmrs=(0.1,), n_boot=0),
+        ValueError, ("n_boot", "got 0")),
+    Case("profile-python-tag", lambda ctx: profile_with(ctx, "02_sphereface:\n  epochs: 3\n  lr: !!python/object/apply:"
+                                                            "os.system ['echo pwned']\n"),
+         SystemExit, ("evil.yaml:3: not a plain YAML parameter file", "!!python/object are refused")),
+    Case("profile-syntax-error", lambda ctx: profile_with(ctx, "02_sphereface:\n  epochs: [3\n  lr: 0.1\n"),
+         SystemExit, ("evil.yaml:", "not a plain YAML parameter file")),
+    Case("profile-not-a-mapping", lambda ctx: profile_with(ctx, "- epochs\n- 3\n"),
+         SystemExit, ("evil.yaml: a profile is a mapping", "not a list")),
+
+    # Output folders that cannot be written, and checkpoint saves that fail: named before any work.
+    Case("checkpoint-folder-not-writable", lambda ctx: fit_features(ctx, under_a_file(ctx) / "checkpoints",
+                                                                    no_training=True),
+         CheckpointError, ("cannot write checkpoint", "a-file/checkpoints/", "is not writable", "nothing was trained")),
+    Case("checkpoint-save-disk-full", lambda ctx: fit_features(ctx, ctx.tmp / "checkpoints", save_error=RuntimeError(
+        "[enforce fail at inline_container.cc:672] . unexpected pos 4160 vs 4054")), CheckpointError,
+         ("cannot write checkpoint", "/checkpoints/run.pt", "unexpected pos", "B free there now",
+          "resumes from the last checkpoint")),
+    Case("checkpoint-save-permission-denied", lambda ctx: fit_features(
+        ctx, ctx.tmp / "checkpoints", save_error=PermissionError(13, "Permission denied")), CheckpointError,
+         ("cannot write checkpoint", "run.pt", "PermissionError", "read-only")),
+    Case("cache-folder-not-writable", lambda ctx: build_cache(five_pngs(ctx.tmp / "images"), 32, progress=False,
+                                                             cache_dir=under_a_file(ctx) / "cache"),
+         OSError, ("the image cache folder", "a-file/cache is not writable", "FACE_CACHE")),
+    Case("param-results-folder-not-writable", lambda ctx: validate_with_folder(ctx, "RESULTS", "02_sphereface"),
+         ParameterError, ("profile = 'smoke'", "the results folder", "a-file/smoke is not writable", "FACE_STORAGE",
+                          "nothing was run")),
+    Case("param-checkpoint-folder-not-writable", lambda ctx: validate_with_folder(ctx, "CHECKPOINTS",
+                                                                                  "03_cosrelu_vs_softmax"),
+         ParameterError, ("the checkpoint folder", "a-file/smoke is not writable")),
+    Case("param-cache-folder-not-writable", lambda ctx: validate_with_folder(ctx, "CACHE", "01_data_audit"),
+         ParameterError, ("the image cache folder", "a-file is not writable")),
 
     # Notebook parameters: each notebook's defaults with one bad value.
     parameter_case("02_sphereface", "epochs", 0, "must be >= 1"),
@@ -446,7 +607,7 @@ CASES = [
     parameter_case("02_sphereface", "head_hparams", {"cosface": {"margin": "big"}}, "not finite numbers"),
     parameter_case("02_sphereface", "head_hparams", {"sphereface": {"margin": 2.5}}, "sphereface:"),
     parameter_case("02_sphereface", "head_hparams", "{cosface: {margin: 0.1}}", "not a list or mapping"),
-    parameter_case("02_sphereface", "image_size", 0, "must be >= 1"),
+    parameter_case("02_sphereface", "image_size", 0, "from 16 to 512"),
     parameter_case("02_sphereface", "crop", 0, "from 1 to 250"),
     parameter_case("02_sphereface", "crop", 300, "from 1 to 250"),
     parameter_case("02_sphereface", "erase", 1.5, "must be >= 0 and <= 1"),
@@ -497,7 +658,7 @@ CASES = [
     parameter_case("03_cosrelu_vs_softmax", "fairface_source", "hubb", "unknown source", "synthetic | shared | hub"),
     parameter_case("03_cosrelu_vs_softmax", "fairface_source", "data/no-such-fairface",
                    "no-such-fairface is not a folder that exists"),
-    parameter_case("03_cosrelu_vs_softmax", "image_size", -32, "must be >= 1"),
+    parameter_case("03_cosrelu_vs_softmax", "image_size", -32, "from 16 to 512"),
     parameter_case("03_cosrelu_vs_softmax", "heads", ["cosrelu", "relu"], "unknown head(s) ['relu']"),
     parameter_case("03_cosrelu_vs_softmax", "epochs", 0, "must be >= 1"),
     parameter_case("04_fairness", "frvt_targets_trained", [0.01, 0], "element 0", "must be > 0 and < 1"),
@@ -513,6 +674,26 @@ CASES = [
     parameter_case("01_data_audit", "hash_lfw", "true", "not True or False (str)"),
     parameter_case("01_data_audit", "audit_full_labels", 1, "not True or False (int)"),
     parameter_case("01_data_audit", "fairface_padding", 0.5, "'0.25' | '1.25'"),
+    # Misspelt names (papermill injects any name) are refused with the closest parameter; wrong-type values
+    # are not taken for the profile's (True is not 1); fp16 needs CUDA also behind device: auto; ranges.
+    parameter_case("02_sphereface", "epoch", 7, "not a parameter of notebook 02_sphereface", "did you mean epochs?"),
+    parameter_case("03_cosrelu_vs_softmax", "seed", [0, 1], "not a parameter of notebook 03", "did you mean seeds?"),
+    parameter_case("04_fairness", "n_permutation", 500, "did you mean n_permutations?"),
+    parameter_case("01_data_audit", "hash_lwf", False, "did you mean hash_lfw?"),
+    parameter_case("02_sphereface", "learning_rate_schedule", "cosine", "not a parameter", "its parameters are",
+                   "'schedule'"),
+    parameter_case("02_sphereface", "epochs", True, "not a whole number (bool)", "passed on the command line; "
+                   "params/smoke.yaml:", "has 1", profile="smoke"),
+    parameter_case("02_sphereface", "amp", "fp16", "fp16 needs CUDA", "device: auto is not CUDA here",
+                   "amp: bf16", setup=no_cuda),
+    parameter_case("03_cosrelu_vs_softmax", "amp", "fp16", "fp16 needs CUDA", "device: auto", setup=no_cuda),
+    parameter_case("02_sphereface", "image_size", 8, "from 16 to 512"),
+    parameter_case("03_cosrelu_vs_softmax", "image_size", 4096, "from 16 to 512"),
+    parameter_case("02_sphereface", "head_hparams", {"cosface": {"margin": -0.2}}, "cosface:", "must be in [0, 1]"),
+    parameter_case("03_cosrelu_vs_softmax", "head_hparams", {"cosrelu": {"margin": 1.5}}, "cosrelu:",
+                   "must be in [0, 1]"),
+    parameter_case("02_sphereface", "head_hparams", {"course_sphereface": {"margin": -4.0}}, "course_sphereface:",
+                   "must be >= 1"),
 ]
 
 
@@ -557,6 +738,31 @@ def test_bom_at_the_start_of_label_files_is_dropped(tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_bytes(b"\xef\xbb\xbf1\t1\r\nA_B\t1\t2\r\nA_B\t1\tC_D\t3\r\n")
     assert read_pairs(pairs)["name1"].tolist() == ["A_B", "A_B"]
+
+
+def test_an_lfw_image_folder_that_is_a_link_loads_with_the_protocol_files_beside_the_link(tmp_path):
+    copy = fixtures.build_lfw(tmp_path / "lfw")
+    copy.image_dir.rename(tmp_path / "images")
+    os.symlink(tmp_path / "images", copy.image_dir)
+    lfw = load_lfw(copy.root)
+    assert lfw.root == copy.protocol_dir.resolve() and lfw.image_dir == (tmp_path / "images").resolve()
+    assert len(lfw.pairs) == 8 and lfw.images["path"].str.startswith(str(tmp_path / "images")).all()
+
+
+def test_an_image_cache_build_removes_the_temporaries_of_killed_builds_only(tmp_path):
+    """A killed build leaves a hidden temporary as large as the cache; the next build removes those whose
+    process is gone (or, without a process id, older than an hour) and keeps a running build's."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dead, orphan, recent, running = (cache / name for name in (
+        ".images-32x32-aa.u8.999999999-x1.tmp", ".images-32x32-bb.u8.x2.tmp", ".images-32x32-cc.u8.x3.tmp",
+        f".images-32x32-dd.u8.{os.getpid()}-x4.tmp"))
+    for path in (dead, orphan, recent, running):
+        path.write_bytes(bytes(1000))
+    os.utime(orphan, (os.path.getmtime(orphan) - 7200,) * 2)
+    build_cache(five_pngs(tmp_path / "images"), 32, cache_dir=cache, progress=False)
+    assert not dead.exists() and not orphan.exists()
+    assert recent.exists() and running.exists()
 
 
 def test_spelling_variants_of_a_file_are_one_id(tmp_path):
@@ -616,9 +822,40 @@ def test_every_problem_is_listed_at_once():
     assert [line.split(" = ")[0] for line in message.splitlines()[1:4]] == ["- heads", "- epochs", "- lr"]
 
 
-def test_unlisted_names_are_not_checked():
-    params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "a_new_setting": object(), "np": np}
+def test_names_that_are_not_plain_values_are_not_parameters():
+    params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "a_new_setting": object(), "np": np, "RACES": ["x"],
+              "In": ["", "x = 1"], "Out": {}, "_i1": "x = 1", "_": None}
     assert validate("02_sphereface", params, quiet=True) == []
+
+
+FIRST_CELL_END = "parameters.validate("
+
+
+def notebook_globals(stem: str, injected: str) -> dict:
+    """A notebook's globals when its first code cell calls the check: the parameters cell, a papermill
+    injected cell with ``injected``, then the first code cell's lines before the check (its imports)."""
+    text = (paths.NOTEBOOKS / f"{stem}.py").read_text()
+    cells = re.split(r"^# %%.*\n", text, flags=re.M)
+    start = next(i for i, cell in enumerate(re.findall(r"^# %%.*$", text, flags=re.M)) if "parameters" in cell) + 1
+    first_code = next(cell for cell in cells[start + 1:] if FIRST_CELL_END in cell)
+    namespace = {"In": ["", cells[start], injected], "Out": {}, "get_ipython": lambda: None, "exit": None}
+    exec(cells[start], namespace)
+    exec(injected, namespace)
+    exec(first_code.split(FIRST_CELL_END)[0], namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("stem", sorted(NOTEBOOK_DEFAULTS))
+def test_a_notebooks_own_globals_hold_no_unknown_parameter_and_a_typo_is_named(stem):
+    """The imports before the check (modules, functions, ``RACES``) are not taken for parameters, and
+    a name papermill injected that the notebook does not declare is refused with the closest one."""
+    parameters_ = notebook_globals(stem, "# Parameters\nprofile = \"smoke\"\n")
+    validate(stem, parameters_, check_paths=False, quiet=True)
+    misspelt = {"01_data_audit": "sed", "02_sphereface": "epoch", "03_cosrelu_vs_softmax": "epoch",
+                "04_fairness": "seeds"}[stem]
+    parameters_ = notebook_globals(stem, f"# Parameters\nprofile = \"smoke\"\n{misspelt} = 7\n")
+    with pytest.raises(ParameterError, match=rf"- {misspelt} = 7 .*not a parameter of notebook {stem}.*did you mean"):
+        validate(stem, parameters_, check_paths=False, quiet=True)
 
 
 def test_origin_line_is_the_profile_line_that_sets_the_value():
@@ -628,3 +865,30 @@ def test_origin_line_is_the_profile_line_that_sets_the_value():
     params = {**NOTEBOOK_DEFAULTS["02_sphereface"], "profile": "smoke", "epochs": 0}
     with pytest.raises(ParameterError, match=rf"epochs = 0 \(passed on the command line; params/smoke.yaml:{line} has 1\)"):
         validate("02_sphereface", params)
+
+
+# ------------------------------------------------------------------------------ memory on large junk
+def test_a_large_junk_label_csv_is_refused_within_a_few_times_its_size_in_memory(tmp_path, monkeypatch):
+    """A label CSV of 60,000 well-formed rows whose last row has an unknown label: the error names the
+    line, and the peak of Python allocations (tracemalloc) stays under 6x the file's size (it was 20x: the
+    whole file as Python strings, then as a table). Chunks of 10,000 rows here, so that several are read."""
+    import tracemalloc
+
+    from lib import fairface
+
+    monkeypatch.setattr(fairface, "CSV_CHUNK_ROWS", 10_000, raising=False)
+    root = fairface_root(Context(tmp_path, monkeypatch))
+    rows = 60_000
+    with open(train_csv(root), "w") as handle:
+        handle.write("file,age,gender,race,service_test\n")
+        handle.writelines(f"train/{i}.jpg,20-29,Male,White,True\n" for i in range(rows - 1))
+        handle.write("train/last.jpg,20-29,Male,Martian,True\n")
+    size = train_csv(root).stat().st_size
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=rf"fairface_label_train.csv:{rows + 1}: unknown race label\(s\) Martian"):
+            load_fairface(root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * size, f"peak {peak / size:.1f}x the file's {size / 1e6:.1f} MB"
