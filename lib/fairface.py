@@ -523,6 +523,8 @@ def _categorical(values: pd.Series, vocabulary: Sequence[str], column: str, sour
             f"{source}: unknown {column} label(s) {examples(unknown)}; expected one of {list(vocabulary)} "
             f"(exact strings, as in the official FairFace CSVs)."
         )
+    if isinstance(values.dtype, pd.CategoricalDtype):  # read as categories: re-code without an object copy
+        return values.cat.set_categories(list(vocabulary)).array
     return pd.Categorical(values, categories=list(vocabulary))
 
 
