@@ -132,9 +132,12 @@ def cache_key(refs: Sequence, size, crop=None) -> str:
     return _key(source_digests(refs), _as_pair(size, "size"), _as_pair(crop, "crop"))
 
 
-def _key(digests: list[bytes], size: tuple[int, int], crop: tuple[int, int] | None) -> str:
+def _key(digests: list[bytes], size: tuple[int, int], crop: tuple[int, int] | None, align: str | None = None) -> str:
     digest = hashlib.blake2b(digest_size=10)
-    digest.update(json.dumps({"version": FORMAT_VERSION, "size": size, "crop": crop, "n": len(digests)}).encode())
+    fields = {"version": FORMAT_VERSION, "size": size, "crop": crop, "n": len(digests)}
+    if align is not None:  # absent for centre crops, so their keys are those of before alignment existed
+        fields["align"] = align
+    digest.update(json.dumps(fields).encode())
     for content in digests:
         digest.update(content)
     return digest.hexdigest()
@@ -188,8 +191,11 @@ def decode_resized(ref, size, crop=None) -> np.ndarray:
     return _decode(ref, size, crop)[0]
 
 
-def _decode(ref, size, crop=None) -> tuple[np.ndarray, tuple[int, int]]:
-    """:func:`decode_resized` plus the (height, width) of the source after the crop, before the resize."""
+def _decode(ref, size, crop=None, align=None) -> tuple[np.ndarray, tuple[int, int]]:
+    """:func:`decode_resized` plus the (height, width) of the source after the crop, before the resize.
+
+    With ``align`` (a :class:`lib.alignment.FaceAligner`), the whole photo is aligned instead of cropped
+    and resized (``crop`` must be None) and a third element says how: ``(found_by, outside fraction)``."""
     height, width = _as_pair(size, "size")
     crop = _as_pair(crop, "crop")
     data = _ref_bytes(ref)
@@ -201,6 +207,8 @@ def _decode(ref, size, crop=None) -> tuple[np.ndarray, tuple[int, int]]:
         raise DataError(
             f"cannot decode {_describe(ref)}: {error}. Drop it with the loader's validation step"
         ) from error
+    if align is not None:
+        return _align(ref, image, (height, width), align)
     if crop is not None:
         crop_h, crop_w = crop
         if crop_h > image.height or crop_w > image.width:
@@ -222,16 +230,30 @@ def _decode(ref, size, crop=None) -> tuple[np.ndarray, tuple[int, int]]:
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1), source
 
 
+def _align(ref, image: Image.Image, size: tuple[int, int], align) -> tuple[np.ndarray, tuple[int, int], tuple]:
+    """The aligned crop of a decoded photo (see :func:`_decode`); the aligner refuses degenerate landmarks
+    and blank crops with the file named."""
+    if min(image.size) < MIN_SOURCE_SIDE:
+        raise DataError(f"{_describe(ref)} is {image.height}x{image.width} px, below the {MIN_SOURCE_SIDE} px minimum "
+                        f"side: it holds no usable face. Remove it from the image list")
+    if size != (align.size, align.size):
+        raise ValueError(f"the aligner makes {align.size}x{align.size} crops, the cache asks for {size[0]}x{size[1]}")
+    aligned = align(np.asarray(image, dtype=np.uint8), _describe(ref))
+    return aligned.crop.transpose(2, 0, 1), (image.height, image.width), (aligned.found_by, aligned.outside)
+
+
 def _default_workers() -> int:
     # PIL releases the GIL while decoding and resizing, so threads scale with cores (the main thread only waits).
     return max(1, min(8, os.cpu_count() or 1))
 
 
-def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show_progress: bool, desc: str) -> dict:
+def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show_progress: bool, desc: str,
+                 align=None) -> dict:
     """Fill ``out[i]`` with image i, in a thread pool, in order-independent chunks.
 
     Returns the upscale record: ``{"upscaled": count, "upscaled_examples": [...]}`` (sources smaller
-    than the output size, first five by position).
+    than the output size, first five by position); with ``align``, also the alignment record
+    (:func:`_alignment_record`).
     """
     height, width = _as_pair(size, "size")
 
@@ -240,15 +262,19 @@ def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show
         small = []
         for index in range(start, stop):
             try:
-                out[index], (source_h, source_w) = _decode(refs[index], size, crop)
+                decoded = _decode(refs[index], size, crop, align)
             except DataError as error:
                 # Name the reference with its position; _decode cannot know it.
                 raise DataError(f"image {index} of {len(refs)}: {error}") from error
-            if source_h < height or source_w < width:
+            out[index], (source_h, source_w) = decoded[0], decoded[1]
+            if align is not None:
+                how[index] = decoded[2]
+            elif source_h < height or source_w < width:
                 small.append(f"image {index}, {_describe(refs[index])} ({source_h}x{source_w})")
         return stop - start, small
 
     chunk = 64
+    how = [None] * len(refs)
     pool = ThreadPoolExecutor(max_workers=workers)
     bar = progress_bar(total=len(refs), desc=desc, unit="img", disable=not show_progress)
     upscaled = []
@@ -259,7 +285,24 @@ def _decode_into(out: np.ndarray, refs: Sequence, size, crop, workers: int, show
     finally:
         bar.close()
         pool.shutdown(wait=True, cancel_futures=True)  # after an error, do not decode the rest
-    return {"upscaled": len(upscaled), "upscaled_examples": upscaled[:5]}
+    record = {"upscaled": len(upscaled), "upscaled_examples": upscaled[:5]}
+    if align is not None:
+        record.update(_alignment_record(how, refs))
+    return record
+
+
+OUTSIDE_WARNING = 0.25  # an aligned crop with more of its pixels outside the photo is counted as mostly outside
+
+
+def _alignment_record(how: list, refs: Sequence) -> dict:
+    """How the aligned crops were made: ``aligned_by`` (one entry per image: "detector" or "fallback box"),
+    the count of each, and the crops with more than :data:`OUTSIDE_WARNING` of their pixels outside the photo
+    (``outside_photo`` count and the first five, named)."""
+    found = [entry[0] for entry in how]
+    outside = [index for index, entry in enumerate(how) if entry[1] > OUTSIDE_WARNING]
+    return {"aligned_by": found, "fallback": sum(entry == "fallback box" for entry in found),
+            "outside_photo": len(outside),
+            "outside_photo_examples": [f"image {i}, {_describe(refs[i])} ({how[i][1]:.0%})" for i in outside[:5]]}
 
 
 def _warn_upscaled(record: dict, total: int, size: tuple[int, int], name: str) -> None:
@@ -276,6 +319,10 @@ def _warn_upscaled(record: dict, total: int, size: tuple[int, int], name: str) -
 class ImageCache:
     """Where and how a set of images is cached: output ``size``, optional centre ``crop``, folder.
 
+    ``align``: a :class:`lib.alignment.FaceAligner` of the same size, to cache five-point-aligned faces
+    instead of centre crops (its ``key`` enters the cache key; :attr:`record` then says how each crop was
+    made: ``aligned_by``, the ``fallback`` count, the crops mostly outside the photo).
+
     ``ImageCache(96).load(refs)`` returns a uint8 tensor (N, 3, 96, 96), decoding only when no
     matching cache file exists. Use :func:`build_cache` for the one-call form.
     """
@@ -288,6 +335,7 @@ class ImageCache:
         in_memory: bool = False,
         workers: int | None = None,
         progress: bool = True,
+        align=None,
     ):
         self.size = _as_pair(size, "size")
         self.crop = _as_pair(crop, "crop")
@@ -295,6 +343,10 @@ class ImageCache:
         self.in_memory = in_memory
         self.workers = workers or _default_workers()
         self.progress = progress
+        self.align = align
+        self.record: dict = {}  # the last load's build record (upscale count; with align, how each crop was made)
+        if align is not None and self.crop is not None:
+            raise ValueError("an aligned cache takes no centre crop: the alignment decides the crop (crop=None)")
 
     def paths_for(self, refs: Sequence, key: str | None = None) -> tuple[Path, Path]:
         """``(pixel file, JSON sidecar)`` for these references; ``key`` is a readable name prefix."""
@@ -312,8 +364,9 @@ class ImageCache:
         desc = f"decoding {name} → {self.size[0]}x{self.size[1]}"
         if self.in_memory:
             out = np.empty(shape, dtype=np.uint8)
-            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
+            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc, self.align)
             _warn_upscaled(record, len(refs), self.size, name)
+            self.record = record
             return torch.from_numpy(out)
 
         digests = source_digests(refs)
@@ -324,6 +377,7 @@ class ImageCache:
             "dtype": "uint8",
             "size": list(self.size),
             "crop": list(self.crop) if self.crop else None,
+            **({"align": self.align.key} if self.align is not None else {}),
             "sources": hashlib.blake2b(b"".join(digests), digest_size=16).hexdigest(),
             "first_reference": _describe(refs[0]),
         }
@@ -331,13 +385,14 @@ class ImageCache:
         if stored is None:
             stored = self._build(data_path, meta_path, meta, refs, shape, desc)
         _warn_upscaled(stored, len(refs), self.size, name)
+        self.record = stored
         # Copy-on-write mapping: pages load lazily and shared; the tensor is writable without touching the file.
         images = torch.from_numpy(np.memmap(data_path, dtype=np.uint8, mode="c", shape=shape))
         _remember_digest(images, stored["pixels"])
         return images
 
     def _paths(self, digests: list[bytes], key: str | None) -> tuple[Path, Path]:
-        stem = f"{key or 'images'}-{self.size[0]}x{self.size[1]}-{_key(digests, self.size, self.crop)}"
+        stem = f"{key or 'images'}-{self.size[0]}x{self.size[1]}-{_key(digests, self.size, self.crop, self.align.key if self.align is not None else None)}"
         return self.cache_dir / f"{stem}.u8", self.cache_dir / f"{stem}.json"
 
     @staticmethod
@@ -348,7 +403,8 @@ class ImageCache:
         except (OSError, ValueError):
             return None
         expected_bytes = int(np.prod(meta["shape"]))
-        same = all(stored.get(name) == meta[name] for name in ("version", "shape", "dtype", "size", "crop", "sources"))
+        same = all(stored.get(name) == meta[name] for name in ("version", "shape", "dtype", "size", "crop", "sources", "align")
+                   if name in meta or name in stored)
         if not (same and data_path.is_file() and data_path.stat().st_size == expected_bytes):
             return None
         pixels = np.memmap(data_path, dtype=np.uint8, mode="r", shape=tuple(meta["shape"]))
@@ -375,7 +431,7 @@ class ImageCache:
             finally:
                 os.close(handle)
             out = np.memmap(temp_name, dtype=np.uint8, mode="w+", shape=shape)
-            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc)
+            record = _decode_into(out, refs, self.size, self.crop, self.workers, self.progress, desc, self.align)
             out.flush()
             pixels = _array_digest(out)
             del out

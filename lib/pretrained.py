@@ -257,6 +257,23 @@ class DlibEncoder(Encoder):
         cy, cx = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
         return min(detections, key=lambda box: (box.center().x - cx) ** 2 + (box.center().y - cy) ** 2)
 
+    def landmarks(self, image: np.ndarray) -> tuple[np.ndarray, str]:
+        """dlib's five landmarks of the face nearest the centre of an RGB uint8 (H, W, 3) photo, as a (5, 2)
+        float array of (x, y) pixels in dlib's order (outer and inner corner of the image-right eye, outer
+        and inner corner of the image-left eye, base of the nose), and how the face was found: ``"detector"``,
+        or ``"fallback box"`` when the detector missed it and the landmarks were searched in the fallback box
+        (the same rule as :meth:`align`). Used by :mod:`lib.alignment` for notebook 02's aligned faces."""
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an RGB image (H, W, 3), got shape {image.shape}")
+        predictor = self._load()[2]
+        box = self.detect(image)
+        found_by = "detector"
+        if box is None:
+            box, found_by = self.fallback_rectangle(*image.shape[:2]), "fallback box"
+        shape = predictor(image, box)
+        return np.array([(part.x, part.y) for part in shape.parts()], dtype=np.float64), found_by
+
     def align(self, image: np.ndarray) -> Aligned:
         image = np.ascontiguousarray(image, dtype=np.uint8)
         if image.ndim != 3 or image.shape[2] != 3:
