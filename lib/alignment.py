@@ -40,7 +40,7 @@ from PIL import Image
 
 from lib.errors import DataError
 
-__all__ = ["PAPER_TEMPLATE", "DLIB_TEMPLATE", "ALIGNMENTS", "umeyama", "apply_transform", "template_points",
+__all__ = ["PAPER_TEMPLATE", "DLIB_TEMPLATE", "ALIGNMENTS", "alignment_problems", "umeyama", "apply_transform", "template_points",
            "alignment_transform", "align_face", "warp", "FaceAligner", "MIN_LANDMARK_SPREAD", "MIN_CROP_STD"]
 
 ALIGNMENTS = ("center", "aligned")  # RunSettings.alignment: centre crop of the photo, or five-point alignment
@@ -60,6 +60,18 @@ DLIB_TEMPLATE = np.array([[72.4600, 51.2815], [58.6036, 51.7213], [23.3085, 51.5
 
 MIN_LANDMARK_SPREAD = 2.0  # px: landmarks closer than this to their centroid (RMS) define no face
 MIN_CROP_STD = 2.0  # grey levels: an aligned crop flatter than this is blank, not a face
+
+
+def alignment_problems(alignment: str, margin: float) -> list[str]:
+    """What is wrong with an ``alignment`` and ``align_margin`` pair (see :mod:`lib.alignment`)."""
+    if alignment not in ALIGNMENTS:
+        return [f"alignment must be one of {list(ALIGNMENTS)}, got {alignment!r}"]
+    if not 0.0 <= margin <= 1.0:
+        return [f"align_margin is a fraction of the template's height in [0, 1], got {margin}"]
+    if alignment == "center" and margin != 0.0:
+        return [f"align_margin={margin} only applies to alignment='aligned' (a centre crop's size is `crop`); "
+                f"leave it at 0 or set alignment: aligned"]
+    return []
 
 
 def umeyama(source, target) -> np.ndarray:

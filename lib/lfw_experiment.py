@@ -18,6 +18,7 @@ threshold is reported beside it, labelled as such.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ import pandas as pd
 import torch
 
 from lib import lfw as lfw_data
-from lib.imagecache import build_cache
+from lib.alignment import FaceAligner, alignment_problems
+from lib.imagecache import ImageCache
 from lib.losses import make_head
 from lib.models import make_model
 from lib.settings import NOT_TUNED, RunSettings, content_digest, data_digest
@@ -79,6 +81,8 @@ class View1Data:
     test: PairSet  # the DevTest pairs, over every DevTest-people image
     pairs: pd.DataFrame  # the DevTest pair table (name1, index1, name2, index2, same, path1, path2)
     held_out_names: list[str]
+    alignment: str = "center"  # how the faces were cut: "center" crop or five-point "aligned" (lib.alignment)
+    alignment_counts: pd.DataFrame | None = None  # aligned only: per part, images, detector misses (fallback box), ...
 
     @property
     def num_classes(self) -> int:
@@ -139,29 +143,54 @@ def draw_pairs(identity, n_matched: int, n_mismatched: int, seed: int = SPLIT_SE
     return np.array(chosen, dtype=np.int64).reshape(-1, 2), same
 
 
-def _pair_set(paths, identity, pair_index, same, size, crop, key, progress) -> PairSet:
-    images = build_cache(list(paths), size, crop=crop, key=key, progress=progress)
+def _cached(paths, size, crop, key, progress, aligner, counts: dict) -> torch.Tensor:
+    """The images of ``paths``, centre-cropped (``aligner`` None) or aligned, from the image cache; with an
+    aligner, ``counts[key]`` receives how the crops were made (detector misses are counted, not hidden)."""
+    cache = ImageCache(size, crop=None if aligner is not None else crop, progress=progress, align=aligner,
+                       workers=1 if aligner is not None else None)  # one dlib model: landmarks in one thread
+    images = cache.load(list(paths), key=key if aligner is None else f"{key}-aligned")
+    if aligner is not None:
+        counts[key] = {"images": len(images), "landmarks by the detector": len(images) - cache.record["fallback"],
+                       "detector missed: fallback box": cache.record["fallback"],
+                       "crops over 25 % outside the photo": cache.record["outside_photo"],
+                       "examples outside": "; ".join(cache.record["outside_photo_examples"])}
+    return images
+
+
+def _pair_set(paths, identity, pair_index, same, size, crop, key, progress, aligner=None, counts=None) -> PairSet:
+    images = _cached(paths, size, crop, key, progress, aligner, {} if counts is None else counts)
     files = np.array([str(p).replace("\\", "/").rsplit("/", 1)[-1] for p in paths])
     return PairSet(images, np.asarray(identity), files, np.asarray(pair_index), np.asarray(same, dtype=bool))
 
 
 def load_view1(faces: lfw_data.LFW, *, size: int = 96, crop: int | None = 150, validation_fraction: float = 0.15,
-               pairs_per_set: int = 500, progress: bool = True) -> View1Data:
+               pairs_per_set: int = 500, progress: bool = True, alignment: str = "center",
+               align_margin: float = 0.0, landmarker=None) -> View1Data:
     """Decode (once, cached under ``data/cache``) the training images, the held-out validation identities,
     and every DevTest-people image; draw the validation and training-identity pairs
-    (``pairs_per_set`` matched and as many mismatched, fewer if the images cannot supply them)."""
+    (``pairs_per_set`` matched and as many mismatched, fewer if the images cannot supply them).
+
+    ``alignment``: ``"center"`` cuts the centre ``crop`` of each photo; ``"aligned"`` maps dlib's five
+    landmarks onto SphereFace's template (:mod:`lib.alignment`, border ``align_margin``; ``landmarker``: a
+    factory of landmark finders, default dlib's), counting the faces dlib's detector missed
+    (``alignment_counts``). The pairs drawn do not depend on it, so both variants score the same pairs."""
+    problems = alignment_problems(alignment, align_margin)
+    if problems:
+        raise ValueError("; ".join(problems))
+    aligner = FaceAligner(size, align_margin, landmarker) if alignment == "aligned" else None
+    counts: dict = {}
     devtrain = lfw_data.view1_training_set(faces)
     held_out = split_validation_identities(devtrain["name"], validation_fraction)
     is_held_out = devtrain["name"].isin(held_out).to_numpy()
     train = devtrain[~is_held_out].reset_index(drop=True)
     names = np.sort(train["name"].unique())
     labels = np.searchsorted(names, train["name"].to_numpy()).astype(np.int64)
-    train_images = build_cache(train["path"].tolist(), size, crop=crop, key="lfw-devtrain-fit", progress=progress)
+    train_images = _cached(train["path"].tolist(), size, crop, "lfw-devtrain-fit", progress, aligner, counts)
     train_labels = torch.as_tensor(labels)
 
     valid = devtrain[is_held_out].reset_index(drop=True)
     validation = _pair_set(valid["path"], valid["name"], *draw_pairs(valid["name"], pairs_per_set, pairs_per_set),
-                           size, crop, "lfw-devtrain-heldout", progress)
+                           size, crop, "lfw-devtrain-heldout", progress, aligner, counts)
     # Training-identity pairs reuse rows of the training cache (no second decode).
     train_pair_index, train_same = draw_pairs(train["name"], pairs_per_set, pairs_per_set)
     used = np.unique(train_pair_index)
@@ -180,9 +209,11 @@ def load_view1(faces: lfw_data.LFW, *, size: int = 96, crop: int | None = 150, v
     name_of.update(zip(pairs["path2"], pairs["name2"]))
     test = _pair_set(test_paths, [name_of[p] for p in test_paths],
                      np.stack([pairs["path1"].map(position), pairs["path2"].map(position)], axis=1),
-                     pairs["same"].to_numpy(dtype=bool), size, crop, "lfw-devtest-people", progress)
+                     pairs["same"].to_numpy(dtype=bool), size, crop, "lfw-devtest-people", progress, aligner,
+                     counts)
     return View1Data(train_images, train_labels, list(names), data_digest(train_images, train_labels),
-                     validation, train_pairs, test, pairs, list(held_out))
+                     validation, train_pairs, test, pairs, list(held_out), alignment,
+                     pd.DataFrame(counts).T.rename_axis("part") if counts else None)
 
 
 def describe_splits(data: View1Data) -> pd.DataFrame:
@@ -479,15 +510,96 @@ def save_test_embeddings(data: View1Data, runs: list[HeadRun], path) -> Path:
 
 
 def write_results(data: View1Data, runs: list[HeadRun], folder) -> dict[str, Path]:
-    """The files notebook 04 reads: per-pair scores, per-run summary, history, DevTest embeddings."""
+    """The files notebook 04 reads: per-pair scores, per-run summary, history, DevTest embeddings; and the
+    pair scores again under the name of this run's face alignment (:func:`alignment_scores_file`), which
+    :func:`alignment_gain` compares with the other alignment's."""
     folder = Path(folder)
     history = pd.concat([run.history for run in runs], ignore_index=True)
+    scores = pair_score_table(data, runs)
+    by_alignment = scores.assign(run=[run.run_name for run in runs for _ in range(len(data.pairs))],
+                                 settings=[_comparable_settings(run.settings) for run in runs for _ in range(len(data.pairs))])
     return {
-        "pair scores": write_csv(pair_score_table(data, runs), folder / "02_lfw_pair_scores.csv"),
+        "pair scores": write_csv(scores, folder / "02_lfw_pair_scores.csv"),
+        "pair scores of this alignment": write_csv(by_alignment, alignment_scores_file(folder, data.alignment)),
         "summary": write_csv(summary_table(runs), folder / "02_summary.csv"),
         "history": write_csv(history, folder / "02_history.csv"),
         "embeddings": save_test_embeddings(data, runs, folder / "02_devtest_embeddings.npz"),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# What face alignment bought: the same heads and seeds, centre crop vs aligned faces, on the same pairs
+# --------------------------------------------------------------------------------------------------
+def alignment_scores_file(folder, alignment: str) -> Path:
+    """``02_lfw_pair_scores-<alignment>.csv``: the DevTest pair scores of the last run with that alignment."""
+    return Path(folder) / f"02_lfw_pair_scores-{alignment}.csv"
+
+
+def _comparable_settings(settings: RunSettings) -> str:
+    """A run's settings apart from the face alignment, its seed and data: equal for two runs that differ
+    only in how the faces were cut."""
+    kept = {name: value for name, value in settings.identity().items()
+            if name not in ("alignment", "align_margin", "seed", "data")}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def _correct_by_seed(scores: pd.DataFrame, head: str) -> dict[int, np.ndarray]:
+    """Per seed, the 0/1 correctness of each DevTest pair (in pair order) under the 10-fold protocol,
+    recomputed from the saved scores with the folds every model shares (``CV_SEED``)."""
+    out = {}
+    for seed, rows in scores[scores["head"] == head].groupby("seed"):
+        rows = rows.sort_values("pair")
+        same = rows["same"].to_numpy(dtype=bool)
+        n_folds = int(min(10, same.sum(), (~same).sum()))
+        out[int(seed)] = cross_validated_accuracy(rows["score"].to_numpy(float), same, n_folds=n_folds,
+                                                  seed=CV_SEED).correct.astype(float)
+    return out
+
+
+def alignment_gain(folder, *, n_boot: int = 2000, confidence: float = 0.95) -> tuple[pd.DataFrame | None, str]:
+    """Per head, DevTest 10-fold accuracy with aligned faces minus with the centre crop, paired by seed and
+    by pair, with the two-level bootstrap interval (seeds × pairs) of :func:`paired_difference`.
+
+    Reads the two files of :func:`alignment_scores_file` in ``folder``; a head is compared only when both
+    hold it, on the seeds both hold, and when its other settings are the same in both (the ``settings``
+    column; a file written before that column existed is taken as it is, and the note says so). Returns
+    ``(table or None, note)``: the note says what is missing or what was assumed."""
+    files = {alignment: alignment_scores_file(folder, alignment) for alignment in ("center", "aligned")}
+    absent = [f"{path.name} ({alignment})" for alignment, path in files.items() if not path.is_file()]
+    if absent:
+        return None, (f"Not both variants yet: {', '.join(absent)} is missing. Run this notebook once with "
+                      f"`alignment: center` and once with `alignment: aligned` (same other settings) to compare them.")
+    tables = {alignment: pd.read_csv(path) for alignment, path in files.items()}
+    notes, rows = [], []
+    for head in dict.fromkeys(tables["aligned"]["head"]):
+        center, aligned = (table[table["head"] == head] for table in (tables["center"], tables["aligned"]))
+        if center.empty:
+            continue
+        if "settings" in center and "settings" in aligned:
+            differing = set(center["settings"]) ^ set(aligned["settings"])
+            if differing:
+                notes.append(f"`{head}`: other settings differ between the two variants, not compared")
+                continue
+        elif "settings" not in center or "settings" not in aligned:
+            notes.append(f"`{head}`: one file predates the recorded settings; its runs are assumed to differ only "
+                         f"in alignment")
+        by_seed = {name: _correct_by_seed(frame, head) for name, frame in (("center", center), ("aligned", aligned))}
+        seeds = sorted(set(by_seed["center"]) & set(by_seed["aligned"]))
+        if not seeds:
+            notes.append(f"`{head}`: no seed in common")
+            continue
+        center_correct = np.stack([by_seed["center"][seed] for seed in seeds])
+        aligned_correct = np.stack([by_seed["aligned"][seed] for seed in seeds])
+        if center_correct.shape != aligned_correct.shape:
+            notes.append(f"`{head}`: the two files score different pair sets, not compared")
+            continue
+        diff = bootstrap_over_seeds_and_pairs(aligned_correct - center_correct, n_boot=n_boot, confidence=confidence)
+        rows.append({"head": head, "seeds": len(seeds), "centre crop": float(center_correct.mean()),
+                     "aligned": float(aligned_correct.mean()), "aligned − centre": diff.mean,
+                     "95% CI low": diff.lower, "95% CI high": diff.upper,
+                     "excludes 0": not (diff.lower <= 0 <= diff.upper)})
+    table = pd.DataFrame(rows).set_index("head") if rows else None
+    return table, " ".join(notes)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,8 +635,18 @@ def sweep_table(folder) -> pd.DataFrame:
         if missing:
             raise ValueError(f"trial file {path} lacks columns {missing} (an older format?); re-run "
                              f"scripts/sweep_lfw_settings.py for that setting or move the file away")
-        tables.append(table)
+        tables.append(_with_default_settings(table))
     return pd.concat(tables, ignore_index=True).set_index("run").sort_values("val_acc_10fold", ascending=False)
+
+
+def _with_default_settings(table: pd.DataFrame) -> pd.DataFrame:
+    """A trial table with a column for every :class:`RunSettings` field: a trial written before a field
+    existed ran at that field's default (e.g. ``alignment="center"``), which is what its run name says too."""
+    from dataclasses import MISSING, fields
+
+    missing = {spec.name: spec.default for spec in fields(RunSettings)
+               if spec.name not in table.columns and spec.default is not MISSING and spec.name != "data"}
+    return table.assign(**missing) if missing else table
 
 
 def varied_settings(sweep: pd.DataFrame) -> list[str]:

@@ -407,6 +407,8 @@ SPECS: dict[str, dict[str, Rule]] = {
         "embedding_dim": whole(1),
         "image_size": whole(*IMAGE_SIZE),
         "crop": optional(whole(1, 250)),  # LFW images are 250x250
+        "alignment": choice("center", "aligned"),
+        "align_margin": number(0.0, 1.0),
         "epochs": whole(1),
         "batch_size": whole(1),
         "optimizer": choice("adam", "adamw", "sgd"),
@@ -572,6 +574,7 @@ def _cross_checks(stem: str, values: dict, check_paths: bool) -> list[tuple[str,
                 problems.append(("lfw_gender_folder", f"{folder} lacks {missing}; point it at the folder that holds "
                                                       f"male_names.txt and female_names.txt, or use None"))
     problems += _precision_problems(values)
+    problems += _alignment_checks(values)
     size, shift = values.get("image_size"), values.get("max_shift")
     if _is_whole(size) and _is_whole(shift) and shift >= size > 0:
         problems.append(("max_shift", f"a shift of {shift} px moves the whole {size} px image out of view; "
@@ -627,6 +630,18 @@ def _precision_problems(values: dict) -> list[tuple[str, str]]:
         if not torch.cuda.is_available():
             return [("amp", "fp16 needs CUDA, and device: auto is not CUDA here (torch.cuda.is_available() is "
                             "False); use amp: bf16 or auto on a CPU, or run on a CUDA GPU")]
+    return []
+
+
+def _alignment_checks(values: dict) -> list[tuple[str, str]]:
+    """Notebook 02's face alignment: a margin without alignment, aligned synthetic faces."""
+    alignment, margin = values.get("alignment"), values.get("align_margin")
+    if alignment == "center" and _is_number(margin) and margin != 0:
+        return [("align_margin", "only aligned faces have a margin (a centre crop's size is `crop`); leave it at 0 "
+                                 "or set alignment: aligned")]
+    if alignment == "aligned" and values.get("lfw_source") == "synthetic":
+        return [("alignment", "the synthetic faces are drawn, not photographed: dlib's detector finds no landmarks "
+                              "on them, so every face would come from the fallback box; use alignment: center")]
     return []
 
 

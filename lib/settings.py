@@ -28,6 +28,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from lib.alignment import alignment_problems
+
 __all__ = ["NOT_TUNED", "RunSettings", "data_digest", "resolve_head_hparams", "settings_difference"]
 
 PRECISIONS = ("off", "bf16", "fp16")
@@ -90,7 +92,7 @@ def content_digest(*arrays) -> str:
 
 _NUMERIC_FIELDS = {"embedding_dim": int, "dropout": float, "image_size": int, "crop": int, "max_shift": int,
                    "erase": float, "lr": float, "weight_decay": float, "momentum": float, "epochs": int,
-                   "batch_size": int, "seed": int}
+                   "batch_size": int, "seed": int, "align_margin": float}
 _OPTIONAL_FIELDS = {"image_size", "crop"}
 
 
@@ -102,7 +104,10 @@ class RunSettings:
     ``dropout`` (before SphereCNN's embedding layer), ``pretrained`` (``None`` or ``"imagenet"``).
     Head: ``head`` (``lib.losses`` name) and ``head_hparams`` (all of them; defaults are filled in).
     Input: ``image_size``, ``crop`` (centre crop in source pixels before resizing; ``None`` keeps the
-    whole image), ``normalize`` (``"auto"`` = the network's own), and the augmentation ``flip``,
+    whole image; used by ``alignment="center"`` only), ``alignment`` (``"center"``: the centre crop;
+    ``"aligned"``: five landmarks mapped onto SphereFace's template by a similarity, :mod:`lib.alignment`),
+    ``align_margin`` (the aligned crop's border, a fraction of the template's height; 0 for centre crops),
+    ``normalize`` (``"auto"`` = the network's own), and the augmentation ``flip``,
     ``max_shift`` (pixels), ``erase`` (probability of random erasing).
     Optimisation: ``optimizer`` (adam | adamw | sgd), ``lr``, ``weight_decay``, ``momentum`` (SGD only),
     ``schedule`` (None | cosine | step), ``epochs``, ``batch_size``, ``drop_last``, ``amp``
@@ -120,6 +125,8 @@ class RunSettings:
     pretrained: str | None = None
     image_size: int | None = 96
     crop: int | None = None
+    alignment: str = "center"
+    align_margin: float = 0.0
     normalize: str = "auto"
     flip: bool = True
     max_shift: int = 0
@@ -176,6 +183,7 @@ class RunSettings:
             problems.append(f"optimizer must be 'adam', 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in (None, "cosine", "step"):
             problems.append(f"schedule must be None, 'cosine' or 'step', got {self.schedule!r}")
+        problems += alignment_problems(self.alignment, self.align_margin)
         if self.amp not in ("auto", *PRECISIONS):
             problems.append(f"amp must be 'auto', 'off', 'bf16' or 'fp16', got {self.amp!r}")
         if problems:

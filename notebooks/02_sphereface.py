@@ -82,6 +82,8 @@ model = "spherecnn"  # the course network (lib.models)
 embedding_dim = 512
 image_size = 96  # network input (SphereCNN needs 96)
 crop = 150  # centre crop (px) of the 250x250 LFW image before resizing; null keeps the whole image
+alignment = "center"  # how faces are cut: center (the centre crop above) | aligned (five landmarks → the paper's template)
+align_margin = 0.0  # aligned faces only: border around the template, as a fraction of its height (0: the paper's framing)
 epochs = 4
 batch_size = 64
 optimizer = "adam"  # adam (as in the course report) | adamw | sgd
@@ -178,11 +180,31 @@ plt.show()
 # two random people, one image each). The same draw among the *training* identities gives pairs of people the
 # network has seen: the gap between the two is the over-fitting picture below. Images are decoded once into a
 # uint8 cache (`data/cache/`).
+#
+# **How the faces are cut** (`alignment`). Either the centre `crop` of each 250×250 photo, resized to the
+# network's input (the course report's way, on deep-funneled images), or **aligned** as SphereFace and every
+# face-recognition pipeline since: dlib's detector finds the face nearest the centre, its shape predictor five
+# landmarks (the corners of both eyes, the base of the nose), and the least-squares similarity transform
+# (rotation, scale, shift; Umeyama 1991) maps them onto the paper's 112×96 template, placed in the network's
+# square input with a border of `align_margin` × the template's height (`lib.alignment`, whose docstring says
+# how the paper's five MTCNN points were expressed in dlib's). A face the detector misses gets its landmarks
+# from a fixed fallback box and is counted below; landmarks that collapse to a point or a blank crop stop the
+# run with the file named. Which of the two trains better is decided on the validation pairs, like every
+# other setting (`tuning_grid`).
 
 # %%
 faces = lfw.load_lfw(lfw_root)
-data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction)
+data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction,
+                             alignment=alignment, align_margin=align_margin)
 display(experiment.describe_splits(data).style.format(na_rep="—"))
+if data.alignment_counts is not None:
+    misses = int(data.alignment_counts["detector missed: fallback box"].sum())
+    display(Markdown(f"**Aligned faces** (margin {align_margin:g}): dlib's detector missed {misses} of "
+                     f"{int(data.alignment_counts['images'].sum())} faces; their landmarks come from the fallback box."),
+            data.alignment_counts)
+else:
+    display(Markdown(f"**Centre crop**: the central {crop} px of each photo, resized to {image_size} px, no alignment."
+                     if crop else f"**Whole photo** resized to {image_size} px, no alignment."))
 if faces.people_from_pairs:
     display(Markdown(f"**Note:** {faces.note}"))
 
@@ -473,6 +495,21 @@ written["comparisons"] = write_csv(comparisons.reset_index(), paths.results_dir(
 print("wrote " + ", ".join(paths.shown(path) for path in written.values()))
 print(f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; training time stored in the checkpoints "
       f"{history['seconds'].sum() / 60:.1f} min (a re-run reloads finished runs instead of training)")
+
+# %% [markdown]
+# ## What face alignment bought
+# The same heads and seeds trained on centre crops and on aligned faces, everything else equal, scored on the
+# same DevTest pairs with the same folds: per head, the accuracy of each variant (mean over seeds) and the
+# difference aligned − centre, paired by seed and by pair, with its seeds × pairs bootstrap interval. Each
+# variant's scores are saved when this notebook runs with it (`02_lfw_pair_scores-<alignment>.csv`), so the
+# table appears once the notebook has run with both (this run's file was written just above).
+
+# %%
+gain, gain_note = experiment.alignment_gain(paths.results_dir(profile))
+if gain is not None:
+    display(gain.style.format(precision=3))
+if gain_note:
+    display(Markdown(gain_note))
 
 # %% [markdown]
 # ## The course report beside this run

@@ -110,7 +110,8 @@ def main(argv=None) -> None:
     source = values.get("lfw_source", "shared")
     faces = lfw.load_lfw(paths.dataset_root(source, "lfw", values.get("synthetic_preset", "default")))
     data = experiment.load_view1(faces, size=settings.image_size, crop=settings.crop,
-                                 validation_fraction=values.get("validation_fraction", 0.15))
+                                 validation_fraction=values.get("validation_fraction", 0.15),
+                                 alignment=settings.alignment, align_margin=settings.align_margin)
     run = experiment.train_head(
         settings, data, eval_every=args.eval_every or values.get("eval_every", 5), flip=values.get("fuse_flip", True),
         checkpoint_dir=paths.checkpoints_dir(known.profile) / NOTEBOOK, device=values.get("device", "auto"),

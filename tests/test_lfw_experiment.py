@@ -274,3 +274,101 @@ def test_one_at_a_time_choice_applies_the_rule_fixed_before_the_trials(tmp_path)
         experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"epoch": [1, 2]}, ["softmax"], current)
     with pytest.raises(ValueError, match="do not include the current value"):
         experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"lr": [0.1, 0.2]}, ["softmax"], current)
+
+
+# ------------------------------------------------------------------------------ face alignment (issue 25)
+def test_trials_written_before_alignment_existed_count_as_centre_crops(tmp_path):
+    for head, accuracy in (("sphereface", 0.85), ("softmax", 0.79)):
+        _trial(tmp_path, head, accuracy)
+    for path in tmp_path.glob("*.csv"):  # as written before the alignment fields existed
+        pd.read_csv(path).drop(columns=["alignment", "align_margin"]).to_csv(path, index=False)
+    _trial(tmp_path, "sphereface", 0.90, alignment="aligned")
+    _trial(tmp_path, "softmax", 0.82, alignment="aligned")
+    current = RunSettings(head="softmax", epochs=40, max_shift=4, lr=1e-3, schedule="cosine", crop=150,
+                          amp="bf16").as_dict()
+    choice = experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"alignment": ["center", "aligned"]},
+                                             ["sphereface", "softmax"], current).set_index("value")
+    assert choice.loc["center", "score"] == pytest.approx(0.82)
+    assert choice.loc["aligned", "score"] == pytest.approx(0.86)
+    assert choice["chosen"].tolist() == [False, True]
+
+
+def test_alignment_is_a_run_setting_that_renames_runs_only_when_used():
+    plain = RunSettings(head="softmax", crop=150)
+    assert plain.identity().keys().isdisjoint({"alignment", "align_margin"})  # old run names unchanged
+    aligned = plain.replace(alignment="aligned")
+    assert aligned.run_name() != plain.run_name()
+    assert aligned.replace(align_margin=0.2).run_name() != aligned.run_name()
+    with pytest.raises(ValueError, match="align_margin=0.2 only applies to alignment='aligned'"):
+        plain.replace(align_margin=0.2)
+    with pytest.raises(ValueError, match="alignment must be one of"):
+        plain.replace(alignment="funneled")
+
+
+class _CentreLandmarks:
+    """Landmarks at the template's place in the middle of an LFW-sized photo; every third image a 'miss'."""
+
+    model_digest = "c" * 64
+
+    def __init__(self):
+        self.calls = 0
+
+    def landmarks(self, image):
+        from lib.alignment import template_points
+
+        self.calls += 1
+        points = template_points(96) * 1.2 + (image.shape[1] / 2 - 57.6)
+        return points, "fallback box" if self.calls % 3 == 0 else "detector"
+
+
+def test_load_view1_with_aligned_faces_counts_the_misses(smoke_view1):
+    faces, centred = smoke_view1  # the aligned crops are cached under a key naming this fake landmarker
+    data = experiment.load_view1(faces, size=96, crop=150, validation_fraction=0.3, progress=False,
+                                 alignment="aligned", landmarker=_CentreLandmarks)
+    assert data.alignment == "aligned"
+    counts = data.alignment_counts
+    assert counts["images"].tolist() == [len(data.train_images), len(data.validation.images), len(data.test.images)]
+    assert counts["detector missed: fallback box"].sum() > 0
+    assert (counts["landmarks by the detector"] + counts["detector missed: fallback box"] == counts["images"]).all()
+    assert data.train_images.shape == centred.train_images.shape
+    assert not np.array_equal(data.train_images.numpy(), centred.train_images.numpy())
+    assert np.array_equal(data.test.pair_index, centred.test.pair_index)  # the same pairs for both variants
+    with pytest.raises(ValueError, match="align_margin"):
+        experiment.load_view1(faces, size=96, crop=150, alignment="center", align_margin=0.1, progress=False)
+
+
+def _scores_file(folder, alignment, accuracy_by_head, *, settings="{}", n_pairs=200, seeds=(0, 1, 2)):
+    """A 02_lfw_pair_scores-<alignment>.csv whose pairs are right with the given probability per head."""
+    rng = np.random.default_rng(len(alignment))
+    same = np.arange(n_pairs) % 2 == 0
+    rows = []
+    for head, accuracy in accuracy_by_head.items():
+        for seed in seeds:
+            right = rng.random(n_pairs) < accuracy
+            score = np.where(same == right, 0.8, 0.2)  # two values: every fold threshold lies between them
+            rows.append(pd.DataFrame({"pair": np.arange(n_pairs), "same": same, "head": head, "seed": seed,
+                                      "score": score, "settings": settings}))
+    table = pd.concat(rows, ignore_index=True)
+    table.to_csv(experiment.alignment_scores_file(folder, alignment), index=False)
+    return table
+
+
+def test_alignment_gain_pairs_the_two_variants_by_seed_and_pair(tmp_path):
+    table, note = experiment.alignment_gain(tmp_path)
+    assert table is None and "02_lfw_pair_scores-center.csv" in note and "02_lfw_pair_scores-aligned.csv" in note
+    center = _scores_file(tmp_path, "center", {"softmax": 0.70, "sphereface": 0.75})
+    aligned = _scores_file(tmp_path, "aligned", {"softmax": 0.85, "sphereface": 0.75})
+    table, note = experiment.alignment_gain(tmp_path, n_boot=500)
+    assert note == ""
+    for head in ("softmax", "sphereface"):
+        # scores 0.8 / 0.2 put every pair on the side its `right` flag says, whatever the fold's threshold
+        expected = {name: float(((frame[frame["head"] == head]["score"] > 0.5) == frame[frame["head"] == head]["same"]).mean())
+                    for name, frame in (("center", center), ("aligned", aligned))}
+        assert table.loc[head, "centre crop"] == pytest.approx(expected["center"])
+        assert table.loc[head, "aligned"] == pytest.approx(expected["aligned"])
+        assert table.loc[head, "aligned − centre"] == pytest.approx(expected["aligned"] - expected["center"])
+        assert table.loc[head, "95% CI low"] <= table.loc[head, "aligned − centre"] <= table.loc[head, "95% CI high"]
+    assert table.loc["softmax", "excludes 0"] and table.loc["softmax", "95% CI low"] > 0.05
+    _scores_file(tmp_path, "aligned", {"softmax": 0.85}, settings='{"epochs": 60}')
+    table, note = experiment.alignment_gain(tmp_path)
+    assert table is None and "other settings differ" in note

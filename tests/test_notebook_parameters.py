@@ -86,3 +86,18 @@ def test_profile_changed_by_hand_says_which_values_differ_and_the_line_that_appl
     line = differ[0].split("`")[1]
     exec(line, namespace)  # the suggested cell, as a user would paste it
     assert not [note for note in validate(stem, namespace, check_paths=False, quiet=True) if "differ from" in note]
+
+
+def test_face_alignment_parameters_of_notebook_02():
+    from lib import parameters
+
+    base = {"profile": "default", "lfw_source": "synthetic", "alignment": "center", "align_margin": 0.0}
+    parameters.validate("02", base, check_paths=False, quiet=True)  # no error
+    with pytest.raises(parameters.ParameterError, match=r"alignment = 'aligned'.*synthetic faces are drawn"):
+        parameters.validate("02", {**base, "alignment": "aligned"}, check_paths=False)
+    with pytest.raises(parameters.ParameterError, match=r"align_margin = 0.1.*only aligned faces have a margin"):
+        parameters.validate("02", {**base, "align_margin": 0.1}, check_paths=False)
+    with pytest.raises(parameters.ParameterError, match=r"alignment = 'dlib'"):
+        parameters.validate("02", {**base, "alignment": "dlib"}, check_paths=False)
+    parameters.validate("02", {**base, "lfw_source": "shared", "alignment": "aligned", "align_margin": 0.2},
+                        check_paths=False, quiet=True)
