@@ -328,54 +328,59 @@ class ClassifierRun:
     seconds: float
     hparams: dict = field(default_factory=dict)
     target: str = "race"
+    settings: RunSettings | None = None  # what the run computed (None for runs built by hand)
 
     @property
     def accuracy(self) -> float:
         return float(self.predictions["correct"].mean())
 
 
-def train_classifier(
-    head_name: str,
-    data: FairFaceData,
-    *,
-    seed: int = 0,
-    head_hparams: dict | None = None,
-    weights: str | None = None,
-    embedding_dim: int = 512,
-    epochs: int = 10,
-    batch_size: int = 64,
-    lr: float = 1e-4,
-    optimizer: str = "adam",
-    schedule: str | None = None,
-    max_shift: int = 0,
-    amp="auto",
-    checkpoint_dir=None,
-    device="auto",
-    progress: bool = True,
-) -> ClassifierRun:
-    """Train ResNet18Embedding + ``head_name`` on the train split, scoring the val split every epoch.
+# What notebook 03 fixes in every run's settings (the rest comes from its parameters).
+FIXED_SETTINGS = {"model": "resnet18", "crop": None, "flip": True, "drop_last": True}
 
-    ``head_hparams`` override :data:`HEAD_HPARAMS` (see :func:`resolve_head_hparams`); settings other than
-    lib.losses' defaults are part of the checkpoint's name, so a run with other settings never resumes
-    from it. ``weights``: ``None`` (random initialization) or ``"imagenet"`` (needs internet or torch
-    hub's cache). Training augmentation: random horizontal flip plus a random shift of up to
-    ``max_shift`` pixels.
+
+def classifier_settings(head: str, seed: int = 0, *, head_hparams: dict | None = None, weights: str | None = None,
+                        image_size: int = 32, **fields) -> RunSettings:
+    """Notebook 03's settings of one run, built as the notebook builds them: a ResNet-18 embedding
+    (``weights``: ``None`` = random initialisation, or ``"imagenet"``) on the whole ``image_size`` image
+    (no crop), flips, full batches only, the head's :data:`HEAD_HPARAMS` updated by ``head_hparams``;
+    ``fields`` set any other :class:`RunSettings` field (``epochs``, ``lr``, ``amp``, ...). The notebook
+    passes its parameters through :meth:`RunSettings.from_parameters` with the same fixed values
+    (:data:`FIXED_SETTINGS`); scripts and tests use this."""
+    return RunSettings(head=head, seed=seed, head_hparams=resolve_head_hparams(head, head_hparams), pretrained=weights,
+                       image_size=image_size, **{**FIXED_SETTINGS, **fields})
+
+
+def train_classifier(settings: RunSettings, data: FairFaceData, *, checkpoint_dir=None, device="auto",
+                     progress: bool = True) -> ClassifierRun:
+    """Train the ResNet-18 embedding and head ``settings`` describe on the train split of ``data``, scoring
+    the val split every epoch.
+
+    ``settings`` is one run's :class:`RunSettings`, built by the notebook from its parameters (or by
+    :func:`classifier_settings`); its ``image_size`` must be the size ``data`` was decoded at, and an empty
+    ``data`` field is filled with the digest of the training images and labels. Settings other than the
+    defaults are part of the checkpoint's name, so a run with other settings never resumes from it.
+    ``pretrained``: ``None`` (random initialisation) or ``"imagenet"`` (needs internet or torch hub's
+    cache). Training augmentation: random horizontal flip plus a random shift of up to ``max_shift`` pixels.
     """
-    head_hparams = resolve_head_hparams(head_name, head_hparams)
+    size = int(data.train_images.shape[-1])
+    if settings.image_size != size:
+        raise ValueError(f"the run's image_size is {settings.image_size} but the {data.target} images were decoded at "
+                         f"{size} px; load them at the run's size")
     if not data.digest:
         data.digest = data_digest(data.train_images, data.train_labels)
-    settings = RunSettings(
-        head=head_name, head_hparams=head_hparams, model="resnet18", embedding_dim=embedding_dim, pretrained=weights,
-        image_size=int(data.train_images.shape[-1]), crop=None, flip=True, max_shift=max_shift, optimizer=optimizer,
-        lr=lr, schedule=schedule, epochs=epochs, batch_size=batch_size, drop_last=True, amp=amp, seed=seed,
-        data=data.digest,
-    )
+    if not settings.data:
+        settings = settings.replace(data=data.digest)
+    elif settings.data != data.digest:
+        raise ValueError(f"the run's settings name training data {settings.data}, these images are {data.digest}")
+    head_name, seed = settings.head, settings.seed
     seed_everything(seed)
-    model = make_model("resnet18", embedding_dim=embedding_dim, weights=weights)
-    head = make_head(head_name, embedding_dim, data.num_classes, **head_hparams)
+    model = make_model(settings.model, embedding_dim=settings.embedding_dim, weights=settings.pretrained)
+    head = make_head(head_name, settings.embedding_dim, data.num_classes, **settings.head_hparams)
     margin = head.margin if isinstance(head, CosReLUHead) else COSRELU_MARGIN
     branch = fallback_branch(head)
-    eval_amp = resolve_precision(amp, resolve_device(device)) if resolve_device(device).type == "cuda" else "off"
+    eval_amp = (resolve_precision(settings.amp, resolve_device(device)) if resolve_device(device).type == "cuda"
+                else "off")
 
     def eval_fn(model, head, epoch):
         scored = classify(model, head, data.val_images, data.val_labels, device=device, amp=eval_amp)
@@ -388,8 +393,8 @@ def train_classifier(
     scored = classify(fitted.model, fitted.head, data.val_images, data.val_labels, device=device, amp=eval_amp)
     predictions = prediction_table(data, scored, head_name, seed, branch)
     history = fitted.history.assign(target=data.target, head=head_name, seed=seed)
-    return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start, head_hparams,
-                         data.target)
+    return ClassifierRun(head_name, seed, history, predictions, time.perf_counter() - start,
+                         dict(settings.head_hparams), data.target, settings)
 
 
 def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int,
@@ -410,16 +415,15 @@ def prediction_table(data: FairFaceData, scored: dict, head: str, seed: int,
                         head=head, seed=seed)
 
 
-def train_grid(heads, seeds, data: FairFaceData, *, head_hparams: dict | None = None, **kwargs) -> list[ClassifierRun]:
-    """Every head with every seed (same data and schedule); prints one line per finished run."""
-    head_hparams = head_hparams or {}
+def train_grid(settings, data: FairFaceData, **kwargs) -> list[ClassifierRun]:
+    """One run per :class:`RunSettings` in ``settings`` (e.g. every head with every seed, same data and
+    schedule), in order; ``kwargs`` go to :func:`train_classifier`. Prints one line per finished run."""
     runs = []
-    for head_name in heads:
-        for seed in seeds:
-            run = train_classifier(head_name, data, seed=seed, head_hparams=head_hparams.get(head_name, {}), **kwargs)
-            runs.append(run)
-            print(f"{data.target:>7} {head_name:>15} seed {seed}: val accuracy {run.accuracy:.3f} "
-                  f"({run.history['seconds'].sum() / 60:.1f} min training)", flush=True)
+    for run_settings in settings:
+        run = train_classifier(run_settings, data, **kwargs)
+        runs.append(run)
+        print(f"{data.target:>7} {run.head:>15} seed {run.seed}: val accuracy {run.accuracy:.3f} "
+              f"({run.history['seconds'].sum() / 60:.1f} min training, {run.history['epoch'].max()} epochs)", flush=True)
     return runs
 
 
@@ -504,6 +508,53 @@ def target_angle_summary(predictions: pd.DataFrame) -> pd.DataFrame:
             lambda a: float(np.mean(a > ARCFACE_FALLBACK_DEGREES))),
         "share in own fallback branch": grouped["in_branch"].mean(),  # NaN: the head has none
     })
+
+
+# --------------------------------------------------------------------------------------------------
+# Trained to a plateau? (issue 25)
+# --------------------------------------------------------------------------------------------------
+PLATEAU_FRACTION = 0.25  # the last quarter of the epochs
+PLATEAU_GAIN = 0.01  # a mean validation accuracy that still gains more than 1 point there: still learning
+
+
+def plateau_table(history: pd.DataFrame, *, fraction: float = PLATEAU_FRACTION,
+                  threshold: float = PLATEAU_GAIN) -> pd.DataFrame:
+    """Per (target, head): the validation accuracy (``overall``, mean over seeds) at the last epoch E and
+    at epoch E − ⌈fraction·E⌉, their difference (the gain over the last ``fraction`` of the epochs), the
+    largest single seed's gain, and ``still learning`` when the mean gain exceeds ``threshold``. With
+    fewer than 2 epochs there is no earlier epoch: the gain is NaN and nothing is flagged."""
+    rows = []
+    for (target, head), rows_ in history.groupby(["target", "head"], sort=False):
+        by_seed = rows_.pivot_table(index="epoch", columns="seed", values="overall").sort_index()
+        last = int(by_seed.index.max())
+        start = last - max(1, math.ceil(fraction * last))
+        mean = by_seed.mean(axis=1)
+        if start in by_seed.index:
+            gain = float(mean.loc[last] - mean.loc[start])
+            largest = float((by_seed.loc[last] - by_seed.loc[start]).max())
+        else:
+            gain = largest = float("nan")
+        rows.append({"target": target, "head": head, "seeds": by_seed.shape[1], "epochs": last,
+                     "from epoch": start if start >= 1 else np.nan,
+                     "accuracy then": float(mean.loc[start]) if start in mean.index else np.nan,
+                     "accuracy at the end": float(mean.loc[last]), "last-quarter gain": gain,
+                     "largest gain of a seed": largest, "still learning": bool(gain > threshold)})
+    return pd.DataFrame(rows).set_index(["target", "head"])
+
+
+def longer_run_table(run: ClassifierRun, longer: ClassifierRun, *, threshold: float = PLATEAU_GAIN) -> pd.DataFrame:
+    """The same head, seed and target trained for the profile's epochs and for more: final validation
+    accuracy overall and per group of each, and the difference (longer − profile's); ``beyond threshold``
+    flags a difference larger than ``threshold`` (more training would have changed the answer)."""
+    def final(r):
+        by_group = r.predictions.groupby("race", observed=True)["correct"].mean()
+        return pd.Series({"overall": r.accuracy, **by_group.to_dict()})
+
+    table = pd.DataFrame({f"{int(run.history['epoch'].max())} epochs": final(run),
+                          f"{int(longer.history['epoch'].max())} epochs": final(longer)})
+    table["difference"] = table.iloc[:, 1] - table.iloc[:, 0]
+    table["beyond threshold"] = table["difference"].abs() > threshold
+    return table
 
 
 def confusion_by_head(runs: list[ClassifierRun], classes) -> dict[str, tuple[np.ndarray, list[str]]]:

@@ -235,6 +235,20 @@ def tuning_grid() -> Rule:
     return Rule("a mapping {run setting: [two or more candidate values]}", problem)
 
 
+def longer_run() -> Rule:
+    """Notebook 03's plateau check: ``{target: ..., head: ..., seed: ...}``, one run trained with twice the epochs."""
+
+    def problem(value):
+        if not isinstance(value, Mapping):
+            return _string_hint(value) or f"not a mapping ({type(value).__name__})"
+        if set(value) != {"target", "head", "seed"}:
+            return f"give exactly the keys target, head and seed, got {sorted(value)}"
+        return (choice("race", "gender", "age").problem(value["target"]) or head_name().problem(value["head"])
+                or whole(0).problem(value["seed"]))
+
+    return Rule("None or {target: race|gender|age, head: a lib.losses head, seed: an integer}", problem)
+
+
 def head_overrides() -> Rule:
     """``{head: {hyperparameter: value}}``; each head is built once (8-d, 2 classes) to check its values."""
 
@@ -447,6 +461,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "schedule": choice(None, "cosine", "step"),
         "max_shift": whole(0),
         "limit": optional(whole(1)),
+        "longer_run": optional(longer_run()),
         "pretrained_encoder": encoder_name(),
         "frozen_targets": choice_list("race", "gender", "age"),
         "frozen_heads": head_names(),

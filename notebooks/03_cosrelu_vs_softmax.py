@@ -106,6 +106,7 @@ lr = 1e-3  # Adam
 schedule = None  # None (constant) | "cosine" | "step"
 max_shift = 0  # random translation (pixels) on top of the random horizontal flip
 limit = None  # keep only the first `limit` images of each split (quick trials)
+longer_run = {"target": "race", "head": "normsoftmax", "seed": 0}  # trained again with twice the epochs (plateau check; None: skip)
 device = "auto"  # auto | cpu | cuda | mps
 allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
@@ -134,8 +135,9 @@ from IPython.display import Markdown, display
 
 from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
 from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic
+from lib.settings import RunSettings
 from lib.tables import write_csv
-from lib.training import resolve_device
+from lib.training import resolve_device, resolve_precision
 
 plots.setup_style()
 parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
@@ -151,7 +153,8 @@ display(Markdown(
     f"**Profile** `{profile}` · FairFace from {paths.describe_source(fairface_root)} (padding {fairface_padding}) · targets "
     f"{', '.join(f'`{t}`' for t in targets)} · ResNet-18 at {image_size}px, {init} · {epochs} epochs, batch "
     f"{batch_size}, Adam {lr}, schedule {schedule or 'constant'} · seeds {list(seeds)} · device "
-    f"`{resolve_device(device)}`"
+    f"`{resolve_device(device)}`, precision `{amp}` → `{resolve_precision(amp, resolve_device(device))}`"
+    " (bf16 autocast runs on channels-last tensors)"
 ))
 
 # %% [markdown]
@@ -241,14 +244,19 @@ display(Markdown(f"The unscaled cosine softmax cannot go below log(1 + (C−1)·
 # Checkpoints are written every epoch: an interrupted run resumes, a finished one is reloaded.
 
 # %%
+# One settings object per (target, head, seed), built from the parameters above; what notebook 03 fixes
+# (ResNet-18, no crop, flips, full batches) is experiment.FIXED_SETTINGS.
+run_settings = {(target, head, seed): RunSettings.from_parameters(
+                    globals(), head=head, seed=seed, pretrained=weights,
+                    head_hparams=experiment.resolve_head_hparams(head, head_hparams.get(head)),
+                    **experiment.FIXED_SETTINGS)
+                for target in targets for head in heads for seed in seeds}
+checkpoints = {target: paths.checkpoints_dir(profile) / "03_cosrelu" / f"{target}-{fairface_padding}-{image_size}px"
+               for target in targets}
 runs = []
 for target in targets:
-    checkpoints = paths.checkpoints_dir(profile) / "03_cosrelu" / f"{target}-{fairface_padding}-{image_size}px"
-    runs += experiment.train_grid(
-        heads, seeds, datasets[target], head_hparams=head_hparams, weights=weights, epochs=epochs,
-        batch_size=batch_size, lr=lr, schedule=schedule, max_shift=max_shift, amp=amp, checkpoint_dir=checkpoints,
-        device=device,
-    )
+    runs += experiment.train_grid([settings for (t, _, _), settings in run_settings.items() if t == target],
+                                  datasets[target], checkpoint_dir=checkpoints[target], device=device)
 history = experiment.history_table(runs)
 predictions = experiment.predictions_table(runs)
 
@@ -305,6 +313,63 @@ fig.suptitle("Validation accuracy and training loss by epoch: mean over seeds, b
              f"{len(seeds)} seeds" if len(seeds) > 1 else "Validation accuracy and training loss by epoch (one seed)")
 plots.save_figure(fig, "03_accuracy_and_loss", profile)
 plt.show()
+
+# %% [markdown]
+# ### Trained to a plateau?
+# A ranking of heads says which loss is better only if the runs have stopped learning; otherwise it says which
+# learns faster. Per target and head: validation accuracy (mean over seeds) at the last epoch E and at
+# epoch E − ⌈E/4⌉, the gain over that last quarter, and the largest gain of a single seed. A mean gain above
+# 1 point is flagged: that head was still learning when training stopped. The schedule matters here: a
+# cosine schedule ends at a learning rate of zero, so its last epochs only fine-tune; a constant rate does not
+# settle.
+
+# %%
+plateau = experiment.plateau_table(history)
+display(plateau.style.format(precision=3, na_rep="").format("{:+.3f}", subset=["last-quarter gain",
+                                                                                "largest gain of a seed"]))
+learning = plateau[plateau["still learning"]]
+display(Markdown(
+    f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 1 point over the last "
+    f"quarter of {epochs} epochs" + (": " + ", ".join(f"{t} `{h}` ({g:+.3f})" for (t, h), g in
+                                                     learning["last-quarter gain"].items()) if len(learning) else "")
+    + f". Schedule: {schedule or 'constant'}; the learning rate at the end of training was "
+    f"{history['lr'].iloc[-1]:.2g} (it started at {lr:g})."))
+
+# %% [markdown]
+# **Twice the epochs.** One run (`longer_run`: one target, head and seed) trained again with every setting
+# the same but twice the epochs, so its schedule stretches over twice the steps. If the two final models
+# differ by more than 1 point, the profile's epochs are too few for the comparison above to be settled.
+
+# %%
+longer, longer_table = None, None
+if not longer_run:
+    display(Markdown("`longer_run` is None: no run with twice the epochs."))
+elif (longer_run["target"], longer_run["head"], longer_run["seed"]) not in run_settings:
+    display(Markdown(f"`longer_run` = {longer_run} names a run this notebook did not train (targets {targets}, heads "
+                     f"{heads}, seeds {list(seeds)}): skipped."))
+else:
+    key = (longer_run["target"], longer_run["head"], longer_run["seed"])
+    base_settings = run_settings[key]
+    longer = experiment.train_classifier(base_settings.replace(epochs=2 * base_settings.epochs), datasets[key[0]],
+                                         checkpoint_dir=checkpoints[key[0]], device=device)
+    base_run = next(run for run in runs if (run.target, run.head, run.seed) == key)
+    longer_table = experiment.longer_run_table(base_run, longer)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for run, style in ((base_run, "-o"), (longer, "--s")):
+        ax.plot(run.history["epoch"], run.history["overall"], style, ms=3,
+                label=f"{int(run.history['epoch'].max())} epochs ({run.history['seconds'].sum() / 60:.1f} min)")
+    ax.set(xlabel="epoch", ylabel=f"{key[0]}: validation accuracy",
+           title=f"{key[0].capitalize()}, `{key[1]}`, seed {key[2]}: the profile's epochs and twice as many")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.legend(title="trained for")
+    plots.save_figure(fig, "03_longer_run", profile)
+    plt.show()
+    display(longer_table.style.format(precision=3).format("{:+.3f}", subset=["difference"]))
+    change = longer_table.loc["overall", "difference"]
+    display(Markdown(f"With twice the epochs, `{key[1]}` ({key[0]}, seed {key[2]}) ends at "
+                     f"{longer.accuracy:.3f} instead of {base_run.accuracy:.3f} ({change:+.3f}): "
+                     + ("**more training changes the answer by more than 1 point**." if abs(change) > 0.01 else
+                        "within 1 point, so more training would not change the answer.")))
 
 # %% [markdown]
 # ### Accuracy per race by epoch
@@ -420,6 +485,9 @@ results_dir = paths.results_dir(profile)
 written = experiment.write_results(runs, groups, results_dir)
 written.append(write_csv(predictions.round({"target_cosine": 5}), results_dir / "03_predictions.csv"))
 written.append(write_csv(history, results_dir / "03_history.csv"))
+written.append(write_csv(plateau.reset_index(), results_dir / "03_plateau.csv"))
+if longer is not None:
+    written.append(write_csv(longer.history, results_dir / "03_longer_run_history.csv"))
 written.append(write_csv(status, results_dir / head_comparison.HEADS_FILE))
 written.append(write_csv(comparisons, results_dir / head_comparison.COMPARISONS_FILE))
 print("\n".join(paths.shown(path) for path in written))

@@ -54,9 +54,10 @@ def trial_rows(data, *, epochs: int, seed: int, lr: float, batch_size: int, sett
     for name in settings or SETTINGS:
         head, hparams = SETTINGS[name]
         start = time.perf_counter()
-        run = experiment.train_classifier(head, data, seed=seed, head_hparams=hparams, epochs=epochs, lr=lr,
-                                          batch_size=batch_size, schedule="cosine", device="cpu", amp="off",
-                                          progress=False)
+        settings = experiment.classifier_settings(head, seed, head_hparams=hparams, image_size=data.train_images.shape[-1],
+                                                  epochs=epochs, lr=lr, batch_size=batch_size, schedule="cosine",
+                                                  amp="off")
+        run = experiment.train_classifier(settings, data, device="cpu", progress=False)
         health = head_comparison.run_health(run.predictions).iloc[0]
         angles = np.degrees(np.arccos(np.clip(run.predictions["target_cosine"], -1, 1)))
         row = {"target": data.target, "setting": name, "head": head,

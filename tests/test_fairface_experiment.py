@@ -167,8 +167,14 @@ def test_validation_metrics_by_hand(data):
 
 
 def test_grid_tables_and_resume(data, tmp_path):
-    kwargs = dict(epochs=2, batch_size=8, lr=1e-3, checkpoint_dir=tmp_path / "ckpt", device="cpu", progress=False)
-    runs = fx.train_grid(["cosine_softmax", "cosrelu", "cosface"], [0, 1], data, **kwargs)
+    size = int(data.train_images.shape[-1])
+
+    def grid(heads, seeds):
+        return [fx.classifier_settings(head, seed, image_size=size, epochs=2, batch_size=8, lr=1e-3)
+                for head in heads for seed in seeds]
+
+    kwargs = dict(checkpoint_dir=tmp_path / "ckpt", device="cpu", progress=False)
+    runs = fx.train_grid(grid(["cosine_softmax", "cosrelu", "cosface"], [0, 1]), data, **kwargs)
     assert [(run.head, run.seed) for run in runs] == [(h, s) for h in ("cosine_softmax", "cosrelu", "cosface") for s in (0, 1)]
     history = fx.history_table(runs)
     assert len(history) == 12 and history["overall"].notna().all() and (history["target"] == "race").all()
@@ -184,7 +190,7 @@ def test_grid_tables_and_resume(data, tmp_path):
             assert run.history[race].iloc[-1] == pytest.approx(value)
 
     # A second call reloads the checkpoints and reproduces the predictions exactly.
-    again = fx.train_grid(["cosrelu"], [1], data, **kwargs)[0]
+    again = fx.train_grid(grid(["cosrelu"], [1]), data, **kwargs)[0]
     pd.testing.assert_frame_equal(again.predictions, runs[3].predictions)
 
     # CosReLU = CosFace where the clamp never acts: bit-identical training.
@@ -261,3 +267,58 @@ def test_target_angle_summary_known_answer():
     assert table.loc["a", "share beyond 130.5°"] == 0 and table.loc["b", "share beyond 130.5°"] == 1
     assert table.loc["b", "share beyond 151.4°"] == 0.5
     assert np.isnan(table.loc["a", "share in own fallback branch"]) and table.loc["b", "share in own fallback branch"] == 0.5
+
+
+def test_run_settings_built_from_notebook_parameters_keep_the_old_run_names(data):
+    """Notebook 03 now builds one RunSettings per run from its parameters; the runs it trained before (whose
+    train_classifier built the settings from 16 keywords) keep their names, so their checkpoints are reused."""
+    from lib import pretrained as a_module_named_like_a_setting  # what notebook 03 imports
+    from lib.settings import RunSettings
+
+    digest = "0123456789abcdef"
+    for head, overrides, weights, amp in (("arcface", {}, None, "auto"), ("cosrelu", {"margin": 0.3}, None, "bf16"),
+                                          ("normsoftmax", {}, "imagenet", "auto")):
+        # exactly what train_classifier built before issue 25
+        before = RunSettings(head=head, head_hparams=fx.resolve_head_hparams(head, overrides), model="resnet18",
+                             embedding_dim=512, pretrained=weights, image_size=32, crop=None, flip=True, max_shift=2,
+                             optimizer="adam", lr=1e-3, schedule="cosine", epochs=4, batch_size=64, drop_last=True,
+                             amp=amp, seed=1, data=digest)
+        parameters = {"seeds": [0, 1], "heads": [head], "head_hparams": {head: overrides}, "weights": weights,
+                      "image_size": 32, "epochs": 4, "batch_size": 64, "lr": 1e-3, "schedule": "cosine", "max_shift": 2,
+                      "amp": amp, "limit": None, "device": "auto", "pretrained": a_module_named_like_a_setting}
+        notebook = RunSettings.from_parameters(
+            parameters, head=head, seed=1, head_hparams=fx.resolve_head_hparams(head, overrides), pretrained=weights,
+            data=digest, **fx.FIXED_SETTINGS)
+        helper = fx.classifier_settings(head, 1, head_hparams=overrides, weights=weights, image_size=32, max_shift=2,
+                                        lr=1e-3, schedule="cosine", epochs=4, batch_size=64, amp=amp, data=digest)
+        assert notebook == before and helper == before
+        assert notebook.run_name() == before.run_name()
+
+
+def test_train_classifier_refuses_settings_for_other_images(data):
+    settings = fx.classifier_settings("cosface", 0, image_size=int(data.train_images.shape[-1]) * 2, epochs=1)
+    with pytest.raises(ValueError, match="decoded at"):
+        fx.train_classifier(settings, data, device="cpu", progress=False)
+    other = fx.classifier_settings("cosface", 0, image_size=int(data.train_images.shape[-1]), epochs=1,
+                                   data="ffffffffffffffff")
+    with pytest.raises(ValueError, match="training data"):
+        fx.train_classifier(other, data, device="cpu", progress=False)
+
+
+def test_plateau_table_flags_heads_still_learning_over_the_last_quarter():
+    rows = []
+    for seed in (0, 1):
+        for epoch in range(1, 9):  # 8 epochs: the last quarter runs from epoch 6 to 8
+            rows.append({"target": "race", "head": "climbing", "seed": seed, "epoch": epoch,
+                         "overall": 0.30 + 0.02 * epoch + 0.01 * seed})
+            rows.append({"target": "race", "head": "flat", "seed": seed, "epoch": epoch,
+                         "overall": min(0.5, 0.1 * epoch) + (0.004 * seed if epoch == 8 else 0.0)})
+    table = fx.plateau_table(pd.DataFrame(rows))
+    climbing, flat = table.loc[("race", "climbing")], table.loc[("race", "flat")]
+    assert climbing["from epoch"] == 6 and climbing["epochs"] == 8
+    assert climbing["last-quarter gain"] == pytest.approx(0.04)  # 2 epochs × 0.02
+    assert climbing["still learning"] and not flat["still learning"]
+    assert flat["last-quarter gain"] == pytest.approx(0.002)
+    assert flat["largest gain of a seed"] == pytest.approx(0.004)
+    one_epoch = fx.plateau_table(pd.DataFrame(rows).query("epoch == 1"))
+    assert np.isnan(one_epoch["last-quarter gain"]).all() and not one_epoch["still learning"].any()

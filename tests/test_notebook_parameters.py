@@ -101,3 +101,17 @@ def test_face_alignment_parameters_of_notebook_02():
         parameters.validate("02", {**base, "alignment": "dlib"}, check_paths=False)
     parameters.validate("02", {**base, "lfw_source": "shared", "alignment": "aligned", "align_margin": 0.2},
                         check_paths=False, quiet=True)
+
+
+def test_longer_run_parameter_of_notebook_03():
+    from lib import parameters
+
+    base = {"profile": "default", "fairface_source": "synthetic"}
+    for good in (None, {"target": "race", "head": "normsoftmax", "seed": 0}):
+        parameters.validate("03", {**base, "longer_run": good}, check_paths=False, quiet=True)
+    for bad, message in (({"target": "race", "head": "normsoftmax"}, "keys target, head and seed"),
+                         ({"target": "race", "head": "nosuchhead", "seed": 0}, "unknown head"),
+                         ({"target": "height", "head": "cosface", "seed": 0}, "height"),
+                         ("race", "not a mapping")):
+        with pytest.raises(parameters.ParameterError, match=message):
+            parameters.validate("03", {**base, "longer_run": bad}, check_paths=False)
