@@ -322,3 +322,16 @@ def test_plateau_table_flags_heads_still_learning_over_the_last_quarter():
     assert flat["largest gain of a seed"] == pytest.approx(0.004)
     one_epoch = fx.plateau_table(pd.DataFrame(rows).query("epoch == 1"))
     assert np.isnan(one_epoch["last-quarter gain"]).all() and not one_epoch["still learning"].any()
+
+
+def test_longer_run_table_compares_final_accuracies():
+    def run(epochs, correct):
+        predictions = pd.DataFrame({"race": ["A", "A", "B", "B"], "correct": correct})
+        history = pd.DataFrame({"epoch": range(1, epochs + 1)})
+        return fx.ClassifierRun("normsoftmax", 0, history, predictions, 1.0)
+
+    table = fx.longer_run_table(run(4, [True, False, True, True]), run(8, [True, True, True, True]))
+    assert list(table.columns[:2]) == ["4 epochs", "8 epochs"]
+    assert table.loc["overall", "difference"] == pytest.approx(0.25)
+    assert table.loc["A", "difference"] == pytest.approx(0.5) and table.loc["B", "difference"] == 0
+    assert table.loc["overall", "beyond threshold"] and not table.loc["B", "beyond threshold"]
