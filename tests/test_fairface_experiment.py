@@ -226,12 +226,14 @@ def test_changed_validation_labels_never_leave_the_old_numbers_in_the_history(da
     validation labels, was reported as current beside fresh predictions (e.g. overall 0.2286 vs 0.10)."""
     import dataclasses
 
-    kwargs = dict(epochs=2, batch_size=8, lr=1e-3, checkpoint_dir=tmp_path / "ckpt", device="cpu", progress=False)
-    first = fx.train_classifier("cosface", data, **kwargs)
+    kwargs = dict(checkpoint_dir=tmp_path / "ckpt", device="cpu", progress=False)
+    settings = fx.classifier_settings("cosface", 0, image_size=int(data.train_images.shape[-1]), epochs=2,
+                                      batch_size=8, lr=1e-3)
+    first = fx.train_classifier(settings, data, **kwargs)
     predicted = first.predictions["y_pred"].map({name: i for i, name in enumerate(data.classes)})
     relabelled = dataclasses.replace(data, val_labels=torch.tensor(predicted.to_numpy()))  # now all "correct"
     with pytest.warns(UserWarning, match=r"other evaluation inputs \(validation: .*epoch 2's are recomputed"):
-        again = fx.train_classifier("cosface", relabelled, **kwargs)
+        again = fx.train_classifier(settings, relabelled, **kwargs)
     assert again.accuracy == 1.0 and first.accuracy < 1.0  # the labels matter to the numbers
     assert again.history["overall"].iloc[-1] == pytest.approx(again.accuracy)
     by_race = again.predictions.groupby("race")["correct"].mean()
