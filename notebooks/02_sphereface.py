@@ -181,16 +181,16 @@ plt.show()
 # network has seen: the gap between the two is the over-fitting picture below. Images are decoded once into a
 # uint8 cache (`data/cache/`).
 #
-# **How the faces are cut** (`alignment`). Either the centre `crop` of each 250×250 photo, resized to the
+# **How the faces are cut.** Either the central square of each 250×250 photo, resized to the
 # network's input (the course report's way, on deep-funneled images), or **aligned** as SphereFace and every
 # face-recognition pipeline since: dlib's detector finds the face nearest the centre, its shape predictor five
 # landmarks (the corners of both eyes, the base of the nose), and the least-squares similarity transform
 # (rotation, scale, shift; Umeyama 1991) maps them onto the paper's 112×96 template, placed in the network's
-# square input with a border of `align_margin` × the template's height (`lib.alignment`, whose docstring says
+# square input with a border of a chosen fraction of the template's height (`lib.alignment`, whose docstring says
 # how the paper's five MTCNN points were expressed in dlib's). A face the detector misses gets its landmarks
 # from a fixed fallback box and is counted below; landmarks that collapse to a point or a blank crop stop the
 # run with the file named. Which of the two trains better is decided on the validation pairs, like every
-# other setting (`tuning_grid`).
+# other setting (the candidates are listed under *How the setting was chosen*).
 
 # %%
 faces = lfw.load_lfw(lfw_root)

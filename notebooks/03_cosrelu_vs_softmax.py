@@ -336,16 +336,16 @@ display(Markdown(
     f"{history['lr'].iloc[-1]:.2g} (it started at {lr:g})."))
 
 # %% [markdown]
-# **Twice the epochs.** One run (`longer_run`: one target, head and seed) trained again with every setting
+# **Twice the epochs.** One run (the profile names its target, head and seed) trained again with every setting
 # the same but twice the epochs, so its schedule stretches over twice the steps. If the two final models
 # differ by more than 1 point, the profile's epochs are too few for the comparison above to be settled.
 
 # %%
 longer, longer_table = None, None
 if not longer_run:
-    display(Markdown("`longer_run` is None: no run with twice the epochs."))
+    display(Markdown("This profile names no run to train with twice the epochs."))
 elif (longer_run["target"], longer_run["head"], longer_run["seed"]) not in run_settings:
-    display(Markdown(f"`longer_run` = {longer_run} names a run this notebook did not train (targets {targets}, heads "
+    display(Markdown(f"The run to train with twice the epochs, {longer_run}, is one this notebook did not train (targets {targets}, heads "
                      f"{heads}, seeds {list(seeds)}): skipped."))
 else:
     key = (longer_run["target"], longer_run["head"], longer_run["seed"])
