@@ -94,6 +94,7 @@ erase = 0.0  # probability of random erasing (a grey rectangle, 2-33 % of the im
 dropout = 0.0  # dropout before SphereCNN's embedding layer while training (the course used none)
 amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones; on a CPU bf16 where it has native bf16 (AMX / AVX-512-BF16), else off) | bf16 | fp16 | off
 validation_fraction = 0.15  # DevTrain identities held out of training: settings are chosen on their pairs
+pairs_per_set = 500  # matched pairs (and as many mismatched) drawn for the validation and the training-identity pairs
 eval_every = 2  # validation-pair accuracy every few epochs (DevTest is scored once, after training)
 fuse_flip = True  # fuse the embeddings of each image and its mirror image when scoring pairs
 toy_identities = 6  # classes in the 2-D/3-D margin picture
@@ -181,7 +182,8 @@ plt.show()
 
 # %%
 faces = lfw.load_lfw(lfw_root)
-data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction)
+data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction,
+                             pairs_per_set=pairs_per_set)
 display(experiment.describe_splits(data).style.format(na_rep="—"))
 if faces.people_from_pairs:
     display(Markdown(f"**Note:** {faces.note}"))
