@@ -608,6 +608,20 @@ def test_cpu_precision(monkeypatch, native, expected):
         resolve_precision("fp16", cpu)
 
 
+def test_auto_precision_is_resolved_into_the_run_settings(data, tmp_path, monkeypatch):
+    """What ``amp="auto"`` picked is the run's precision in its settings and checkpoint, and part of its name:
+    a run trained in bf16 never resumes a float32 checkpoint, nor the other way round."""
+    images, labels = data
+    paths_by_precision = {}
+    for native, expected in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(training, "cpu_native_bf16", lambda cpuinfo=None, native=native: native)
+        result = train(settings(amp="auto", epochs=1), *fresh(), images, labels, checkpoint_dir=tmp_path)
+        assert result.settings.amp == expected and result.resumed_from_epoch == 0
+        assert torch.load(result.checkpoint_path, weights_only=True)["settings"]["amp"] == expected
+        paths_by_precision[expected] = result.checkpoint_path
+    assert paths_by_precision["bf16"] != paths_by_precision["off"]
+
+
 CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra} avx512bw\n\n"
 
 
