@@ -1095,13 +1095,14 @@ def timings_markdown(profile: str, records: list[dict]) -> str:
     processor, cores, device, what ``amp: auto`` resolved to, commit, load average, whether finished
     runs were reloaded from checkpoints)."""
     dates = sorted(str(r.get("started", ""))[:10] for r in records)
-    first = records[0]
+    first = max(records, key=lambda r: str(r.get("started", "")))  # the machine of the latest run
     total = sum(float(r["wall_seconds"]) for r in records)
     per_notebook = ", ".join(f"{r['notebook'][:2]} {_duration(float(r['wall_seconds']))}" for r in records)
     loads = [r[key] for r in records for key in ("load_average_at_start", "load_average_at_end")
              if r.get(key) is not None]
-    reloaded = sum(int(r.get("checkpoints_at_start") or 0) for r in records)
-    commits = sorted({str(r.get("git_commit")) for r in records})
+    reloaded = max(int(r.get("checkpoints_at_start") or 0) for r in records)
+    commits = sorted({str(r.get("git_commit"))[:12] + ("+dirty" if str(r.get("git_commit")).endswith("+dirty") else "")
+                      for r in records})
     device = first.get("gpu") or f"{first.get('cpu')} CPU"
     lines = [
         f"Generated from the run records of `make all PROFILE={profile}` (`reports/{profile}/*.run.json`), "
@@ -1109,7 +1110,7 @@ def timings_markdown(profile: str, records: list[dict]) -> str:
         f"**{_duration(total)} for the four notebooks** ({per_notebook}), setup not included.",
         f"Machine: {device}, {first.get('cpu_count')} cores, device `{first.get('device')}`, `amp: auto` resolved to "
         f"`{first.get('amp_auto', 'not recorded')}`; torch {first.get('torch')}, Python {first.get('python')}; "
-        f"commit {', '.join(c[:12] for c in commits)}"
+        f"commit {', '.join(commits)}"
         + (f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} while it ran" if loads else "")
         + ("; a first run (no checkpoints)." if reloaded == 0 else
            f"; **{reloaded} checkpoints were present at the start**, so finished runs were reloaded, not trained."),
