@@ -321,6 +321,21 @@ def evaluate(model, pair_set: PairSet, *, flip: bool = True, device="auto", amp=
     return score_pairs(features(model, pair_set.images, flip=flip, device=device, amp=amp), pair_set)
 
 
+def pair_set_features(model, pair_sets: dict[str, PairSet], *, flip: bool = True, device="auto",
+                      amp="off") -> dict[str, np.ndarray]:
+    """:func:`features` of every pair set scored at one evaluation, from one batched pass: the images of
+    all the sets go through :func:`lib.training.embed` together (each batch with its mirror image in the
+    same forward) and are split back per set. A set named twice (the same object, e.g. the validation
+    pairs of a setting trial, scored by epoch and as its final result) is embedded once. Embeddings are
+    per image, so the features equal those of one :func:`features` call per set."""
+    distinct = list({id(pair_set): pair_set for pair_set in pair_sets.values()}.values())
+    images = torch.cat([pair_set.images for pair_set in distinct]) if len(distinct) > 1 else distinct[0].images
+    every = features(model, images, flip=flip, device=device, amp=amp)
+    ends = np.cumsum([len(pair_set.images) for pair_set in distinct])
+    by_set = {id(pair_set): part for pair_set, part in zip(distinct, np.split(every, ends[:-1]))}
+    return {name: by_set[id(pair_set)] for name, pair_set in pair_sets.items()}
+
+
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
@@ -372,10 +387,18 @@ def train_head(settings: RunSettings, data: View1Data, *, eval_every: int = 5, f
     settings = settings.replace(data=data.digest)
     model, head = build_model_and_head(settings, data.num_classes)
     amp = inference_precision(resolve_precision(settings.amp, resolve_device(device)), device)
+    final_set = data.test if score_test else data.validation
+    final = {}  # the final set's features, when the last epoch's evaluation embedded them
 
     def eval_fn(model, head, epoch):
-        validation = evaluate(model, data.validation, flip=flip, device=device, amp=amp)
-        train_pairs = evaluate(model, data.train_pairs, flip=flip, device=device, amp=amp)
+        # One pass over every image scored now; after the last epoch the final set (DevTest) joins it.
+        sets = {"validation": data.validation, "train_pairs": data.train_pairs}
+        if epoch == settings.epochs:
+            sets["final"] = final_set
+        embedded = pair_set_features(model, sets, flip=flip, device=device, amp=amp)
+        final.update({"features": embedded["final"]} if "final" in embedded else {})
+        validation = score_pairs(embedded["validation"], data.validation)
+        train_pairs = score_pairs(embedded["train_pairs"], data.train_pairs, with_afs=False)
         return {"val_acc_10fold": validation.cv.mean, "val_acc_fixed_0.5": validation.fixed_accuracy,
                 "val_auc": validation.roc.auc, "train_pairs_acc_10fold": train_pairs.cv.mean}
 
@@ -383,8 +406,10 @@ def train_head(settings: RunSettings, data: View1Data, *, eval_every: int = 5, f
     fitted = fit(settings, model, head, data.train_images, data.train_labels, device=device, eval_fn=eval_fn,
                  eval_every=eval_every, eval_inputs=evaluation_inputs(data, flip=flip, precision=amp),
                  checkpoint_dir=checkpoint_dir, progress=progress)
-    final_set = data.test if score_test else data.validation
-    test_features = features(fitted.model, final_set.images, flip=flip, device=device, amp=amp)
+    if "features" in final:
+        test_features = final["features"]
+    else:  # reloaded from a finished checkpoint: no evaluation ran
+        test_features = features(fitted.model, final_set.images, flip=flip, device=device, amp=amp)
     result = score_pairs(test_features, final_set)
     history = fitted.history.assign(head=settings.head, seed=settings.seed)
     return HeadRun(fitted.settings, history, result, test_features.astype(np.float32),

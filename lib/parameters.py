@@ -435,6 +435,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "dropout": probability(below_one=True),
         "amp": choice("auto", "bf16", "fp16", True, False, None, "off"),
         "validation_fraction": number(above=0.0, below=1.0),
+        "pairs_per_set": whole(10),
         "eval_every": whole(1),
         "fuse_flip": flag(),
         "toy_identities": whole(2),

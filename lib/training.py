@@ -145,9 +145,12 @@ def resolve_precision(amp, device: torch.device) -> str:
 
     ``"auto"``: on CUDA, bf16 on GPUs of compute capability 8.0 and above (Ampere and newer), else fp16
     with a gradient scaler — older GPUs such as Colab's T4 (7.5) only emulate bf16, and cuDNN has no bf16
-    convolutions there; off on other devices, so CPU runs stay float32 unless asked. ``"bf16"`` also
-    runs on a CPU (oneDNN uses AMX / AVX-512-BF16 where the processor has them; ``make bench`` prints the
-    gain). ``"fp16"`` is CUDA only.
+    convolutions there. On a CPU, bf16 where the processor computes it natively (:func:`cpu_native_bf16`:
+    AMX or AVX-512-BF16, which oneDNN's bf16 convolutions use; ``make bench`` measured 3x over float32 for
+    SphereCNN on such a CPU), float32 elsewhere (emulated bf16 is slower than float32). The choice depends
+    on the machine only, never on a timing, so a run is reproducible there; the resolved precision is what
+    :func:`fit` stores in the run's settings, so its checkpoints never mix precisions. ``"bf16"`` also runs
+    on a CPU without native support (slowly). ``"fp16"`` is CUDA only. Other devices (MPS): float32.
     """
     amp = {False: "off", None: "off", True: "auto"}.get(amp, amp)
     if amp not in ("auto", "off", "bf16", "fp16"):
@@ -167,11 +170,33 @@ def resolve_precision(amp, device: torch.device) -> str:
             )
         return amp
     if amp == "auto":
-        return "off"
+        return "bf16" if device.type == "cpu" and cpu_native_bf16() else "off"
     if device.type == "cpu" and amp == "bf16":
         return "bf16"
     raise ValueError(f"amp={amp!r} is not available on {device}: use amp='bf16' on a CPU, fp16 only on CUDA, "
                      f"or amp='auto' / 'off'")
+
+
+# /proc/cpuinfo flags of the x86 instructions oneDNN runs bf16 convolutions and matrix products with.
+NATIVE_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 natively (a flag of :data:`NATIVE_BF16_FLAGS` in ``/proc/cpuinfo``,
+    or in the ``cpuinfo`` text given) and torch has oneDNN to use it. False where that cannot be read
+    (macOS, Windows): ``amp="auto"`` then stays float32 on the CPU."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[-1].split())
+            return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    return False
 
 
 def _autocast(precision: str, device: torch.device):

@@ -84,7 +84,7 @@ image_size = 96  # network input (SphereCNN needs 96)
 crop = 150  # centre crop (px) of the 250x250 LFW image before resizing; null keeps the whole image
 alignment = "center"  # how faces are cut: center (the centre crop above) | aligned (five landmarks → the paper's template)
 align_margin = 0.0  # aligned faces only: border around the template, as a fraction of its height (0: the paper's framing)
-epochs = 4
+epochs = 3
 batch_size = 64
 optimizer = "adam"  # adam (as in the course report) | adamw | sgd
 lr = 1e-3
@@ -94,12 +94,13 @@ flip = True  # random horizontal flip while training
 max_shift = 0  # random translation (pixels) on top of the random flip
 erase = 0.0  # probability of random erasing (a grey rectangle, 2-33 % of the image) per training image
 dropout = 0.0  # dropout before SphereCNN's embedding layer while training (the course used none)
-amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
+amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones; on a CPU bf16 where it has native bf16 (AMX / AVX-512-BF16), else off) | bf16 | fp16 | off
 validation_fraction = 0.15  # DevTrain identities held out of training: settings are chosen on their pairs
+pairs_per_set = 250  # matched pairs (and as many mismatched) drawn for the validation and the training-identity pairs
 eval_every = 2  # validation-pair accuracy every few epochs (DevTest is scored once, after training)
 fuse_flip = True  # fuse the embeddings of each image and its mirror image when scoring pairs
 toy_identities = 6  # classes in the 2-D/3-D margin picture
-toy_steps = 300
+toy_steps = 150
 device = "auto"  # auto | cpu | cuda | mps
 allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 setting_note = ""  # how this profile's setting was arrived at (shown under "How the setting was chosen")
@@ -195,7 +196,7 @@ plt.show()
 # %%
 faces = lfw.load_lfw(lfw_root)
 data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction,
-                             alignment=alignment, align_margin=align_margin)
+                             alignment=alignment, align_margin=align_margin, pairs_per_set=pairs_per_set)
 display(experiment.describe_splits(data).style.format(na_rep="—"))
 if data.alignment_counts is not None:
     misses = int(data.alignment_counts["detector missed: fallback box"].sum())

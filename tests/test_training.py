@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib import progress as progress_module
+from lib import training
 from lib.losses import make_head
 from lib.settings import RunSettings, data_digest
 from lib.training import (
@@ -96,7 +97,7 @@ def fresh(seed=0, head="sphereface", dropout=0.1, head_hparams=None):
 
 BASE_SETTINGS = dict(head="sphereface", model="TinyNet", embedding_dim=EMBEDDING, image_size=16, dropout=0.1,
                      batch_size=8, lr=3e-3, optimizer="adam", weight_decay=1e-4, schedule="cosine", seed=7,
-                     flip=True, max_shift=2, epochs=2)
+                     flip=True, max_shift=2, epochs=2, amp="off")  # float32 on every CPU: auto would pick bf16 on some
 
 
 def settings(**changes) -> RunSettings:
@@ -597,11 +598,38 @@ def test_bf16_on_an_old_gpu_is_refused_with_the_alternative(monkeypatch):
         resolve_precision("bf16", torch.device("cuda"))
 
 
-def test_cpu_precision():
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "off")])
+def test_cpu_precision(monkeypatch, native, expected):
+    """``auto`` on a CPU: bf16 where the processor has native bf16, float32 elsewhere."""
+    monkeypatch.setattr(training, "cpu_native_bf16", lambda cpuinfo=None: native)
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu) == "off" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu) == expected and resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(ValueError, match="fp16 only on CUDA"):
         resolve_precision("fp16", cpu)
+
+
+def test_auto_precision_is_resolved_into_the_run_settings(data, tmp_path, monkeypatch):
+    """What ``amp="auto"`` picked is the run's precision in its settings and checkpoint, and part of its name:
+    a run trained in bf16 never resumes a float32 checkpoint, nor the other way round."""
+    images, labels = data
+    paths_by_precision = {}
+    for native, expected in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(training, "cpu_native_bf16", lambda cpuinfo=None, native=native: native)
+        result = train(settings(amp="auto", epochs=1), *fresh(), images, labels, checkpoint_dir=tmp_path)
+        assert result.settings.amp == expected and result.resumed_from_epoch == 0
+        assert torch.load(result.checkpoint_path, weights_only=True)["settings"]["amp"] == expected
+        paths_by_precision[expected] = result.checkpoint_path
+    assert paths_by_precision["bf16"] != paths_by_precision["off"]
+
+
+CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 avx512f {extra} avx512bw\n\n"
+
+
+@pytest.mark.parametrize("extra, expected", [("amx_bf16 amx_tile", True), ("avx512_bf16", True), ("avx512_vnni", False),
+                                             ("", False)])
+def test_native_bf16_is_read_from_the_cpu_flags(extra, expected):
+    assert training.cpu_native_bf16(CPUINFO.format(extra=extra)) is expected
+    assert training.cpu_native_bf16("processor\t: 0\n") is False  # no flags line (not x86 Linux)
 
 
 @pytest.mark.parametrize("cuda_build, expected", [(None, "CPU-only build"), ("12.4", "built for CUDA 12.4")])
