@@ -281,7 +281,7 @@ def execute(profile: str, names: list[str] | None = None) -> list[Path]:
         # checkout that changed while it ran.
         environment = run_environment(parameters[source.stem].get("device", "auto"))
         state_at_start = {"load_average_at_start": _load_average(),
-                          "checkpoints_at_start": _checkpoint_count(profile)}
+                          "checkpoints_at_start": _checkpoint_count(profile, source.stem)}
         start = time.perf_counter()
         announce_expected_time(profile, source.stem)
         print(f"[{profile}] executing {source.stem} ...", flush=True)
@@ -554,11 +554,15 @@ def _load_average() -> float | None:
         return None
 
 
-def _checkpoint_count(profile: str) -> int:
-    """Training checkpoints of ``profile`` present (0 on a fresh clone: every run trains; otherwise
-    finished runs are reloaded and a notebook's time is not that of a first run)."""
+def _checkpoint_count(profile: str, stem: str) -> int:
+    """Training checkpoints of ``profile`` that notebook ``stem`` itself writes (its folders start with its
+    number, e.g. ``02_sphereface/``) present before it starts: 0 on a first run, where every run trains;
+    otherwise finished runs are reloaded and its time is not that of a first run. Checkpoints an earlier
+    notebook of the same ``make all`` wrote do not count."""
     folder = paths.checkpoints_dir(profile)
-    return sum(1 for _ in folder.rglob("*.pt")) if folder.is_dir() else 0
+    if not folder.is_dir():
+        return 0
+    return sum(1 for own in folder.glob(f"{stem[:2]}_*") if own.is_dir() for _ in own.rglob("*.pt"))
 
 
 def run_environment(device: str = "auto") -> dict:

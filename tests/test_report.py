@@ -414,3 +414,21 @@ def test_the_readme_timing_block_of_the_default_profile_parses():
     parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "default")
     assert list(parsed["notebooks"]) == [source.stem[:2] for source in notebooks.notebook_sources()]
     assert "cores" in parsed["block"] and "Generated from the run records" in parsed["block"]
+
+
+def test_checkpoints_at_start_count_only_the_notebooks_own(tmp_path, monkeypatch):
+    """A first `make all` must read as a first run: notebook 03 starts after 02 wrote its checkpoints, and
+    those are not 03's (the README block said '31 checkpoints were present' of a fresh clone's run)."""
+    from lib import notebooks
+
+    monkeypatch.setattr(notebooks.paths, "checkpoints_dir", lambda profile: tmp_path / profile)
+    own = tmp_path / "default" / "02_sphereface"
+    own.mkdir(parents=True)
+    for name in ("a.pt", "b.pt"):
+        (own / name).write_bytes(b"x")
+    assert notebooks._checkpoint_count("default", "02_sphereface") == 2
+    assert notebooks._checkpoint_count("default", "03_cosrelu_vs_softmax") == 0
+    assert notebooks._checkpoint_count("default", "04_fairness") == 0
+    (tmp_path / "default" / "03_cosrelu").mkdir()
+    (tmp_path / "default" / "03_cosrelu" / "c.pt").write_bytes(b"x")
+    assert notebooks._checkpoint_count("default", "03_cosrelu_vs_softmax") == 1
