@@ -57,7 +57,7 @@ from PIL import Image
 from lib import paths
 from lib.errors import DataError, human_bytes
 from lib.progress import progress as progress_bar
-from lib.tables import write_text
+from lib.tables import process_alive, write_text
 
 __all__ = ["CacheSpaceError", "ImageCache", "MIN_SOURCE_SIDE", "build_cache", "cache_digest", "cache_key", "decode_resized", "source_digests"]
 
@@ -464,7 +464,7 @@ def remove_stale_temporaries(cache_dir: Path) -> list[Path]:
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         pid = match.group("pid")
-        stale = not _process_alive(int(pid)) if pid else time.time() - entry.stat().st_mtime > _ORPHAN_AGE_S
+        stale = not process_alive(int(pid)) if pid else time.time() - entry.stat().st_mtime > _ORPHAN_AGE_S
         if stale:
             try:
                 os.remove(entry.path)
@@ -474,18 +474,6 @@ def remove_stale_temporaries(cache_dir: Path) -> list[Path]:
     return removed
 
 
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    except OSError:
-        return True
-    return True
 
 
 _HEADROOM = 1 << 20  # bytes left free beyond the file (plus 1 % of it): the sidecar, and other writers meanwhile

@@ -93,14 +93,16 @@ def is_temporary(path: str | os.PathLike) -> bool:
     return _TEMPORARY.match(Path(path).name) is not None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still be writing its temporary file (when in doubt: yes, so that a live
+    writer's file is never removed)."""
     if pid == os.getpid():
         return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
+    except (OSError, OverflowError):
         return True  # another user's process, or not a pid we can check: leave its file alone
     return True
 
@@ -117,7 +119,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, of: str | os.PathLike | 
     candidates = folder.glob(f".{glob.escape(Path(of).name)}.*.tmp*") if of is not None else folder.iterdir()
     for path in sorted(candidates):
         match = _TEMPORARY.match(path.name)
-        if match and path.is_file() and not _process_alive(int(match["pid"])):
+        if match and path.is_file() and not process_alive(int(match["pid"])):
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed

@@ -52,6 +52,7 @@ from lib.errors import human_bytes
 from lib.models import COURSE_NORMALIZATION, IMAGENET_NORMALIZATION
 from lib.progress import progress as progress_bar
 from lib.settings import RunSettings, data_digest, settings_difference
+from lib.tables import process_alive
 
 __all__ = [
     "Augment",
@@ -670,21 +671,13 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
     removed = []
     for temp in path.parent.glob(f".{path.name}.*.tmp"):
         pid = temp.name[len(path.name) + 2 :].split(".")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _process_alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
             continue
         temp.unlink(missing_ok=True)
         removed.append(temp)
     return removed
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------------------------------
