@@ -939,7 +939,10 @@ def _metadata_rows(entries: list[IndexEntry]) -> str:
     for key, label in METADATA_FIELDS:
         values = {e.stem[:2]: e.record.get(key) for e in entries if "python" in e.record}
         value = newest.get(key)
-        text = html.escape(str(value)) if value not in (None, "") else "none"
+        if key not in newest:  # a record written before the field existed: unknown, not absent
+            text = "not recorded"
+        else:
+            text = html.escape(str(value)) if value not in (None, "") else "none"
         differing = sorted(stem for stem, v in values.items() if v != value)
         if differing:
             text += " <small>(" + "; ".join(f"notebook {s}: {html.escape(str(values[s]))}" for s in differing) + ")</small>"

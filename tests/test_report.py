@@ -432,3 +432,15 @@ def test_checkpoints_at_start_count_only_the_notebooks_own(tmp_path, monkeypatch
     (tmp_path / "default" / "03_cosrelu").mkdir()
     (tmp_path / "default" / "03_cosrelu" / "c.pt").write_bytes(b"x")
     assert notebooks._checkpoint_count("default", "03_cosrelu_vs_softmax") == 1
+
+
+def test_a_field_missing_from_an_old_run_record_reads_not_recorded():
+    """The committed real pages' records predate dlib's version field; the index said 'dlib: none' for runs
+    that used dlib."""
+    from lib import notebooks
+
+    entry = notebooks.IndexEntry("02_sphereface", "", "", [], {"python": "3.11.7", "started": "2026-12-01", "dlib": None})
+    old = notebooks.IndexEntry("03_cosrelu_vs_softmax", "", "", [], {"python": "3.11.7", "started": "2026-12-02"})
+    rows = notebooks._metadata_rows([entry, old])
+    assert "<th>dlib</th><td>not recorded" in rows
+    assert "<th>device</th><td>not recorded" in rows
