@@ -80,11 +80,11 @@ heads = ["course_sphereface", "softmax", "normsoftmax", "sphereface", "cosface"]
 head_hparams = {}  # per-head overrides, e.g. {"cosface": {"margin": 0.4}}
 model = "spherecnn"  # the course network (lib.models)
 embedding_dim = 512
-image_size = 96  # network input (SphereCNN needs 96)
-crop = 150  # centre crop (px) of the 250x250 LFW image before resizing; null keeps the whole image
+image_size = 48  # network input (the course report and the real profile: 96; smaller inputs shrink SphereCNN's last layer)
+crop = 110  # centre crop (px) of the 250x250 LFW image before resizing; null keeps the whole image
 alignment = "center"  # how faces are cut: center (the centre crop above) | aligned (five landmarks → the paper's template)
 align_margin = 0.0  # aligned faces only: border around the template, as a fraction of its height (0: the paper's framing)
-epochs = 3
+epochs = 6
 batch_size = 64
 optimizer = "adam"  # adam (as in the course report) | adamw | sgd
 lr = 1e-3
@@ -287,7 +287,8 @@ if setting_note:
 
 # %% [markdown]
 # ## Training every head on the same data, with several seeds
-# Same network (`SphereCNN`: four stride-2 convolutions, 32-128-256-512, `Linear(512·25, 512)`), same
+# Same network (`SphereCNN`: four stride-2 convolutions, 32-128-256-512, then `Linear(512·k², 512)` with k the
+# last map's side: 5 at the course report's 96 px, 2 at the default profile's 48 px), same
 # initialisation seed, same order of batches, same random flips; only the loss head differs. Checkpoints
 # are named by the run's settings digest and written every epoch, so an interrupted run resumes, a finished
 # one is reloaded instead of retrained, and a run with any other setting can never pick up this one's model.

@@ -347,3 +347,26 @@ def test_same_person_images_are_closer_than_different_people(smoke):
                for i in range(len(features[a])) for j in range(len(features[b]))]
     assert mannwhitneyu(within, between, alternative="less").pvalue < 1e-4  # noise: p ~ 0.5
     assert min(within) > 0  # no two images of a person are identical
+
+
+def test_nuisance_strength_scales_pose_and_degradation_of_the_same_draws():
+    full = synthetic.sample_nuisance(np.random.default_rng(7), 1.0)
+    weak = synthetic.sample_nuisance(np.random.default_rng(7), 0.2)
+    none = synthetic.sample_nuisance(np.random.default_rng(7), 0.0)
+    # the same random numbers: pose spread scaled (roll's N(0, 8) draw, clipped at 20 degrees only at full strength)
+    assert abs(full.roll) < 20 and weak.roll == pytest.approx(0.2 * full.roll)
+    assert weak.shift == pytest.approx(tuple(0.2 * v for v in full.shift))
+    assert none.roll == 0 and none.yaw == 0 and none.pitch == 0 and none.scale == 1 and none.shift == (0, 0)
+    assert weak.noise_seed == full.noise_seed and weak.background == full.background
+    assert none.contrast <= 1 and none.blur <= 0.8 and none.noise <= 4.0  # severity 0: only the mild base ranges
+    with pytest.raises(ValueError, match="strength"):
+        synthetic.sample_nuisance(np.random.default_rng(7), 1.5)
+
+
+def test_default_preset_weakens_only_the_lfw_style_nuisance():
+    config = synthetic.get_config("default")
+    assert config.lfw_nuisance == 0.2 and synthetic.get_config("smoke").lfw_nuisance == 1.0
+    lfw_jobs = synthetic._plan_lfw(config, 0)[2]
+    fairface_jobs = synthetic._plan_fairface(config, 0)[1]
+    assert {job.nuisance for job in lfw_jobs} == {0.2} and {job.framing for job in lfw_jobs} == {"lfw"}
+    assert {job.nuisance for job in fairface_jobs} == {1.0} and {job.framing for job in fairface_jobs} == {"fairface"}
