@@ -700,7 +700,8 @@ def _setting_key(value) -> str:
         return str(value)
 
 
-def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, *, seed: int = 0) -> pd.DataFrame:
+def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, *, seed: int = 0,
+                         stages: list | None = None) -> pd.DataFrame:
     """The rule that picks notebook 02's setting from trials on the validation pairs, one setting at a time.
 
     For each ``setting`` in ``grid`` (name -> candidate values) the candidates are compared with every other
@@ -710,9 +711,22 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
     setting is only decided when all its candidates are scored. One row per setting and candidate:
     ``setting, value, current, n_trials, score, <head> ..., missing, runs, chosen``; ``chosen`` is True on
     the winner and NaN while the setting is undecided; ``runs`` names the trials (the current setting's
-    appear under every setting)."""
+    appear under every setting).
+
+    ``stages`` (a list of lists of the grid's settings, in the order they were decided): a setting of stage k is
+    compared with the settings of stages up to k at their ``current`` value and those of later stages at their
+    *first* candidate (the value they had before their own stage), so a setting added to the grid after the others
+    were decided does not send them back to trial. ``None``: one stage, every setting against all the others'
+    current values."""
     heads = list(heads)
     untuned = {name: _setting_key(value) for name, value in current.items() if name not in NOT_TUNED}
+    stage_of = {name: 0 for name in grid}
+    if stages is not None:
+        listed = [name for stage in stages for name in stage]
+        if sorted(listed) != sorted(grid) or len(set(listed)) != len(listed):
+            raise ValueError(f"tuning stages {stages} must list each setting of the tuning grid once "
+                             f"({sorted(grid)})")
+        stage_of = {name: k for k, stage in enumerate(stages) for name in stage}
     unknown = sorted(set(grid) - set(untuned))
     if unknown:
         raise ValueError(f"tuning grid names {unknown}, which are not run settings; choose among {sorted(untuned)}")
@@ -726,7 +740,8 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
         table = table[table["seed"].map(_setting_key) == _setting_key(seed)]
     rows = []
     for name, candidates in grid.items():
-        others = {key: value for key, value in untuned.items() if key != name}
+        others = {key: (_setting_key(grid[key][0]) if stage_of.get(key, -1) > stage_of[name] else value)
+                  for key, value in untuned.items() if key != name}
         present = [key for key in others if key in table.columns]
         matches = table
         for key in present:
@@ -760,7 +775,7 @@ def missing_trials(choice: pd.DataFrame, heads) -> list[dict]:
             for _, row in choice.iterrows() for head in heads if head in row["missing"].split(", ")]
 
 
-def describe_choice(choice: pd.DataFrame, heads) -> str:
+def describe_choice(choice: pd.DataFrame, heads, *, stages: list | None = None) -> str:
     """What :func:`one_at_a_time_choice` decided, in words: the rule, each setting's winner (or the trials it
     still lacks), and, in bold, any setting where this run's value is not the one the rule chose."""
     heads = list(heads)
@@ -769,6 +784,11 @@ def describe_choice(choice: pd.DataFrame, heads) -> str:
              f"profile's value, by the mean validation 10-fold accuracy of {' and '.join(f'`{h}`' for h in heads)} "
              f"at seed 0; a tie keeps the current value. {scored} trials, one row per candidate below (the current "
              f"setting's trials appear under every setting)."]
+    if stages is not None and len(stages) > 1:
+        lines.append("Settings were decided in stages, in this order: "
+                     + "; then ".join(", ".join(f"`{name}`" for name in stage) for stage in stages)
+                     + ". While a stage was decided, the settings of later stages stayed at their first candidate "
+                       "(their value before their own stage).")
     for name, rows in choice.groupby("setting", sort=False):
         current = rows.loc[rows["current"], "value"]
         current_value = current.iloc[0] if len(current) else None

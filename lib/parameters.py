@@ -235,6 +235,19 @@ def tuning_grid() -> Rule:
     return Rule("a mapping {run setting: [two or more candidate values]}", problem)
 
 
+def tuning_stages() -> Rule:
+    """``[[setting, ...], ...]`` or null: the order notebook 02's tuning grid was decided in (one list per stage)."""
+
+    def problem(value):
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(stage, list) and stage for stage in value):
+            return _string_hint(value) or f"give a list of non-empty lists of setting names, got {value!r}"
+        return None
+
+    return Rule("null or a list of lists of the tuning grid's settings, in the order they were decided", problem)
+
+
 def longer_run() -> Rule:
     """Notebook 03's plateau check: ``{target: ..., head: ..., seed: ...}``, one run trained with twice the epochs."""
 
@@ -443,6 +456,7 @@ SPECS: dict[str, dict[str, Rule]] = {
         "pretrained_encoder": encoder_name(),
         "setting_note": Rule("a string", lambda value: None if isinstance(value, str) else f"not a string ({type(value).__name__})"),
         "tuning_grid": tuning_grid(),
+        "tuning_stages": tuning_stages(),
         "tuning_heads": head_names(),
     },
     "03_cosrelu_vs_softmax": {

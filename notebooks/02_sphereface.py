@@ -105,6 +105,7 @@ device = "auto"  # auto | cpu | cuda | mps
 allow_cpu = True  # False (the colab profile): stop at once when no CUDA GPU is visible
 setting_note = ""  # how this profile's setting was arrived at (shown under "How the setting was chosen")
 tuning_grid = {}  # {setting: [candidates]} chosen one at a time on the validation pairs (empty: not tuned)
+tuning_stages = None  # [[settings], ...]: the order the grid was decided in (None: all at once)
 tuning_heads = ["sphereface", "softmax"]  # whose mean validation accuracy (seed 0) decides each setting
 pretrained_encoder = "dlib"  # scored on the same DevTest pairs (None: skip; needs `pip install -e ".[pretrained]"`)
 
@@ -279,8 +280,8 @@ else:
     display(trials.format("{:g}", subset=[c for c in ("lr", "weight_decay") if c in shown]))  # 5e-4 is not 0.001
 if tuning_grid:
     current = next(iter(run_settings.values())).as_dict()  # the fields tuned are the same for every head and seed
-    choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current)
-    display(Markdown(experiment.describe_choice(choice, tuning_heads)))
+    choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current, stages=tuning_stages)
+    display(Markdown(experiment.describe_choice(choice, tuning_heads, stages=tuning_stages)))
     display(choice.drop(columns="runs").set_index(["setting", "value"]).style.format(precision=3, na_rep=""))
 if setting_note:
     display(Markdown(f"**This profile's setting.** {setting_note}"))

@@ -84,7 +84,7 @@ def plan(profile: str, values: dict) -> list[str]:
     grid, heads = values.get("tuning_grid") or {}, values.get("tuning_heads") or []
     current = RunSettings.from_parameters(values, head=heads[0], seed=0).as_dict() if heads else {}
     choice = experiment.one_at_a_time_choice(experiment.sweep_table(paths.results_dir(profile) / "02_sweep"),
-                                             grid, heads, current)
+                                             grid, heads, current, stages=values.get("tuning_stages"))
     return [f"python scripts/sweep_lfw_settings.py --profile {profile} --head {trial.pop('head')} "
             + " ".join(f"--{name.replace('_', '-')} {_option(value)}" for name, value in trial.items())
             for trial in experiment.missing_trials(choice, heads)]

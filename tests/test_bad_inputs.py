@@ -587,6 +587,7 @@ CASES = [
     parameter_case("02_sphereface", "tuning_grid", {"epoch": [20, 40]}, "'epoch' is not a run setting"),
     parameter_case("02_sphereface", "tuning_grid", {"epochs": 40}, "epochs: give a list of at least two"),
     parameter_case("02_sphereface", "tuning_heads", ["spherefac"], "spherefac"),
+    parameter_case("02_sphereface", "tuning_stages", ["epochs", "lr"], "list of non-empty lists"),
     parameter_case("02_sphereface", "epochs", -3, "must be >= 1"),
     parameter_case("02_sphereface", "epochs", 2.5, "not a whole number (float)"),
     parameter_case("02_sphereface", "epochs", True, "not a whole number (bool)"),

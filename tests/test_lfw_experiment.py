@@ -317,6 +317,37 @@ def test_one_at_a_time_choice_applies_the_rule_fixed_before_the_trials(tmp_path)
         experiment.one_at_a_time_choice(experiment.sweep_table(tmp_path), {"lr": [0.1, 0.2]}, ["softmax"], current)
 
 
+def test_tuning_stages_keep_decided_settings_out_of_a_later_stage(tmp_path):
+    """A setting added to the grid after the others were decided: its stage is tried with them at their choices,
+    and their own trials (run while it was at its first candidate) still decide them."""
+    for head, accuracy in (("sphereface", 0.85), ("softmax", 0.79)):  # stage 1, centre crops: epochs 40 (0.82)
+        _trial(tmp_path, head, accuracy)
+    _trial(tmp_path, "sphereface", 0.80, epochs=20), _trial(tmp_path, "softmax", 0.78, epochs=20)  # 0.79
+    _trial(tmp_path, "sphereface", 0.88, alignment="aligned"), _trial(tmp_path, "softmax", 0.82, alignment="aligned")
+    _trial(tmp_path, "sphereface", 0.89, alignment="aligned", align_margin=0.1)  # stage 3: 0.845 < 0.85
+    _trial(tmp_path, "softmax", 0.80, alignment="aligned", align_margin=0.1)
+    current = RunSettings(head="softmax", epochs=40, max_shift=4, lr=1e-3, schedule="cosine", crop=150, amp="bf16",
+                          alignment="aligned", align_margin=0.0).as_dict()
+    grid = {"epochs": [20, 40], "alignment": ["center", "aligned"], "align_margin": [0.0, 0.1]}
+    stages = [["epochs"], ["alignment"], ["align_margin"]]
+    sweep = experiment.sweep_table(tmp_path)
+    choice = experiment.one_at_a_time_choice(sweep, grid, ["sphereface", "softmax"], current, stages=stages)
+    choice = choice.set_index(["setting", "value"])
+    assert choice.loc[("epochs", 20), "score"] == pytest.approx(0.79)  # scored on centre crops, its stage's value
+    assert choice.xs("epochs")["chosen"].tolist() == [False, True]
+    assert choice.loc[("alignment", "center"), "score"] == pytest.approx(0.82)
+    assert choice.xs("alignment")["chosen"].tolist() == [False, True]  # 0.85 > 0.82
+    assert choice.loc[("align_margin", 0.1), "score"] == pytest.approx(0.845)
+    assert choice.xs("align_margin")["chosen"].tolist() == [True, False]
+    # Without stages, epochs would need new trials on aligned faces.
+    flat = experiment.one_at_a_time_choice(sweep, grid, ["sphereface", "softmax"], current).set_index(["setting", "value"])
+    assert flat.xs("epochs")["chosen"].isna().all() and flat.loc[("epochs", 20), "missing"] == "sphereface, softmax"
+    text = experiment.describe_choice(choice.reset_index(), ["sphereface", "softmax"], stages=stages)
+    assert "decided in stages" in text and "`epochs`; then `alignment`; then `align_margin`" in text
+    with pytest.raises(ValueError, match="each setting of the tuning grid once"):
+        experiment.one_at_a_time_choice(sweep, grid, ["softmax"], current, stages=[["epochs"], ["alignment"]])
+
+
 # ------------------------------------------------------------------------------ face alignment (issue 25)
 def test_trials_written_before_alignment_existed_count_as_centre_crops(tmp_path):
     for head, accuracy in (("sphereface", 0.85), ("softmax", 0.79)):
