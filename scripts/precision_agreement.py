@@ -34,10 +34,13 @@ from lib import fairness_analysis, head_comparison, paths, synthetic  # noqa: E4
 from lib.notebooks import load_profile  # noqa: E402
 
 
-def conclusions(data, heads, seeds, head_pairs, *, amp: str, epochs: int, batch_size: int, lr: float) -> dict:
+def conclusions(data, heads, seeds, head_pairs, *, amp: str, epochs: int, batch_size: int, lr: float,
+                image_size: int) -> dict:
     started = time.perf_counter()
-    runs = experiment.train_grid(heads, seeds, data, epochs=epochs, batch_size=batch_size, lr=lr, amp=amp,
-                                 device="cpu", checkpoint_dir=None)
+    settings = [experiment.classifier_settings(head, seed, image_size=image_size, epochs=epochs,
+                                               batch_size=batch_size, lr=lr, amp=amp)
+                for head in heads for seed in seeds]
+    runs = experiment.train_grid(settings, data, device="cpu", checkpoint_dir=None)
     predictions = experiment.predictions_table(runs)
     health = head_comparison.run_health(predictions)
     status = head_comparison.head_status(predictions, health)
@@ -70,7 +73,8 @@ def main(argv=None) -> int:
     data = experiment.load_classification(root, padding="0.25", target="race", size=args.image_size, limit=args.limit)
     print(f"race on synthetic FairFace ({len(data.train_images)} training, {len(data.val_images)} validation images, "
           f"{args.image_size} px), {len(heads)} heads x seeds {args.seeds}, {args.epochs} epochs, batch 64, Adam 1e-3")
-    found = {amp: conclusions(data, heads, args.seeds, head_pairs, amp=amp, epochs=args.epochs, batch_size=64, lr=1e-3)
+    found = {amp: conclusions(data, heads, args.seeds, head_pairs, amp=amp, epochs=args.epochs, batch_size=64, lr=1e-3,
+                                 image_size=args.image_size)
              for amp in ("off", "bf16")}
     label = {"off": "float32", "bf16": "bf16"}
     for amp, result in found.items():
