@@ -10,6 +10,12 @@ fixed globally to give FMR = 1e-4 over all impostor comparisons"); then, per dem
   over all such pairs (FRVT's same-demographic impostors);
 * FNMR = genuine pairs of the group whose score does not pass it.
 
+Two comparators are supported (``comparator=``): ``"cosine"`` scores a pair by the cosine of its two
+L2-normalized features (the trained heads' comparator, "match" when score > threshold), ``"euclidean"`` by
+the Euclidean distance of the raw, unnormalized features (dlib's comparator, "match" when distance <
+threshold). The distance is binned as the score ``-distance``, so the same machinery serves both; tables
+report thresholds in the comparator's own unit (a cosine, or a distance).
+
 Cross-group impostor pairs (two images of different groups) count towards the overall FMR that sets
 the threshold and are reported on their own row (``cross-group``); FRVT reports them in its
 off-diagonal heatmap cells. They are usually *less* similar than same-group impostors, so a threshold set
@@ -50,7 +56,9 @@ from lib.tables import write_csv, write_text
 __all__ = [
     "UNKNOWN",
     "CROSS_GROUP",
+    "COMPARATORS",
     "ScoreBins",
+    "euclidean_bins",
     "AllPairsCounts",
     "count_all_pairs",
     "error_rates",
@@ -73,6 +81,10 @@ __all__ = [
 UNKNOWN = "unknown"  # group of an image without a label, and of every pair that touches one
 CROSS_GROUP = "cross-group"  # pairs whose two images have different (known) groups
 DEFAULT_BIN_COUNT = 2**18
+# How a pair is scored: the cosine of two L2-normalized features (match: score > threshold), or the
+# Euclidean distance of the raw features (match: distance < threshold; binned as the score -distance).
+COMPARATORS = {"cosine": "cosine of the L2-normalized features (match: cosine > threshold)",
+               "euclidean": "Euclidean distance of the raw features (match: distance < threshold)"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -112,6 +124,26 @@ class ScoreBins:
         """Bin of each score (a copy; float32 arithmetic, as for the score blocks)."""
         return self.index_(np.array(scores, dtype=np.float32, copy=True))
 
+    def edge_index(self, score: float) -> int:
+        """The ``k`` with ``edges[k] == score`` (to 1e-6 of a bin width), else ValueError: a fixed threshold
+        must be a bin edge, or "score > threshold" would not split the bins exactly."""
+        width = (self.high - self.low) / self.count
+        k = int(round((score - self.low) / width))
+        if not 0 <= k <= self.count or abs(self.low + k * width - score) > 1e-6 * width:
+            raise ValueError(f"score {score} is not an edge of {self} (edges every {width:.3g}): choose bins with it "
+                             f"as an edge, e.g. frvt.euclidean_bins() for distances in steps of 0.01")
+        return k
+
+
+def euclidean_bins(max_distance: float = 2.0, count: int = DEFAULT_BIN_COUNT) -> ScoreBins:
+    """Bins for the score ``-distance`` on ``[-L, 0]``, ``L`` = 0.01 x 2^j >= ``max_distance``: with ``count`` a
+    multiple of 2^j (2^18 and distances up to 2.56: j = 8), every multiple of 0.01, such as dlib's 0.6, is a bin
+    edge (:meth:`ScoreBins.edge_index` checks it)."""
+    if not max_distance > 0:
+        raise ValueError(f"max_distance must be > 0, got {max_distance}")
+    low = 0.01 * 2.0 ** math.ceil(math.log2(max_distance / 0.01))
+    return ScoreBins(count, -low, 0.0)
+
 
 # --------------------------------------------------------------------------------------------------
 # Counting all pairs
@@ -145,6 +177,15 @@ class AllPairsCounts:
     seconds: float
     block_rows: int
     notes: dict = field(default_factory=dict)
+    comparator: str = "cosine"
+
+    def threshold(self, edge):
+        """A bin edge (score) in the comparator's unit: the cosine, or the distance (``-score``)."""
+        return -edge if self.comparator == "euclidean" else edge
+
+    def threshold_bin(self, threshold: float) -> int:
+        """The bin edge index of a fixed threshold in the comparator's unit (it must be a bin edge)."""
+        return self.bins.edge_index(-threshold if self.comparator == "euclidean" else threshold)
 
     @property
     def categories(self) -> tuple:
@@ -208,17 +249,26 @@ def _category_matrix(n_groups: int) -> np.ndarray:
     return matrix
 
 
-def _as_features(features) -> np.ndarray:
+def _check_comparator(comparator: str) -> str:
+    if comparator not in COMPARATORS:
+        raise ValueError(f"comparator must be one of {sorted(COMPARATORS)}, got {comparator!r}")
+    return comparator
+
+
+def _as_features(features, comparator: str = "cosine") -> np.ndarray:
     features = np.asarray(features)
     if features.ndim != 2 or len(features) < 2:
         raise ValueError(f"features must be (N >= 2, D), got shape {features.shape}")
     features = features.astype(np.float32, copy=False)
     if not np.all(np.isfinite(features)):
         raise ValueError("features contain NaN or infinite values")
+    if _check_comparator(comparator) == "euclidean":
+        return np.ascontiguousarray(features)  # raw descriptors, as the encoder's users compare them
     norms = np.linalg.norm(features, axis=1)
     if np.any(np.abs(norms - 1) > 1e-3):
         worst = int(np.argmax(np.abs(norms - 1)))
-        raise ValueError(f"features must be L2-normalized: row {worst} has norm {norms[worst]:.4f}")
+        raise ValueError(f"features must be L2-normalized for comparator='cosine': row {worst} has norm "
+                         f"{norms[worst]:.4f} (normalize them, or audit raw descriptors with comparator='euclidean')")
     return np.ascontiguousarray(features)
 
 
@@ -288,8 +338,13 @@ def count_all_pairs(
     min_tail_pairs: int = 0,
     block_rows: int = 1024,
     progress: bool = False,
+    comparator: str = "cosine",
 ) -> AllPairsCounts:
-    """Score every unordered pair of ``features`` (rows L2-normalized) and count the scores into bins.
+    """Score every unordered pair of ``features`` and count the scores into bins.
+
+    ``comparator="cosine"`` (rows must be L2-normalized): the score is the cosine. ``comparator="euclidean"``
+    (raw rows): the score is ``-distance``, binned by ``bins`` (which must lie in ``[-inf, 0]``; default
+    :func:`euclidean_bins` covering the largest possible distance, twice the largest norm).
 
     ``identities``: person of each image (any hashable labels); ``groups``: demographic group of each image
     (None, NaN or ``"unknown"`` when not known); ``order``: group order in the tables. ``tail_fmr``: keep
@@ -298,8 +353,15 @@ def count_all_pairs(
     ``tail_fmr / 2`` (it checks every replicate). ``block_rows``
     rows are scored at a time: memory about 10 x block_rows x N bytes.
     """
-    features = _as_features(features)
+    features = _as_features(features, comparator)
     n = len(features)
+    squared_norms = None
+    if comparator == "euclidean":
+        squared_norms = np.einsum("nd,nd->n", features, features)
+        if bins == ScoreBins():  # the cosine default: replace by bins that cover every distance
+            bins = euclidean_bins(2 * float(np.sqrt(squared_norms.max())) + 1e-6, bins.count)
+        elif bins.high > 0:
+            raise ValueError(f"Euclidean scores are -distance <= 0: bins must end at 0 or below, got {bins}")
     identities = np.asarray(identities)
     if identities.shape != (n,) or np.asarray(groups).shape != (n,):
         raise ValueError(f"identities and groups need one entry per feature row ({n}), "
@@ -332,6 +394,13 @@ def count_all_pairs(
         stop = min(start + block_rows, n)
         rows = stop - start
         scores = features[start:stop] @ features[start:].T  # float32 (rows, n - start)
+        if squared_norms is not None:  # -|a - b| = -sqrt(|a|^2 + |b|^2 - 2 a.b), in place
+            scores *= np.float32(-2)
+            scores += squared_norms[start:stop, None]
+            scores += squared_norms[None, start:]
+            np.maximum(scores, 0, out=scores)
+            np.sqrt(scores, out=scores)
+            np.negative(scores, out=scores)
         bin_index = bins.index_(scores)
         del scores
         category = category_of[group_code[start:stop, None], group_code[None, start:]]
@@ -369,6 +438,7 @@ def count_all_pairs(
         n_images=n,
         seconds=seconds,
         block_rows=block_rows,
+        comparator=comparator,
     )
     if counts.n_genuine != n_genuine_expected or counts.n_impostor != n_impostor_expected:
         raise AssertionError(f"counted {counts.n_genuine} genuine / {counts.n_impostor} impostor pairs, expected "
@@ -433,9 +503,32 @@ def error_rates(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5)) -> pd.Da
     rows = []
     for target in _check_targets(target_fmrs):
         k = _threshold_bin(impostor_above.sum(axis=0), n_impostor.sum(), target)
-        rows += _rows(target, edges[k], *_with_overall(counts.categories, n_genuine, genuine_below[:, k],
-                                                       n_impostor, impostor_above[:, k]))
+        rows += _rows(target, counts.threshold(edges[k]), *_with_overall(
+            counts.categories, n_genuine, genuine_below[:, k], n_impostor, impostor_above[:, k]))
     return pd.DataFrame(rows, columns=RATE_COLUMNS)
+
+
+FIXED_RATE_COLUMNS = [column for column in RATE_COLUMNS if column != "target_fmr"]
+
+
+def _check_thresholds(thresholds) -> tuple[float, ...]:
+    thresholds = tuple(float(t) for t in np.atleast_1d(thresholds))
+    if not all(np.isfinite(thresholds)):
+        raise ValueError(f"fixed thresholds must be finite numbers, got {thresholds}")
+    return thresholds
+
+
+def error_rates_at(counts: AllPairsCounts, thresholds) -> pd.DataFrame:
+    """FMR and FNMR of every pair category and overall at fixed ``thresholds`` in the comparator's unit (e.g.
+    dlib's documented distance 0.6); each must be a bin edge (:meth:`ScoreBins.edge_index`). Columns as
+    :func:`error_rates` without ``target_fmr``."""
+    n_genuine, n_impostor = counts.genuine.sum(axis=1), counts.impostor.sum(axis=1)
+    rows = []
+    for threshold in _check_thresholds(thresholds):
+        k = counts.threshold_bin(threshold)
+        rows += _rows(np.nan, threshold, *_with_overall(counts.categories, n_genuine, counts.genuine[:, :k].sum(axis=1),
+                                                        n_impostor, counts.impostor[:, k:].sum(axis=1)))
+    return pd.DataFrame(rows, columns=RATE_COLUMNS)[FIXED_RATE_COLUMNS]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -531,8 +624,31 @@ class _Replicator:
             k = int(self.occupied[j - 1]) + 1 if j > 0 else 0
             false_non_matches = np.array([w[identity[: np.searchsorted(bin_, k, side="left")]].sum()
                                           for bin_, identity in self.genuine])
-            rows += _rows(target, edges[k], *_with_overall(counts.categories, n_genuine, false_non_matches,
-                                                           n_impostor, above[:, j]))
+            rows += _rows(target, counts.threshold(edges[k]), *_with_overall(
+                counts.categories, n_genuine, false_non_matches, n_impostor, above[:, j]))
+        return rows
+
+    def rates_at_bins(self, w: np.ndarray, bins, genuine_weights: np.ndarray | None = None) -> list[dict]:
+        """Error rates at fixed threshold bins ``bins`` (match: bin >= k) with identity weights ``w``;
+        ``genuine_weights`` (per identity) weight the genuine pairs instead of ``w`` (e.g. a cap per identity)."""
+        counts = self.counts
+        w = np.asarray(w, dtype=np.float64)
+        g = w if genuine_weights is None else np.asarray(genuine_weights, dtype=np.float64)
+        n_impostor = self.impostor_totals(w)
+        n_genuine = g @ self.genuine_per_identity
+        pair_weight = w[counts.tail_identity_a] * w[counts.tail_identity_b]
+        rows = []
+        for k in bins:
+            if k < counts.tail_start and not self.tail_complete:
+                raise TailTooShort(f"a threshold at bin {k} needs impostor pairs below the kept tail (from bin "
+                                   f"{counts.tail_start}): recount with a larger tail_fmr")
+            kept = counts.tail_bin >= k
+            false_matches = np.bincount(counts.tail_category[kept], weights=pair_weight[kept],
+                                        minlength=self.n_categories)
+            false_non_matches = np.array([g[identity[: np.searchsorted(bin_, k, side="left")]].sum()
+                                          for bin_, identity in self.genuine])
+            rows += _rows(np.nan, counts.threshold(counts.bins.edges[k]), *_with_overall(
+                counts.categories, n_genuine, false_non_matches, n_impostor, false_matches))
         return rows
 
 
@@ -556,9 +672,31 @@ def bootstrap(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5), *, n_boot:
     return pd.DataFrame(rows, columns=["replicate", *RATE_COLUMNS])
 
 
-def rate_ratio(table: pd.DataFrame, numerator, denominator, rate: str = "fmr") -> pd.DataFrame:
-    """``rate`` of group ``numerator`` / that of ``denominator`` per target (and replicate, if present)."""
-    keys = ["replicate", "target_fmr"] if "replicate" in table.columns else ["target_fmr"]
+def bootstrap_at(counts: AllPairsCounts, thresholds, *, n_boot: int = 1000, seed: int = 0,
+                 weights: np.ndarray | None = None) -> pd.DataFrame:
+    """Error rates of ``n_boot`` identity-bootstrap replicates at fixed ``thresholds`` (comparator units, bin
+    edges), as :func:`bootstrap` does at thresholds fixed by target FMRs; here the threshold does not vary.
+    Columns: ``replicate`` and those of :func:`error_rates_at`."""
+    thresholds = _check_thresholds(thresholds)
+    if weights is None:
+        weights = identity_weights(len(counts.identities), n_boot, seed)
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != len(counts.identities):
+        raise ValueError(f"weights must be (n_boot, {len(counts.identities)} identities), got {weights.shape}")
+    replicator = _Replicator(counts)
+    bins = [counts.threshold_bin(t) for t in thresholds]
+    rows = []
+    for r, w in enumerate(weights):
+        rates = replicator.rates_at_bins(w, bins)
+        for threshold, row in zip(np.repeat(thresholds, len(counts.categories) + 1), rates):
+            rows.append({"replicate": r, **row, "threshold": threshold})  # the threshold asked for, not its float edge
+    return pd.DataFrame(rows, columns=["replicate", *RATE_COLUMNS])[["replicate", *FIXED_RATE_COLUMNS]]
+
+
+def rate_ratio(table: pd.DataFrame, numerator, denominator, rate: str = "fmr", key: str = "target_fmr") -> pd.DataFrame:
+    """``rate`` of group ``numerator`` / that of ``denominator`` per ``key`` (``target_fmr``, or ``threshold``
+    for rates at fixed thresholds), and per replicate, if present."""
+    keys = ["replicate", key] if "replicate" in table.columns else [key]
     for group in (numerator, denominator):
         if group not in set(table["group"]):
             raise ValueError(f"no group {group!r} in the table; groups are {list(table['group'].unique())}")
@@ -568,13 +706,23 @@ def rate_ratio(table: pd.DataFrame, numerator, denominator, rate: str = "fmr") -
     return ratio.rename(f"{rate} {numerator}/{denominator}").reset_index()
 
 
-def summarize(point: pd.DataFrame, replicates: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+def summarize(point: pd.DataFrame, replicates: pd.DataFrame, confidence: float = 0.95,
+              key: str = "target_fmr") -> pd.DataFrame:
     """The point estimates of :func:`error_rates` with percentile intervals from :func:`bootstrap`.
 
     Adds ``fmr_lower, fmr_upper, fnmr_lower, fnmr_upper, threshold_lower, threshold_upper`` and the
-    number of replicates.
+    number of replicates. ``key="threshold"``: the same for :func:`error_rates_at` and :func:`bootstrap_at`
+    (the threshold is fixed, so it has no interval).
     """
     alpha = (1 - confidence) / 2
+    if key == "threshold":
+        grouped = replicates.groupby(["threshold", "group"], sort=False)
+        bounds = {f"{column}_{side}": grouped[column].quantile(q) for column in ("fmr", "fnmr")
+                  for side, q in (("lower", alpha), ("upper", 1 - alpha))}
+        bounds["replicates"] = grouped["replicate"].nunique()
+        table = point.merge(pd.DataFrame(bounds).reset_index(), on=["threshold", "group"], how="left")
+        return table[["threshold", "group", "n_genuine", "false_non_matches", "fnmr", "fnmr_lower", "fnmr_upper",
+                      "n_impostor", "false_matches", "fmr", "fmr_lower", "fmr_upper", "replicates"]]
     grouped = replicates.groupby(["target_fmr", "group"], sort=False)
     bounds = {}
     for column in ("fmr", "fnmr", "threshold"):
@@ -587,17 +735,17 @@ def summarize(point: pd.DataFrame, replicates: pd.DataFrame, confidence: float =
                   "fmr", "fmr_lower", "fmr_upper", "replicates"]]
 
 
-def _ratio_summary(point, replicates, numerator, denominator, confidence) -> pd.DataFrame:
+def _ratio_summary(point, replicates, numerator, denominator, confidence, key: str = "target_fmr") -> pd.DataFrame:
     alpha = (1 - confidence) / 2
     rows = []
     for rate in ("fmr", "fnmr"):
-        estimate = rate_ratio(point, numerator, denominator, rate).set_index("target_fmr").iloc[:, 0]
-        boot = rate_ratio(replicates, numerator, denominator, rate)
-        for target, values in boot.groupby("target_fmr"):
+        estimate = rate_ratio(point, numerator, denominator, rate, key).set_index(key).iloc[:, 0]
+        boot = rate_ratio(replicates, numerator, denominator, rate, key)
+        for target, values in boot.groupby(key):
             values = values.iloc[:, -1].to_numpy()
             finite = np.isfinite(values)
             rows.append({
-                "target_fmr": target, "rate": rate, "ratio": f"{numerator}/{denominator}",
+                key: target, "rate": rate, "ratio": f"{numerator}/{denominator}",
                 "estimate": float(estimate.loc[target]),
                 "lower": float(np.quantile(values[finite], alpha)) if finite.any() else np.nan,
                 "upper": float(np.quantile(values[finite], 1 - alpha)) if finite.any() else np.nan,
@@ -637,7 +785,8 @@ def det_curves(counts: AllPairsCounts, groups=None, max_points: int = 400) -> pd
             picks = np.searchsorted(-log_fmr, -grid, side="left").clip(0, len(positive) - 1)
             positive = positive[np.unique(np.concatenate([[0], picks, [len(positive) - 1]]))]
         keep = np.unique(np.concatenate([positive, changes[fmr[changes] == 0][:1]]))
-        curves.append(pd.DataFrame({"group": name, "threshold": edges[keep], "fmr": fmr[keep], "fnmr": fnmr[keep]}))
+        curves.append(pd.DataFrame({"group": name, "threshold": counts.threshold(edges[keep]), "fmr": fmr[keep],
+                                    "fnmr": fnmr[keep]}))
     return pd.concat(curves, ignore_index=True)
 
 
@@ -800,7 +949,11 @@ def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=Non
 # --------------------------------------------------------------------------------------------------
 @dataclass
 class Audit:
-    """What :func:`audit` computed: counts, per-group rates with intervals, ratios and DET curves."""
+    """What :func:`audit` computed: counts, per-group rates with intervals, ratios and DET curves.
+
+    ``fixed`` / ``fixed_ratios``: the same at fixed thresholds (e.g. an encoder's documented one), keyed by
+    ``threshold`` instead of ``target_fmr``; empty when none was asked for. ``fixed_replicates``: their replicates.
+    """
 
     counts: AllPairsCounts
     rates: pd.DataFrame  # summarize(): point estimates with bootstrap intervals
@@ -808,12 +961,19 @@ class Audit:
     replicates: pd.DataFrame
     det: pd.DataFrame
     bootstrap_seconds: float
+    fixed: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fixed_ratios: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fixed_replicates: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def comparator(self) -> str:
+        return self.counts.comparator
 
 
 def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio=None, order=None,
           n_boot: int = 1000, seed: int = 0, weights=None, confidence: float = 0.95,
           bins: ScoreBins = ScoreBins(), block_rows: int = 1024, min_tail_pairs: int = 200_000,
-          progress: bool = False, images=None) -> Audit:
+          progress: bool = False, images=None, comparator: str = "cosine", fixed_thresholds=()) -> Audit:
     """Count all pairs, then the error rates at each target FMR with identity-bootstrap intervals.
 
     ``ratio``: ``(numerator, denominator)`` groups for the FMR and FNMR ratios (e.g. ``("Female",
@@ -821,18 +981,32 @@ def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio
     4 x the largest target (at least ``min_tail_pairs`` pairs); if a replicate still needs more (a few
     people with very many images can dominate a small set), the pairs are counted again with 4 x more.
     ``images``: the name of each row's image (e.g. its file name); an image in two rows is refused.
+    ``comparator``: ``"cosine"`` (L2-normalized rows) or ``"euclidean"`` (raw rows; see :data:`COMPARATORS`).
+    ``fixed_thresholds``: thresholds in the comparator's unit (e.g. dlib's distance 0.6) also audited, with
+    the same replicates, into ``Audit.fixed``; the kept impostor tail is widened to reach them.
+    The replicates depend only on ``n_boot``, ``seed`` and the identities, so two audits of the same images
+    (two comparators, two models) resample the same people and can be compared pairwise.
     """
     targets = _check_targets(target_fmrs)
+    fixed_thresholds = _check_thresholds(fixed_thresholds) if len(np.atleast_1d(fixed_thresholds)) else ()
     _check_distinct_images(images, len(np.asarray(features)))
     if weights is None:
         _check_n_boot(n_boot)
+        weights = identity_weights(len(np.unique(np.asarray(identities))), n_boot, seed)
     tail_fmr = min(1.0, 4 * max(targets))
     while True:
         counts = count_all_pairs(features, identities, groups, order=order, bins=bins, tail_fmr=tail_fmr,
-                                 min_tail_pairs=min_tail_pairs, block_rows=block_rows, progress=progress)
+                                 min_tail_pairs=min_tail_pairs, block_rows=block_rows, progress=progress,
+                                 comparator=comparator)
+        fixed_bins = [counts.threshold_bin(t) for t in fixed_thresholds]
+        if fixed_bins and min(fixed_bins) < counts.tail_start and tail_fmr < 1.0:
+            # the impostors that pass the fixed threshold must all be kept: widen the tail to them
+            passing = counts.impostor[:, min(fixed_bins):].sum() / max(counts.n_impostor, 1)
+            tail_fmr = min(1.0, max(4 * tail_fmr, 1.5 * passing))
+            continue
         started = time.perf_counter()
         try:
-            replicates = bootstrap(counts, targets, n_boot=n_boot, seed=seed, weights=weights)
+            replicates = bootstrap(counts, targets, weights=weights)
             break
         except TailTooShort:
             if tail_fmr >= 1.0:
@@ -843,7 +1017,15 @@ def audit(features, identities, groups, *, target_fmrs=(1e-3, 1e-4, 1e-5), ratio
     if ratio is None:
         ratio = counts.groups[:2]
     ratios = _ratio_summary(point, replicates, *ratio, confidence) if len(ratio) == 2 else pd.DataFrame()
-    return Audit(counts, summarize(point, replicates, confidence), ratios, replicates, det_curves(counts), seconds)
+    result = Audit(counts, summarize(point, replicates, confidence), ratios, replicates, det_curves(counts), seconds)
+    if fixed_thresholds:
+        fixed_point = error_rates_at(counts, fixed_thresholds)
+        result.fixed_replicates = bootstrap_at(counts, fixed_thresholds, weights=weights)
+        result.fixed = summarize(fixed_point, result.fixed_replicates, confidence, key="threshold")
+        if len(ratio) == 2:
+            result.fixed_ratios = _ratio_summary(fixed_point, result.fixed_replicates, *ratio, confidence,
+                                                 key="threshold")
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -905,6 +1087,10 @@ class ModelAudits:
     per_head: pd.DataFrame
     ratios: pd.DataFrame
     det: pd.DataFrame
+    # per replicate, head, target and group: the seed-mean FMR and FNMR (the bootstrap behind the intervals;
+    # not saved, so None for a loaded audit)
+    replicate_means: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)  # further saved tables by stem, e.g. "ratio_tests"
 
 
 def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), ratio=None, order=None,
@@ -961,7 +1147,8 @@ def audit_models(models: dict, identities, groups, *, target_fmrs=(1e-2, 1e-3), 
                              "upper": np.quantile(values, 1 - alpha) if len(values) else np.nan,
                              "replicates without a finite ratio": n_boot - len(values)})
         ratio_table = pd.DataFrame(rows)
-    return ModelAudits(audits, per_model, summary, ratio_table, pd.concat(det, ignore_index=True))
+    return ModelAudits(audits, per_model, summary, ratio_table, pd.concat(det, ignore_index=True),
+                       replicate_means=mean_of_seeds.reset_index())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -986,25 +1173,57 @@ def _json_value(value):
 _SAVED_TABLES = {"per_model": "per_model", "per_head": "rates", "ratios": "ratios", "det": "det"}
 
 
-def save_audits(result: ModelAudits, folder, prefix: str, *, runs, notes: dict) -> dict[str, Path]:
-    """Write ``result``'s tables as ``<prefix>_<table>.csv`` and ``<prefix>_audit.json`` (the audited ``runs``,
-    ``notes`` such as pair counts, and a SHA-256 digest of each table), so the audit of the same runs can be
-    shown without the embeddings (:func:`load_audits`).
-
-    The save is one transaction: the old manifest is removed first and the new one, naming the digest of
-    each table just written, is written last. An interruption in between leaves no manifest, or tables
-    whose digests differ from the manifest's; either way :func:`load_audits` shows no saved audit rather
-    than one run's tables under another run's names.
-    """
+def save_tables(tables: dict, folder, prefix: str, *, notes: dict) -> dict[str, Path]:
+    """Write each ``{stem: DataFrame}`` as ``<prefix>_<stem>.csv`` and a manifest ``<prefix>_audit.json`` holding
+    ``notes`` and a SHA-256 digest of each table, as one transaction: the old manifest is removed first and the
+    new one, naming the digest of each table just written, is written last. An interruption in between leaves
+    no manifest, or tables whose digests differ from the manifest's; either way :func:`read_tables` returns
+    nothing rather than one run's tables under another run's notes."""
     folder = Path(folder)
     manifest_path = folder / f"{prefix}_audit.json"
     manifest_path.unlink(missing_ok=True)
-    written = {name: write_csv(getattr(result, name), folder / f"{prefix}_{stem}.csv")
-               for name, stem in _SAVED_TABLES.items()}
-    digests = {path.name: _file_digest(path) for path in written.values()}
-    manifest = {"runs": sorted(str(run) for run in runs), **notes, _DIGESTS: digests}
+    written = {stem: write_csv(frame, folder / f"{prefix}_{stem}.csv") for stem, frame in tables.items()}
+    manifest = {**notes, _DIGESTS: {path.name: _file_digest(path) for path in written.values()}}
     written["manifest"] = write_text(manifest_path, json.dumps(manifest, indent=1, default=_json_value) + "\n")
     return written
+
+
+def read_tables(folder, prefix: str, required=()) -> tuple[dict | None, dict | str]:
+    """``({stem: DataFrame}, notes)`` of what :func:`save_tables` wrote under ``prefix``, every table checked
+    against the manifest's digest; ``(None, why not)`` when the manifest is missing, a ``required`` stem is not
+    among its tables, or a table is missing or not the one it names. A manifest written before tables had
+    digests names no tables: then the ``required`` ones are read as they are."""
+    folder = Path(folder)
+    manifest_path = folder / f"{prefix}_audit.json"
+    if not manifest_path.is_file():
+        return None, f"no saved audit ({manifest_path.name})"
+    notes = json.loads(manifest_path.read_text(encoding="utf-8"))
+    digests = notes.pop(_DIGESTS, None)
+    names = list(digests) if digests is not None else [f"{prefix}_{stem}.csv" for stem in required]
+    missing = [stem for stem in required if f"{prefix}_{stem}.csv" not in names]
+    if missing:
+        return None, f"the saved audit ({manifest_path.name}) has no table(s) {missing}"
+    tables = {}
+    for name in names:
+        path = folder / name
+        if digests is not None:
+            found = _file_digest(path) if path.is_file() else "missing"
+            if found != digests[name]:
+                return None, (f"the saved audit's table {name} is {'missing' if found == 'missing' else 'not the one'} "
+                              f"its manifest ({manifest_path.name}) names (an interrupted save?), so its numbers may "
+                              f"belong to other runs")
+        tables[name[len(prefix) + 1:-len(".csv")]] = pd.read_csv(path)
+    return tables, notes
+
+
+def save_audits(result: ModelAudits, folder, prefix: str, *, runs, notes: dict) -> dict[str, Path]:
+    """Write ``result``'s tables (and ``result.extra``) as ``<prefix>_<table>.csv`` and ``<prefix>_audit.json``
+    (the audited ``runs``, ``notes`` such as pair counts, and a SHA-256 digest of each table), so the audit of
+    the same runs can be shown without the embeddings (:func:`load_audits`). One transaction, as
+    :func:`save_tables`."""
+    tables = {stem: getattr(result, name) for name, stem in _SAVED_TABLES.items()}
+    return save_tables({**tables, **result.extra}, folder, prefix,
+                       notes={"runs": sorted(str(run) for run in runs), **notes})
 
 
 _DIGESTS = "table_sha256"  # manifest key: {file name: SHA-256 of its bytes}
@@ -1017,30 +1236,320 @@ def _file_digest(path: Path) -> str:
 def load_audits(folder, prefix: str, *, runs, settings: dict | None = None) -> tuple[ModelAudits | None, dict | str]:
     """The audit :func:`save_audits` wrote, if it audited exactly ``runs`` and its notes hold ``settings``
     (e.g. the target FMRs and bootstrap size): ``(audits, notes)``; otherwise ``(None, why not)``. The loaded
-    result has no per-model :class:`Audit` objects (``audits`` is empty)."""
-    folder = Path(folder)
-    manifest_path = folder / f"{prefix}_audit.json"
-    if not manifest_path.is_file():
-        return None, f"no saved audit ({manifest_path.name})"
-    notes = json.loads(manifest_path.read_text(encoding="utf-8"))
-    # A manifest written before tables had digests (no such key) is taken as it is.
-    digests = notes.pop(_DIGESTS, None)
+    result has no per-model :class:`Audit` objects (``audits`` is empty) and no replicates; further tables
+    saved with it (``extra``, e.g. ``ratio_tests``) come back in ``extra``."""
+    tables, notes = read_tables(folder, prefix, required=list(_SAVED_TABLES.values()))
+    if tables is None:
+        return None, notes
+    name = f"{prefix}_audit.json"
     saved, wanted = notes.pop("runs", []), sorted(str(run) for run in runs)
     if saved != wanted:
-        return None, (f"the saved audit ({manifest_path.name}) is of other runs: {sorted(set(saved) - set(wanted))} "
+        return None, (f"the saved audit ({name}) is of other runs: {sorted(set(saved) - set(wanted))} "
                       f"instead of {sorted(set(wanted) - set(saved))}")
     differs = {key: (notes.get(key), value) for key, value in (settings or {}).items()
                if json.loads(json.dumps(value, default=_json_value)) != notes.get(key)}
     if differs:
-        return None, (f"the saved audit ({manifest_path.name}) was made with other settings: "
+        return None, (f"the saved audit ({name}) was made with other settings: "
                       + ", ".join(f"{key} {saved!r} instead of {wanted!r}" for key, (saved, wanted) in differs.items()))
-    if digests is not None:
-        for name in (f"{prefix}_{stem}.csv" for stem in _SAVED_TABLES.values()):
-            path = folder / name
-            found = _file_digest(path) if path.is_file() else "missing"
-            if found != digests.get(name):
-                return None, (f"the saved audit's table {name} is {'missing' if found == 'missing' else 'not the one'} "
-                              f"its manifest ({manifest_path.name}) names (an interrupted save?), so its numbers may "
-                              f"belong to other runs")
-    tables = {name: pd.read_csv(folder / f"{prefix}_{stem}.csv") for name, stem in _SAVED_TABLES.items()}
-    return ModelAudits(audits={}, **tables), notes
+    core = {name: tables.pop(stem) for name, stem in _SAVED_TABLES.items()}
+    return ModelAudits(audits={}, **core, extra=tables), notes
+
+
+# --------------------------------------------------------------------------------------------------
+# What an audit's verdict rests on: the comparator, the most prolific identities, and whether two models'
+# ratios differ
+# --------------------------------------------------------------------------------------------------
+def audit_comparators(vectors, identities, groups, *, comparators: dict, bins: dict | None = None,
+                      **audit_options) -> dict[str, Audit]:
+    """:func:`audit` of the same raw descriptors under each comparator: ``{comparator: fixed thresholds}``,
+    e.g. ``{"euclidean": [0.6], "cosine": []}`` for dlib (its users' distance with its documented threshold,
+    and the cosine used for the trained heads). Cosine audits get the rows L2-normalized; Euclidean ones the
+    raw rows. Every audit resamples the same people (same ``n_boot``, ``seed`` and identities), so their
+    replicates are paired (:func:`paired_ratio_test`). ``bins``: ``{comparator: ScoreBins}`` where not the
+    default (cosine: :class:`ScoreBins`; Euclidean: :func:`euclidean_bins` covering every distance)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError(f"{int((norms == 0).sum())} descriptor(s) are all zeros: no cosine is defined for them")
+    audits = {}
+    for comparator, fixed in comparators.items():
+        features = vectors / norms if _check_comparator(comparator) == "cosine" else vectors
+        audits[comparator] = audit(features, identities, groups, comparator=comparator, fixed_thresholds=fixed or (),
+                                   bins=(bins or {}).get(comparator, ScoreBins()), **audit_options)
+    return audits
+
+
+def comparator_tables(audits: dict[str, Audit]) -> dict[str, pd.DataFrame]:
+    """The tables of several comparators' audits of one encoder, stacked with a ``comparator`` column (first):
+    ``rates`` and ``ratios`` at the target FMRs, ``fixed_rates`` and ``fixed_ratios`` at fixed thresholds."""
+    def stacked(name):
+        frames = [getattr(result, name).assign(comparator=comparator) for comparator, result in audits.items()
+                  if len(getattr(result, name))]
+        if not frames:
+            return pd.DataFrame(columns=["comparator"])
+        table = pd.concat(frames, ignore_index=True)
+        return table[["comparator", *[c for c in table.columns if c != "comparator"]]]
+
+    return {"rates": stacked("rates"), "ratios": stacked("ratios"), "fixed_rates": stacked("fixed"),
+            "fixed_ratios": stacked("fixed_ratios")}
+
+
+def comparator_side_by_side(audits: dict[str, Audit], groups, ratio=None) -> pd.DataFrame:
+    """For reading: one row per operating point (target FMR, or fixed threshold) and group, one column block
+    per comparator: threshold, FMR and FNMR with their intervals; then one row per operating point with the
+    ``ratio`` (numerator/denominator) of the FMRs and of the FNMRs."""
+    blocks = {}
+    for comparator, result in audits.items():
+        parts = []
+        for table, ratios, key in ((result.rates, result.ratios, "target_fmr"),
+                                   (result.fixed, result.fixed_ratios, "threshold")):
+            if not len(table):
+                continue
+            for value, block in table.groupby(key, sort=False):
+                point = (f"overall FMR {value:g}" if key == "target_fmr"
+                         else f"{comparator} threshold {value:g}")
+                block = block.set_index("group")
+                for group in groups:
+                    row = block.loc[group]
+                    parts.append({"operating point": point, "group": group,
+                                  "threshold": f"{row['threshold']:.4f}",
+                                  "FMR": _rate_with_interval(row, "fmr"), "FNMR": _rate_with_interval(row, "fnmr")})
+                if ratios is not None and len(ratios):
+                    chosen = ratios[ratios[key] == value].set_index("rate")
+                    cells = {}
+                    for rate in ("fmr", "fnmr"):
+                        r = chosen.loc[rate]
+                        cells[rate.upper()] = (f"{r['estimate']:.2f} [{r['lower']:.2f}, {r['upper']:.2f}]"
+                                               if np.isfinite(r["estimate"]) else "undefined")
+                    parts.append({"operating point": point, "group": f"ratio {chosen['ratio'].iloc[0]}",
+                                  "threshold": "", **cells})
+        blocks[comparator] = pd.DataFrame(parts).set_index(["operating point", "group"])
+    return pd.concat(blocks, axis=1)
+
+
+def descriptor_norms(vectors, groups, order) -> pd.DataFrame:
+    """L2 norm of each raw descriptor, summarized per group (``order``): images, mean, standard deviation and
+    the 5/25/50/75/95th percentiles. The Euclidean distance of two descriptors is
+    ``sqrt(|a|^2 + |b|^2 - 2 |a| |b| cos)``: at the same cosine, a group with shorter descriptors has shorter
+    distances, so a distance threshold lets more of its pairs match than the cosine does."""
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    groups = pd.Series(np.asarray(groups, dtype=object)).fillna(UNKNOWN).to_numpy()
+    rows = []
+    for group in [*order, "all"]:
+        values = norms if group == "all" else norms[groups == group]
+        if not len(values):
+            continue
+        q = np.percentile(values, [5, 25, 50, 75, 95])
+        rows.append({"group": group, "images": len(values), "mean": values.mean(), "sd": values.std(ddof=1),
+                     "p5": q[0], "p25": q[1], "median": q[2], "p75": q[3], "p95": q[4]})
+    return pd.DataFrame(rows)
+
+
+def norms_plot(vectors, groups, order, ax=None, colors: dict | None = None, title: str = ""):
+    """Histogram (density) of the raw descriptor norms of each group in ``order``, medians dashed."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4))
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    groups = np.asarray(groups, dtype=object)
+    bins = np.linspace(np.percentile(norms, 0.1), np.percentile(norms, 99.9), 60)
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, group in enumerate(order):
+        values = norms[groups == group]
+        if not len(values):
+            continue
+        color = (colors or {}).get(group, palette[i % len(palette)])
+        ax.hist(values, bins=bins, density=True, histtype="step", lw=1.6, color=color,
+                label=f"{group} ({len(values):,} images, median {np.median(values):.3f})")
+        ax.axvline(np.median(values), color=color, ls="--", lw=1)
+    ax.set(xlabel="L2 norm of the raw descriptor", ylabel="density", title=title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def identity_pairs(counts: AllPairsCounts) -> pd.DataFrame:
+    """Every identity with its images and genuine pairs, most pairs first: ``identity, group`` (the group of
+    all its labelled images, ``mixed`` if they differ, ``unknown`` if none has one), ``images, genuine_pairs``,
+    and ``share_of_group``: its share of the genuine pairs of its group (of all genuine pairs for mixed/unknown)."""
+    n = counts.images_per_identity
+    known = n[:, :len(counts.groups)]
+    labelled = known.sum(axis=1)
+    group = np.where((known > 0).sum(axis=1) > 1, "mixed",
+                     np.where(labelled == 0, UNKNOWN, np.array(counts.groups, dtype=object)[known.argmax(axis=1)]))
+    images = n.sum(axis=1)
+    pairs = images * (images - 1) // 2
+    table = pd.DataFrame({"identity": counts.identities.astype(str), "group": group, "images": images,
+                          "genuine_pairs": pairs})
+    per_category = _Replicator(counts)._genuine_per_identity(n.astype(np.float64))
+    totals = per_category.sum(axis=0)
+    share = np.array([per_category[a, counts.categories.index(g)] / totals[counts.categories.index(g)]
+                      if g in counts.groups else pairs[a] / max(counts.n_genuine, 1)
+                      for a, g in enumerate(group)])
+    table["share_of_group"] = share
+    return table.sort_values(["genuine_pairs", "identity"], ascending=[False, True], ignore_index=True)
+
+
+GENUINE_PAIR_CAP = 45  # genuine pairs per identity: what a person with ten images supplies
+TOP_IDENTITIES = 10  # the identities with the most genuine pairs, left out in the third variant
+
+
+def prolific_identity_effect(result: Audit, *, cap: int = GENUINE_PAIR_CAP, top: int = TOP_IDENTITIES,
+                             ratio=None) -> pd.DataFrame:
+    """How much each group's rates rest on the identities with the most images, at the audit's own thresholds
+    (those fixed by the target FMRs over all pairs, and any fixed ones; not re-chosen per variant):
+
+    * ``all pairs``: the audit's rates (every genuine pair weighs 1);
+    * ``genuine pairs capped at <cap> per identity``: identity ``a`` with ``P_a > cap`` genuine pairs has each
+      weighted ``cap / P_a`` (its FNMR counts as ``cap`` pairs); impostor pairs unchanged;
+    * ``without the <top> identities with the most genuine pairs``: those people removed entirely (their
+      genuine and impostor pairs).
+
+    Long table: ``operating_point, threshold, variant, group, n_genuine`` (weighted), ``fnmr, n_impostor, fmr``,
+    plus one row per variant with group ``ratio <num>/<den>`` holding the FMR and FNMR ratios."""
+    counts = result.counts
+    if cap < 1 or top < 0:
+        raise ValueError(f"cap must be >= 1 and top >= 0, got cap={cap}, top={top}")
+    replicator = _Replicator(counts)
+    per_identity = counts.images_per_identity.sum(axis=1)
+    pairs = per_identity * (per_identity - 1) / 2
+    ones = np.ones(len(counts.identities))
+    capped = np.where(pairs > cap, cap / np.maximum(pairs, 1), 1.0)
+    ranked = identity_pairs(counts)["identity"].head(top)
+    without = ones.copy()
+    position = {str(name): a for a, name in enumerate(counts.identities)}
+    without[[position[name] for name in ranked]] = 0.0
+    variants = {"all pairs": (ones, None), f"genuine pairs capped at {cap} per identity": (ones, capped),
+                f"without the {top} identities with the most genuine pairs": (without, None)}
+    points = [(f"overall FMR {target:g}", threshold) for target, threshold in
+              result.rates.groupby("target_fmr", sort=False)["threshold"].first().items()]
+    if len(result.fixed):
+        points += [(f"{counts.comparator} threshold {t:g}", t) for t in result.fixed["threshold"].unique()]
+    bins = []
+    for _, threshold in points:
+        edge = -threshold if counts.comparator == "euclidean" else threshold
+        bins.append(int(np.argmin(np.abs(counts.bins.edges - edge))))  # the audit's thresholds are bin edges
+    ratio = tuple(ratio) if ratio is not None else counts.groups[:2]
+    rows = []
+    for variant, (w, g) in variants.items():
+        rates = pd.DataFrame(replicator.rates_at_bins(w, bins, genuine_weights=g))
+        rates["operating_point"] = np.repeat([name for name, _ in points], len(counts.categories) + 1)
+        rates["threshold"] = np.repeat([t for _, t in points], len(counts.categories) + 1)
+        for point, block in rates.groupby("operating_point", sort=False):
+            block = block.set_index("group")
+            for group in (*counts.groups, "overall"):
+                row = block.loc[group]
+                rows.append({"operating_point": point, "threshold": row["threshold"], "variant": variant,
+                             "group": group, "n_genuine": row["n_genuine"], "fnmr": row["fnmr"],
+                             "n_impostor": row["n_impostor"], "fmr": row["fmr"]})
+            if len(ratio) == 2:
+                num, den = block.loc[ratio[0]], block.loc[ratio[1]]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    rows.append({"operating_point": point, "threshold": num["threshold"], "variant": variant,
+                                 "group": f"ratio {ratio[0]}/{ratio[1]}", "n_genuine": np.nan,
+                                 "fnmr": num["fnmr"] / den["fnmr"], "n_impostor": np.nan,
+                                 "fmr": num["fmr"] / den["fmr"]})
+    return pd.DataFrame(rows)
+
+
+def paired_ratio_test(replicates_a: pd.DataFrame, replicates_b: pd.DataFrame, point_a: pd.DataFrame,
+                      point_b: pd.DataFrame, *, numerator, denominator, rate: str = "fmr", key: str = "target_fmr",
+                      confidence: float = 0.95) -> pd.DataFrame:
+    """Do two audits' ratios ``rate(numerator) / rate(denominator)`` differ? A paired identity bootstrap.
+
+    ``replicates_a`` / ``replicates_b``: per ``replicate``, ``key`` and ``group`` the rate, from the same
+    resampled people in replicate r for both (same identity weights: :func:`identity_weights`); ``point_*``: the
+    point estimates (``key, group, rate``). Per value of ``key``: both ratios, their ratio ``a / b`` with the
+    percentile interval of the replicates' ``a_r / b_r``, and a two-sided bootstrap p-value of "the log ratio of
+    ratios is 0": ``min(1, 2 min((1 + #{d_r <= 0}) / (B + 1), (1 + #{d_r >= 0}) / (B + 1)))`` with ``d_r`` the
+    replicate's log ratio of ratios over the B replicates where both ratios are finite and positive. Identical
+    audits give d_r = 0 in every replicate, hence p = 1; a difference in every replicate gives p = 2 / (B + 1).
+    """
+    alpha = (1 - confidence) / 2
+
+    def ratio_of(table):
+        keys = ["replicate", key] if "replicate" in table.columns else [key]
+        wide = table.set_index([*keys, "group"])[rate].unstack("group")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (wide[numerator] / wide[denominator]).astype(float)
+
+    boot = pd.concat({"a": ratio_of(replicates_a), "b": ratio_of(replicates_b)}, axis=1)
+    if boot.isna().all(axis=None) or len(boot) == 0:
+        raise ValueError("the two replicate tables share no (replicate, key) rows: were they resampled alike?")
+    point = pd.concat({"a": ratio_of(point_a), "b": ratio_of(point_b)}, axis=1)
+    rows = []
+    for value, block in boot.groupby(level=key, sort=False):
+        a, b = block["a"].to_numpy(), block["b"].to_numpy()
+        usable = np.isfinite(a) & np.isfinite(b) & (a > 0) & (b > 0)
+        d = np.log(a[usable]) - np.log(b[usable])
+        n = len(d)
+        ra, rb = point.loc[value, "a"], point.loc[value, "b"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            estimate = ra / rb
+        row = {key: value, "rate": rate, "ratio": f"{numerator}/{denominator}", "ratio_a": ra, "ratio_b": rb,
+               "ratio_of_ratios": estimate, "lower": np.nan, "upper": np.nan, "p_value": np.nan,
+               "replicates": n, "replicates without a finite ratio": len(a) - n}
+        if n:
+            row["lower"], row["upper"] = np.quantile(np.exp(d), [alpha, 1 - alpha])  # of a_r / b_r
+            row["p_value"] = min(1.0, 2 * min((1 + (d <= 0).sum()) / (n + 1), (1 + (d >= 0).sum()) / (n + 1)))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_head_ratios(result: ModelAudits, pairs, *, target_fmrs=None, rate: str = "fmr", ratio=None,
+                        confidence: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
+    """Paired identity-bootstrap tests of whether two heads' group ratios differ (:func:`paired_ratio_test` on
+    the seed-mean rates of :func:`audit_models`, whose replicates resample the same people for every model),
+    for each ``(head, reference)`` of ``pairs`` and target FMR; Holm-adjusted across all the rows. ``verdict``:
+    ``higher`` / ``lower`` (the head's ratio against the reference's) when the adjusted p < ``alpha``, else
+    ``not resolved``."""
+    from lib.fairness import adjust_p_values
+
+    if result.replicate_means is None:
+        raise ValueError("this audit has no replicates (a loaded audit): run audit_models on the embeddings")
+    if ratio is None:
+        groups = [g for g in result.per_head["group"].unique() if g not in ("overall", CROSS_GROUP, UNKNOWN)]
+        ratio = groups[:2]
+    numerator, denominator = ratio
+    means = result.replicate_means
+    point = result.per_head
+    if target_fmrs is not None:
+        targets = set(_check_targets(target_fmrs))
+        means, point = means[means["target_fmr"].isin(targets)], point[point["target_fmr"].isin(targets)]
+    heads = set(point["head"])
+    frames = []
+    for head, reference in pairs:
+        missing = [name for name in (head, reference) if name not in heads]
+        if missing:
+            raise ValueError(f"no head {missing} in the audit; heads are {sorted(heads)}")
+        table = paired_ratio_test(means[means["head"] == head], means[means["head"] == reference],
+                                  point[point["head"] == head], point[point["head"] == reference],
+                                  numerator=numerator, denominator=denominator, rate=rate, confidence=confidence)
+        frames.append(table.rename(columns={"ratio_a": "head_ratio", "ratio_b": "reference_ratio"})
+                      .assign(head=head, reference=reference))
+    table = pd.concat(frames, ignore_index=True)
+    table["p_adjusted"] = adjust_p_values(table["p_value"], "holm")
+    table["interval"] = f"{confidence:.0%} paired identity bootstrap (same people for both heads)"
+    table["correction"] = f"holm over {int(table['p_value'].notna().sum())} tests"
+    table["verdict"] = np.where(table["p_adjusted"] < alpha,
+                                np.where(table["ratio_of_ratios"] > 1, "higher", "lower"), "not resolved")
+    return table[["head", "reference", "target_fmr", "rate", "ratio", "head_ratio", "reference_ratio",
+                  "ratio_of_ratios", "lower", "upper", "p_value", "p_adjusted", "replicates", "interval",
+                  "correction", "verdict"]]
+
+
+def compare_comparator_ratios(audits: dict[str, Audit], first: str, second: str, *, numerator, denominator,
+                              confidence: float = 0.95) -> pd.DataFrame:
+    """Do two comparators give an encoder different group ratios at the same target FMRs? The paired test of
+    :func:`paired_ratio_test` for the FMR and the FNMR ratio of ``audits[first]`` against ``audits[second]``
+    (:func:`audit_comparators` resamples the same people for both); Holm across the rows."""
+    from lib.fairness import adjust_p_values
+
+    frames = [paired_ratio_test(audits[first].replicates, audits[second].replicates, audits[first].rates,
+                                audits[second].rates, numerator=numerator, denominator=denominator, rate=rate,
+                                confidence=confidence) for rate in ("fmr", "fnmr")]
+    table = pd.concat(frames, ignore_index=True).rename(columns={"ratio_a": f"{first}_ratio",
+                                                                 "ratio_b": f"{second}_ratio"})
+    table["p_adjusted"] = adjust_p_values(table["p_value"], "holm")
+    table.insert(0, "comparison", f"{first} / {second}")
+    return table

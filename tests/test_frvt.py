@@ -457,3 +457,256 @@ def test_det_plot_on_probit_axes_keeps_fnmrs_near_one_apart():
     with pytest.raises(ValueError, match="probit"):
         frvt.det_plot(curves, ax=ax, scale="linear")
     plt.close("all")
+
+
+# ------------------------------------------------------------------------------------ comparators (issue 24)
+def raw_faces(seed=0, n_identities=40, dim=12, spread=0.7, scale_a=0.6):
+    """Raw (unnormalized) descriptors whose norms differ by group: group A's are scaled by ``scale_a``."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 7, n_identities)
+    identities = np.repeat(np.arange(n_identities), sizes)
+    centres = rng.standard_normal((n_identities, dim))
+    features = centres[identities] + spread * rng.standard_normal((len(identities), dim))
+    features /= np.linalg.norm(features, axis=1, keepdims=True)
+    groups = np.array(GROUP_NAMES, dtype=object)[np.arange(n_identities) % 2][identities]
+    features *= np.where(groups == "A", scale_a, 1.0)[:, None] * rng.uniform(0.9, 1.1, (len(identities), 1))
+    return features.astype(np.float32), np.array([f"person{k:02d}" for k in identities]), groups
+
+
+def distance_pairs(features, identities, groups) -> pd.DataFrame:
+    """Every unordered pair with its float64 Euclidean distance from scikit-learn (the reference)."""
+    from sklearn.metrics.pairwise import euclidean_distances
+
+    distances = euclidean_distances(np.asarray(features, dtype=np.float64))
+    pairs = pair_table(np.eye(len(features)), identities, groups)  # categories and genuine flags
+    return pairs.assign(score=-distances[pairs["i"], pairs["j"]], distance=distances[pairs["i"], pairs["j"]])
+
+
+def test_euclidean_comparator_counts_raw_distances_as_scikit_learn_computes_them():
+    """The old audit could only score L2-normalized features by cosine; dlib's users compare raw descriptors by
+    Euclidean distance. Counts, thresholds and rates here are checked against sklearn's euclidean_distances."""
+    bins = frvt.euclidean_bins(2.0, count=2**8)  # edges every 0.01
+    for seed in range(50):  # the first seed whose distances all lie 1e-6 away from every bin edge
+        features, identities, groups = raw_faces(seed, n_identities=25)
+        pairs = distance_pairs(features, identities, groups)
+        if np.abs(pairs["score"].to_numpy()[:, None] - bins.edges[None, :]).min() > 1e-6:
+            break
+    else:
+        raise AssertionError("no seed keeps every distance away from the bin edges")
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=bins, block_rows=13,
+                                  comparator="euclidean")
+    pairs = pairs.assign(bin=reference_bins(pairs["score"], bins.edges))
+    for c, name in enumerate(counts.categories):
+        for genuine, table in ((True, counts.genuine), (False, counts.impostor)):
+            rows = pairs[(pairs["category"] == name) & (pairs["genuine"] == genuine)]
+            np.testing.assert_array_equal(table[c], np.bincount(rows["bin"], minlength=bins.count))
+
+    targets = (0.1, 0.02)
+    table = frvt.error_rates(counts, targets)
+    fixed = frvt.error_rates_at(counts, [0.6, 1.0])
+    distance, genuine = pairs["distance"].to_numpy(), pairs["genuine"].to_numpy()
+    for target in targets:
+        rows = table[table["target_fmr"] == target].set_index("group")
+        threshold = rows["threshold"].iloc[0]  # a distance: match when distance < threshold
+        assert np.mean(distance[~genuine] < threshold) <= target
+        assert np.mean(distance[~genuine] < threshold + bins.edges[1] - bins.edges[0]) > target  # the largest such
+        for name in (*counts.categories, "overall"):
+            chosen = pairs if name == "overall" else pairs[pairs["category"] == name]
+            imp, gen = chosen[~chosen["genuine"]], chosen[chosen["genuine"]]
+            assert rows.loc[name, "false_matches"] == (imp["distance"] < threshold).sum()
+            assert rows.loc[name, "false_non_matches"] == (gen["distance"] >= threshold).sum()
+    for threshold in (0.6, 1.0):
+        rows = fixed[fixed["threshold"] == threshold].set_index("group")
+        for name in (*counts.categories, "overall"):
+            chosen = pairs if name == "overall" else pairs[pairs["category"] == name]
+            imp, gen = chosen[~chosen["genuine"]], chosen[chosen["genuine"]]
+            assert rows.loc[name, "false_matches"] == (imp["distance"] < threshold).sum()
+            assert rows.loc[name, "false_non_matches"] == (gen["distance"] >= threshold).sum()
+    # the DET curve: FMR and 1 - FNMR at each distance threshold are scikit-learn's roc_curve on -distance
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, roc_thresholds = roc_curve(genuine, -distance, drop_intermediate=False)
+    overall = frvt.det_curves(counts).query("group == 'overall'")
+    for row in overall.itertuples():
+        i = int(np.sum(roc_thresholds > -row.threshold)) - 1  # "distance < t" is "score >= the next score above -t"
+        assert (row.fmr, 1 - row.fnmr) == pytest.approx((fpr[i], tpr[i]) if i >= 0 else (0, 0))
+
+
+def test_a_fixed_threshold_must_be_a_bin_edge_and_euclidean_bins_make_dlibs_one():
+    bins = frvt.euclidean_bins(1.9)
+    assert bins.low == pytest.approx(-2.56) and bins.high == 0
+    assert bins.edges[bins.edge_index(-0.6)] == pytest.approx(-0.6, abs=1e-12)
+    with pytest.raises(ValueError, match="not an edge"):
+        frvt.ScoreBins(64).edge_index(0.01)
+    features, identities, groups = raw_faces()
+    with pytest.raises(ValueError, match="bins must end at 0"):
+        frvt.count_all_pairs(features, identities, groups, bins=frvt.ScoreBins(64), comparator="euclidean")
+    with pytest.raises(ValueError, match="comparator must be one of"):
+        frvt.count_all_pairs(features, identities, groups, comparator="manhattan")
+    with pytest.raises(ValueError, match="comparator='euclidean'"):
+        frvt.count_all_pairs(features, identities, groups)  # raw descriptors refused by the cosine
+
+
+def test_comparators_disagree_when_descriptor_norms_differ_by_group():
+    """Group A's descriptors are 0.6 times as long as B's, the directions alike: the cosine serves both groups
+    about equally, the Euclidean distance lets many more of A's impostor pairs match (its distances shrink)."""
+    features, identities, groups = raw_faces(seed=1, n_identities=60, scale_a=0.6)
+    audits = frvt.audit_comparators(features, identities, groups, comparators={"euclidean": [0.6], "cosine": []},
+                                    target_fmrs=[0.05], order=GROUP_NAMES, ratio=("A", "B"), n_boot=40,
+                                    min_tail_pairs=0, bins={"euclidean": frvt.euclidean_bins(2.5, count=2**14)})
+    ratio = {c: a.ratios.set_index("rate").loc["fmr", "estimate"] for c, a in audits.items()}
+    assert ratio["euclidean"] > 5 and 0.33 < ratio["cosine"] < 3
+    assert audits["euclidean"].rates["threshold"].iloc[0] != pytest.approx(audits["cosine"].rates["threshold"].iloc[0])
+    # the fixed threshold's rates, with intervals over the same replicates
+    fixed = audits["euclidean"].fixed.set_index("group")
+    assert fixed.loc["A", "fmr"] > fixed.loc["B", "fmr"]
+    assert (fixed["replicates"] == 40).all() and fixed.loc["A", "fmr_lower"] <= fixed.loc["A", "fmr"] <= fixed.loc["A", "fmr_upper"]
+    norms = frvt.descriptor_norms(features, groups, GROUP_NAMES).set_index("group")
+    assert norms.loc["A", "median"] == pytest.approx(0.6, rel=0.1) and norms.loc["B", "median"] == pytest.approx(1, rel=0.1)
+    side = frvt.comparator_side_by_side(audits, GROUP_NAMES)
+    assert ("euclidean", "FMR") in side.columns and ("overall FMR 0.05", "ratio A/B") in side.index
+    test = frvt.compare_comparator_ratios(audits, "euclidean", "cosine", numerator="A", denominator="B")
+    fmr_row = test.set_index("rate").loc["fmr"]
+    assert fmr_row["ratio_of_ratios"] == pytest.approx(ratio["euclidean"] / ratio["cosine"])
+    assert fmr_row["lower"] > 1 and fmr_row["p_value"] == pytest.approx(2 / 41)
+
+
+def test_fixed_threshold_replicates_equal_materialized_resamples(faces):
+    features, identities, groups, _ = faces
+    counts = frvt.count_all_pairs(features, identities, groups, order=GROUP_NAMES, bins=BINS, tail_fmr=1.0)
+    threshold = float(BINS.edges[40])
+    weights = frvt.identity_weights(len(counts.identities), n_boot=3, seed=5)
+    replicates = frvt.bootstrap_at(counts, [threshold], weights=weights)
+    unit = frvt.bootstrap_at(counts, [threshold], weights=np.ones((1, len(counts.identities)), dtype=int))
+    pd.testing.assert_frame_equal(unit.drop(columns="replicate"), frvt.error_rates_at(counts, [threshold]),
+                                  check_dtype=False)
+    for r, w in enumerate(weights):
+        rows = []
+        for a, name in enumerate(counts.identities):
+            for copy in range(w[a]):
+                rows += [(m, f"{name}#{copy}") for m in np.flatnonzero(identities == name)]
+        index, person = np.array([i for i, _ in rows]), np.array([p for _, p in rows])
+        pairs = pair_table(features[index], person, groups[index])
+        other_copy = (identities[index][pairs["i"]] == identities[index][pairs["j"]]) & ~pairs["genuine"].to_numpy()
+        pairs = pairs[~other_copy]
+        got = replicates[replicates["replicate"] == r].set_index("group")
+        for name, chosen in [*pairs.groupby("category"), ("overall", pairs)]:
+            imp, gen = chosen[~chosen["genuine"]], chosen[chosen["genuine"]]
+            passes = reference_bins(imp["score"], BINS.edges) >= 40
+            rejected = reference_bins(gen["score"], BINS.edges) < 40
+            assert (got.loc[name, "false_matches"], got.loc[name, "false_non_matches"]) == (passes.sum(), rejected.sum())
+
+
+# ------------------------------------------------------------------------------------ prolific identities
+def test_prolific_identities_capped_and_left_out_against_brute_force():
+    """One person with 30 images supplies 435 genuine pairs, more than everyone else in their group together."""
+    rng = np.random.default_rng(4)
+    features, identities, groups = raw_faces(seed=2, n_identities=30)
+    big = rng.standard_normal(features.shape[1])
+    big_faces = big + 1.2 * rng.standard_normal((30, features.shape[1]))
+    features = np.vstack([features, big_faces]).astype(np.float32)
+    identities = np.r_[identities, ["zz_prolific"] * 30]
+    groups = np.r_[groups, ["B"] * 30].astype(object)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    result = frvt.audit(unit, identities, groups, target_fmrs=[0.05], order=GROUP_NAMES, ratio=("A", "B"),
+                        n_boot=5, bins=BINS, min_tail_pairs=0)
+    ranked = frvt.identity_pairs(result.counts)
+    pairs = pair_table(unit, identities, groups)
+    genuine_b = pairs[pairs["genuine"] & (pairs["category"] == "B")]
+    assert ranked.iloc[0][["identity", "group", "images", "genuine_pairs"]].tolist() == ["zz_prolific", "B", 30, 435]
+    assert ranked.iloc[0]["share_of_group"] == pytest.approx(435 / len(genuine_b))
+
+    cap, top = 6, 2
+    effect = frvt.prolific_identity_effect(result, cap=cap, top=top, ratio=("A", "B"))
+    threshold = result.rates["threshold"].iloc[0]
+    rows = effect.set_index(["variant", "group"])
+    everything = rows.loc[("all pairs", "B")]
+    assert everything["fnmr"] == pytest.approx(result.rates.set_index("group").loc["B", "fnmr"])
+    # capped: each person's genuine pairs weigh min(1, cap / pairs)
+    per_person = genuine_b.assign(person=identities[genuine_b["i"]], rejected=genuine_b["score"] <= threshold)
+    sizes = per_person.groupby("person").size()
+    weight = np.minimum(1, cap / sizes)
+    expected_n = (sizes * weight).sum()
+    expected_fnmr = (per_person.groupby("person")["rejected"].sum() * weight).sum() / expected_n
+    capped = rows.loc[(f"genuine pairs capped at {cap} per identity", "B")]
+    assert capped["n_genuine"] == pytest.approx(expected_n) and capped["fnmr"] == pytest.approx(expected_fnmr)
+    assert capped["fmr"] == pytest.approx(everything["fmr"])  # impostor pairs untouched
+    # without the top identities: the same rates as an audit of the images without them, at the same threshold
+    dropped = set(ranked["identity"].head(top))
+    keep = ~np.isin(identities, list(dropped))
+    reduced = frvt.error_rates_at(frvt.count_all_pairs(unit[keep], identities[keep], groups[keep],
+                                                       order=GROUP_NAMES, bins=BINS), [threshold]).set_index("group")
+    without = rows.xs(f"without the {top} identities with the most genuine pairs", level="variant")
+    for group in ("A", "B", "overall"):
+        assert without.loc[group, "fmr"] == pytest.approx(reduced.loc[group, "fmr"])
+        assert without.loc[group, "fnmr"] == pytest.approx(reduced.loc[group, "fnmr"])
+    assert without.loc["ratio A/B", "fmr"] == pytest.approx(reduced.loc["A", "fmr"] / reduced.loc["B", "fmr"])
+
+
+# ------------------------------------------------------------------------------------ paired ratio test
+def head_models(faces_n=60, seed=0):
+    features, identities, groups = clustered_faces(seed, n_identities=faces_n)
+    crowded = features.copy()
+    shared = np.ones(features.shape[1], dtype=np.float32) / np.sqrt(features.shape[1])
+    crowded[groups == "A"] += 0.6 * shared  # head "b": group A's people all look alike, its impostors match
+    crowded /= np.linalg.norm(crowded, axis=1, keepdims=True)
+    return features, crowded, identities, groups
+
+
+def test_paired_ratio_test_of_identical_heads_finds_nothing_and_of_different_heads_resolves():
+    features, crowded, identities, groups = head_models()
+    models = {("a", 0): features, ("a", 1): features, ("same", 0): features, ("same", 1): features,
+              ("b", 0): crowded, ("b", 1): crowded}
+    result = frvt.audit_models(models, identities, groups, target_fmrs=(0.1,), order=GROUP_NAMES, ratio=("A", "B"),
+                               n_boot=200, bins=BINS)
+    tests = frvt.compare_head_ratios(result, [("same", "a"), ("b", "a")], ratio=("A", "B"))
+    same, different = tests.set_index("head").loc["same"], tests.set_index("head").loc["b"]
+    assert same["ratio_of_ratios"] == pytest.approx(1) and same["lower"] == pytest.approx(1) == same["upper"]
+    assert same["p_value"] == 1 and same["verdict"] == "not resolved"
+    ratios = result.ratios.query("rate == 'fmr'").set_index("head")["estimate"]
+    assert different["head_ratio"] == pytest.approx(ratios["b"]) and different["reference_ratio"] == pytest.approx(ratios["a"])
+    assert different["ratio_of_ratios"] == pytest.approx(ratios["b"] / ratios["a"]) and different["lower"] > 1
+    # every usable replicate has the difference: p = 2 / (B + 1), the smallest a two-sided bootstrap p can be
+    assert different["replicates"] >= 150 and different["p_value"] == pytest.approx(2 / (different["replicates"] + 1))
+    assert different["verdict"] == "higher"
+    assert different["p_adjusted"] == pytest.approx(min(1, 2 * different["p_value"]))  # Holm over two tests
+    # the interval is that of the replicates' ratio of ratios, each head's ratio from the same resampled people
+    means = result.replicate_means.query("target_fmr == 0.1").set_index(["head", "replicate", "group"])["fmr"]
+    per_replicate = ((means.loc["b"].unstack()["A"] / means.loc["b"].unstack()["B"])
+                     / (means.loc["a"].unstack()["A"] / means.loc["a"].unstack()["B"])).dropna()
+    assert different["lower"] == pytest.approx(np.quantile(per_replicate, 0.025), rel=1e-9)
+    with pytest.raises(ValueError, match="no head"):
+        frvt.compare_head_ratios(result, [("c", "a")], ratio=("A", "B"))
+
+
+def test_saved_tables_come_back_only_as_written(tmp_path, monkeypatch):
+    tables = {"rates": pd.DataFrame({"comparator": ["euclidean", "cosine"], "fmr": [0.1, 0.2]}),
+              "norms": pd.DataFrame({"group": ["A"], "median": [0.6]})}
+    frvt.save_tables(tables, tmp_path, "04_frvt_enc", notes={"encoder": "enc"})
+    loaded, notes = frvt.read_tables(tmp_path, "04_frvt_enc", required=["rates"])
+    assert notes == {"encoder": "enc"} and set(loaded) == {"rates", "norms"}
+    pd.testing.assert_frame_equal(loaded["rates"], tables["rates"])
+    assert frvt.read_tables(tmp_path, "04_frvt_enc", required=["prolific"])[0] is None
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(frvt, "write_text", killed)
+    with pytest.raises(KeyboardInterrupt):
+        frvt.save_tables({**tables, "rates": tables["rates"].assign(fmr=0.9)}, tmp_path, "04_frvt_enc", notes={})
+    monkeypatch.undo()
+    assert "no saved audit" in frvt.read_tables(tmp_path, "04_frvt_enc")[1]
+
+
+def test_a_saved_audit_keeps_its_ratio_tests_and_reads_without_them(faces, tmp_path):
+    features, crowded, identities, groups = head_models(faces_n=30)
+    models = {("a", 0): features, ("b", 0): crowded}
+    result = frvt.audit_models(models, identities, groups, target_fmrs=(0.05,), order=GROUP_NAMES, ratio=("A", "B"),
+                               n_boot=30, bins=BINS)
+    result.extra["ratio_tests"] = frvt.compare_head_ratios(result, [("b", "a")], ratio=("A", "B"))
+    frvt.save_audits(result, tmp_path, "audit", runs=["r"], notes={})
+    loaded, _ = frvt.load_audits(tmp_path, "audit", runs=["r"])
+    pd.testing.assert_frame_equal(loaded.extra["ratio_tests"], result.extra["ratio_tests"], check_dtype=False)
+    assert loaded.replicate_means is None
+    (tmp_path / "audit_ratio_tests.csv").write_text("tampered\n")
+    assert "audit_ratio_tests.csv is not the one" in frvt.load_audits(tmp_path, "audit", runs=["r"])[1]
