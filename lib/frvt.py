@@ -1553,3 +1553,37 @@ def compare_comparator_ratios(audits: dict[str, Audit], first: str, second: str,
     table["p_adjusted"] = adjust_p_values(table["p_value"], "holm")
     table.insert(0, "comparison", f"{first} / {second}")
     return table
+
+
+def describe_fixed(fixed: pd.DataFrame, fixed_ratios: pd.DataFrame | None, groups, comparator: str) -> str:
+    """A Markdown list, one item per fixed threshold of :attr:`Audit.fixed`: the FMR and FNMR of each group with
+    its interval, the overall FMR it gives, and the ratios (every number from the tables)."""
+    sentences = []
+    for threshold, block in fixed.groupby("threshold", sort=False):
+        block = block.set_index("group")
+        fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in groups if g in block.index)
+        fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in groups if g in block.index)
+        text = (f"at the fixed {comparator} threshold {threshold:g} (overall FMR "
+                f"{_rate_with_interval(block.loc['overall'], 'fmr')}): FMR {fmr}; FNMR {fnmr}")
+        if fixed_ratios is not None and len(fixed_ratios):
+            for row in fixed_ratios[fixed_ratios["threshold"] == threshold].to_dict("records"):
+                if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
+                    text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
+                             f"[{row['lower']:.2f}, {row['upper']:.2f}]")
+                else:
+                    text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+        sentences.append(text + ".")
+    return "\n".join(f"- {sentence}" for sentence in sentences)
+
+
+def describe_ratio_tests(tests: pd.DataFrame) -> str:
+    """A Markdown list of :func:`compare_head_ratios`' rows: both heads' ratios, their ratio with its paired
+    interval, the p-value, the Holm-adjusted one and the verdict."""
+    lines = []
+    for row in tests.to_dict("records"):
+        interval = (f" [{row['lower']:.2f}, {row['upper']:.2f}]" if pd.notna(row["lower"]) else "")
+        lines.append(f"- `{row['head']}` against `{row['reference']}` at overall FMR {row['target_fmr']:g}: "
+                     f"{row['rate'].upper()} ratio {row['ratio']} {row['head_ratio']:.2f} vs {row['reference_ratio']:.2f}, "
+                     f"ratio of ratios {row['ratio_of_ratios']:.2f}{interval}, p = {row['p_value']:.2g} "
+                     f"(Holm {row['p_adjusted']:.2g}): {row['verdict']}.")
+    return "\n".join(lines)

@@ -133,6 +133,10 @@ class Encoder(abc.ABC):
 
     name: str
     embedding_dim: int
+    # How the encoder's users compare two descriptors (a key of lib.frvt.COMPARATORS), and the threshold its
+    # documentation gives for that comparator (None: none documented). Audits use both, beside the cosine.
+    comparator: str = "cosine"
+    documented_threshold: float | None = None
 
     @property
     @abc.abstractmethod
@@ -181,6 +185,12 @@ class DlibEncoder(Encoder):
 
     name = "dlib"
     embedding_dim = 128
+    # dlib's users compare raw descriptors by Euclidean distance, "same person" below 0.6: "When using a distance
+    # threshold of 0.6, the dlib model obtains an accuracy of 99.38% on the standard LFW face recognition
+    # benchmark" (davisking/dlib, python_examples/face_recognition.py; the face_recognition package's
+    # compare_faces defaults to tolerance=0.6 on the same distance).
+    comparator = "euclidean"
+    documented_threshold = 0.6
     DESCRIPTOR_FILE = "dlib_face_recognition_resnet_model_v1.dat"
     LANDMARK_FILE = "shape_predictor_5_face_landmarks.dat"
     CHIP_SIZE = 150

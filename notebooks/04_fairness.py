@@ -319,6 +319,13 @@ elif devtest_file.is_file():
     trained_audit = frvt.audit_models(models, identities, pd.Series(files).map(group_of_file).to_numpy(),
                                       target_fmrs=frvt_targets_trained, ratio=audit_ratio, order=audit_order,
                                       n_boot=frvt_n_boot, seed=seed, images=files)
+    # Notebook 02's head pairs, CosFace against softmax first: do their FMR ratios differ (paired, Holm)?
+    tested_pairs = sorted(parameters.comparisons("02_sphereface", {head for head, _ in models}),
+                          key=lambda pair: pair != ("cosface", "softmax"))
+    if tested_pairs and len(audit_ratio) == 2:
+        ratio_target = 1e-3 if 1e-3 in frvt_targets_trained else min(frvt_targets_trained)
+        trained_audit.extra["ratio_tests"] = frvt.compare_head_ratios(trained_audit, tested_pairs,
+                                                                      target_fmrs=[ratio_target], ratio=audit_ratio)
     first = next(iter(trained_audit.audits.values())).counts
     trained_notes = {**audit_settings, "images": len(files), "people": len(set(identities)), "models": len(models),
                      "genuine_pairs": first.n_genuine, "impostor_pairs": first.n_impostor,
@@ -346,6 +353,23 @@ if trained_audit is not None:
     trained_rows = trained_audit.per_head[trained_audit.per_head["group"].isin([*audit_order, frvt.CROSS_GROUP, "overall"])]
     display(frvt.rates_table(trained_rows))
     display(trained_audit.ratios.set_index(["head", "target_fmr", "rate"]))
+
+# %% [markdown]
+# **Do two heads' ratios differ?** A ratio per head with its own interval does not say whether two heads differ:
+# their intervals come from the same people. The paired test resamples the people once per bootstrap replicate
+# and computes both heads' Female/Male FMR ratios (in the synthetic profiles: hardest/easiest group) on that
+# same replicate; shown is the head's ratio over the reference's (1 = the same ratio), its 95 % interval over
+# the replicates, a two-sided bootstrap p-value and the Holm-corrected one over the pairs tested (notebook 02's
+# pairs, CosFace against softmax first), at overall FMR 10⁻³.
+
+# %%
+ratio_tests = trained_audit.extra.get("ratio_tests") if trained_audit is not None else None
+if trained_audit is not None and ratio_tests is None:
+    display(Markdown("The saved audit of these runs was computed before this test existed (its manifest names no "
+                     "`04_frvt_trained_ratio_tests.csv`): re-run notebook 02 to write the embeddings it needs."))
+elif ratio_tests is not None:
+    display(head_comparison.comparison_style(ratio_tests.set_index(["head", "reference", "target_fmr", "rate"])[
+        ["head_ratio", "reference_ratio", "ratio_of_ratios", "lower", "upper", "p_value", "p_adjusted", "verdict"]]))
 
 # %%
 if trained_audit is not None:
@@ -379,17 +403,30 @@ if trained_audit is not None:
 # %% [markdown]
 # ### A demographic audit of a real model: dlib's face recognizer on all of LFW
 # What a user would pick instead of training: dlib's ResNet face descriptor (`lib.pretrained`; 128-d, trained
-# by dlib's author from scratch on about 3 million faces of 7,485 people from FaceScrub, VGG-Face and the web,
-# with LFW's identities excluded: davisking/dlib-models, README.md). LFW is therefore a clean test set for
-# it, and all 13,233 images can be audited: 242,257 genuine and about 87.3 million impostor pairs. Faces are
-# found by dlib's HOG detector (the detection nearest the image centre) and aligned on 5 landmarks into
-# 150 × 150 chips; when the detector finds no face, the landmarks are searched in a fixed fallback box (the
-# median detection box on LFW), and the number of such images is reported. Descriptors are L2-normalized and
-# compared by cosine. Targets: overall FMR 10⁻³, 10⁻⁴ and 10⁻⁵ by default.
+# by dlib's author from scratch on about 3 million faces of 7,485 people from FaceScrub, VGG-Face and the web;
+# he writes that he excluded LFW's identities (davisking/dlib-models, README.md), which cannot be checked here,
+# as the training list is not published). All 13,233 images are audited: 242,257 genuine and about 87.3 million
+# impostor pairs. Faces are found by dlib's HOG detector (the detection nearest the image centre) and aligned
+# on 5 landmarks into 150 × 150 chips; when the detector finds no face, the landmarks are searched in a fixed
+# fallback box (the median detection box on LFW), and the number of such images is reported. Targets: overall
+# FMR 10⁻³, 10⁻⁴ and 10⁻⁵ by default.
+#
+# **Two ways to compare two faces.** dlib's users compare the *raw* 128-d descriptors by their **Euclidean
+# distance** and call two faces the same person when it is below **0.6**, the threshold dlib documents ("when
+# using a distance threshold of 0.6, the dlib model obtains an accuracy of 99.38 % on the standard LFW face
+# recognition benchmark", `python_examples/face_recognition.py` in davisking/dlib). The trained heads above are
+# compared by the **cosine** of L2-normalized features. The two are not the same test:
+# distance² = |a|² + |b|² − 2 |a| |b| cos θ, so the distance also depends on how long the two descriptors are.
+# If one group's descriptors are systematically shorter, its pairs are closer at the same angle: a distance
+# threshold lets more of its impostor pairs through (a higher FMR) and rejects fewer of its genuine pairs (a
+# lower FNMR) than the cosine does at the same overall FMR. So dlib is audited both ways, with thresholds fixed
+# by the same overall FMRs and the same resampled people in every bootstrap replicate, and once more at the
+# documented distance 0.6. **What this page concludes about dlib rests on the Euclidean distance**, the
+# comparator its users run; the cosine rows connect it with the trained heads.
 
 # %%
-pretrained_audit = embeddings_lfw = None
-reason = pretrained.unavailable_reason(pretrained_encoder) if pretrained_encoder else "pretrained_encoder is None"
+pretrained_audits = pretrained_tables = embeddings_lfw = encoder = None
+reason = pretrained.unavailable_reason(pretrained_encoder) if pretrained_encoder else "no pretrained encoder chosen"
 if faces is None:
     display(Markdown("Skipped: no group labels."))
 elif reason is not None:
@@ -397,27 +434,97 @@ elif reason is not None:
 else:
     encoder = pretrained.make_encoder(pretrained_encoder)
     lfw_images, embeddings_lfw = pretrained.embed_lfw(encoder, lfw.load_lfw(lfw_root))
-    pretrained_audit = frvt.audit(embeddings_lfw.normalized(), lfw_images["name"].to_numpy(),
-                                  lfw_images["file"].map(group_of_file).to_numpy(), target_fmrs=frvt_targets_pretrained,
-                                  ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed,
-                                  images=lfw_images["file"].to_numpy())
-    counts_shown = {**embeddings_lfw.summary(), **pretrained_audit.counts.summary(),
-                    "bootstrap seconds": round(pretrained_audit.bootstrap_seconds, 1)}
+    groups_lfw = lfw_images["file"].map(group_of_file).to_numpy()
+    # the users' comparator first (with its documented threshold), then the cosine of the trained heads
+    users_comparator = encoder.comparator
+    compared = {users_comparator: [encoder.documented_threshold] if encoder.documented_threshold else [],
+                "cosine": []}
+    pretrained_audits = frvt.audit_comparators(
+        embeddings_lfw.vectors, lfw_images["name"].to_numpy(), groups_lfw, comparators=compared,
+        target_fmrs=frvt_targets_pretrained, ratio=audit_ratio, order=audit_order, n_boot=frvt_n_boot, seed=seed,
+        images=lfw_images["file"].to_numpy())
+    users_audit = pretrained_audits[users_comparator]
+    counts_shown = {**embeddings_lfw.summary(), **users_audit.counts.summary(),
+                    "bootstrap seconds": round(users_audit.bootstrap_seconds, 1)}
     display(pd.Series({key: (f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}")
                        if isinstance(value, (int, float)) else value for key, value in counts_shown.items()},
-                      name=f"{encoder.name} on LFW").to_frame())
-    display(frvt.rates_table(pretrained_audit.rates))
-    display(pretrained_audit.ratios.set_index(["target_fmr", "rate"]))
-    write_csv(pretrained_audit.rates, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_rates.csv")
-    write_csv(pretrained_audit.ratios, paths.results_dir(profile) / f"04_frvt_{pretrained_encoder}_ratios.csv")
+                      name=f"{encoder.name} on LFW ({users_comparator})").to_frame())
+    display(Markdown(f"**{encoder.name}, per {audit_column}: each comparator at the same overall FMRs** (FMR and "
+                     "FNMR with identity-bootstrap 95 % intervals; a Euclidean threshold is a distance, matches "
+                     "below it; a cosine threshold matches above it)"))
+    display(frvt.comparator_side_by_side(pretrained_audits, audit_order).fillna(""))
+
+# %% [markdown]
+# **Does the comparator change the ratios?** The same people are resampled for both comparators, so each
+# replicate gives both ratios; below, the Euclidean ratio over the cosine ratio (1 = no change) with its
+# paired 95 % interval and a bootstrap p-value, Holm-corrected over the rows.
 
 # %%
-if pretrained_audit is not None:
-    fig, ax = plt.subplots(figsize=(7, 5))
-    frvt.det_plot(pretrained_audit.det, pretrained_audit.rates[pretrained_audit.rates["group"].isin(audit_order)],
-                  ax=ax, title=f"{pretrained_encoder} on all LFW images: DET per {audit_column}")
+if pretrained_audits is not None and len(pretrained_audits) == 2 and len(audit_ratio) == 2:
+    comparator_test = frvt.compare_comparator_ratios(pretrained_audits, users_comparator, "cosine",
+                                                     numerator=audit_ratio[0], denominator=audit_ratio[1])
+    display(comparator_test.set_index(["comparison", "target_fmr", "rate"]).drop(columns="ratio"))
+else:
+    comparator_test = None
+
+# %% [markdown]
+# **Why they differ: the length of the descriptors.** The Euclidean distance sees the length (L2 norm) of each
+# raw descriptor, the cosine does not. The norms of each group's descriptors:
+
+# %%
+if pretrained_audits is not None:
+    descriptor_norms = frvt.descriptor_norms(embeddings_lfw.vectors, groups_lfw, audit_order)
+    display(descriptor_norms.set_index("group"))
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    frvt.norms_plot(embeddings_lfw.vectors, groups_lfw, audit_order, ax=ax,
+                    title=f"{pretrained_encoder}: length of the raw descriptors per {audit_column}")
+    plots.save_figure(fig, f"04_lfw_{audit_column}_norms_{pretrained_encoder}", profile)
+    plt.show()
+
+# %%
+if pretrained_audits is not None:
+    fig, axes = plt.subplots(1, len(pretrained_audits), figsize=(6.2 * len(pretrained_audits), 5), squeeze=False,
+                             sharey=True, layout="constrained")
+    for ax, (comparator, result) in zip(axes[0], pretrained_audits.items()):
+        frvt.det_plot(result.det, result.rates[result.rates["group"].isin(audit_order)], ax=ax,
+                      legend=ax is axes[0, 0], title=f"{frvt.COMPARATORS[comparator].split(' (')[0]}")
+    fig.suptitle(f"{pretrained_encoder} on all LFW images: DET per {audit_column}, by comparator")
     plots.save_figure(fig, f"04_lfw_{audit_column}_det_{pretrained_encoder}", profile)
     plt.show()
+
+# %% [markdown]
+# **The most prolific identities.** All-vs-all pairs grow with the square of a person's image count, so a few
+# people with hundreds of photos supply much of their group's genuine pairs (and hence its FNMR). The table
+# lists the people with the most genuine pairs and their share of their group's. The second table shows each
+# group's rates at the same thresholds (those fixed above over all pairs) three ways: all pairs; each person's
+# genuine pairs capped at 45, the number a person with ten images supplies (heavier people are down-weighted to
+# 45 pairs, so the FNMR counts people more evenly; impostor pairs unchanged); and without the ten people with
+# the most genuine pairs (their genuine and impostor pairs removed).
+
+# %%
+if pretrained_audits is not None:
+    ranked = frvt.identity_pairs(users_audit.counts)
+    at_most_cap = (ranked["genuine_pairs"] <= frvt.GENUINE_PAIR_CAP) & (ranked["genuine_pairs"] > 0)
+    display(Markdown(f"{int(at_most_cap.sum()):,} of the {int((ranked['genuine_pairs'] > 0).sum()):,} people with "
+                     f"two or more images supply at most {frvt.GENUINE_PAIR_CAP} genuine pairs (ten images)."))
+    display(ranked.head(frvt.TOP_IDENTITIES).set_index("identity"))
+    prolific = pd.concat({comparator: frvt.prolific_identity_effect(result, ratio=audit_ratio)
+                          for comparator, result in pretrained_audits.items()}, names=["comparator"]).reset_index(0)
+    display(prolific.pivot_table(index=["comparator", "operating_point", "variant"], columns="group",
+                                 values=["fmr", "fnmr"], sort=False))
+
+# %%
+if pretrained_audits is not None:
+    pretrained_tables = {**frvt.comparator_tables(pretrained_audits), "norms": descriptor_norms,
+                         "prolific": prolific, "top_identities": ranked.head(frvt.TOP_IDENTITIES)}
+    if comparator_test is not None:
+        pretrained_tables["comparator_test"] = comparator_test
+    # one transaction: the manifest names the digest of every table written with it
+    frvt.save_tables(pretrained_tables, paths.results_dir(profile), f"04_frvt_{pretrained_encoder}",
+                     notes={"encoder": encoder.name, "model_digest": encoder.model_digest,
+                            "users_comparator": users_comparator, "documented_threshold": encoder.documented_threshold,
+                            "target_fmrs": list(frvt_targets_pretrained), "bootstrap_replicates": frvt_n_boot,
+                            "bootstrap_seed": seed, "groups": list(audit_order), "computed": time.strftime("%Y-%m-%d")})
 
 # %%
 verification_summary = []
@@ -425,14 +532,21 @@ if trained_audit is not None:
     verification_summary.append(f"**Trained heads, LFW DevTest all-vs-all, per {audit_column}** (mean over seeds, "
                                 "identity-bootstrap 95 % interval):\n\n"
                                 + frvt.describe(trained_audit.per_head, trained_audit.ratios, audit_order))
-if pretrained_audit is not None:
-    counts_lfw = pretrained_audit.counts
-    verification_summary.append(
-        f"**{pretrained_encoder} on all {counts_lfw.n_images:,} LFW images, per {audit_column}** "
-        f"({counts_lfw.n_genuine:,} genuine, {counts_lfw.n_impostor:,} impostor pairs; detector missed "
-        f"{embeddings_lfw.n_fallback} faces, cut from the fallback box; scored at "
-        f"{counts_lfw.pairs_per_second / 1e6:.1f} M pairs/s):\n\n"
-        + frvt.describe(pretrained_audit.rates, pretrained_audit.ratios, audit_order))
+if ratio_tests is not None:
+    verification_summary.append(f"**Do two heads' {'/'.join(audit_ratio)} FMR ratios differ?** (paired identity "
+                                "bootstrap, Holm-corrected):\n\n" + frvt.describe_ratio_tests(ratio_tests))
+if pretrained_audits is not None:
+    counts_lfw = users_audit.counts
+    for comparator, result in pretrained_audits.items():
+        who = "the comparator its users run" if comparator == users_comparator else "as the trained heads are compared"
+        text = (f"**{pretrained_encoder} on all {counts_lfw.n_images:,} LFW images, per {audit_column}, "
+                f"{frvt.COMPARATORS[comparator].split(' (')[0]}** ({who}; {counts_lfw.n_genuine:,} genuine, "
+                f"{counts_lfw.n_impostor:,} impostor pairs; detector missed {embeddings_lfw.n_fallback} faces, cut "
+                f"from the fallback box; scored at {result.counts.pairs_per_second / 1e6:.1f} M pairs/s):\n\n"
+                + frvt.describe(result.rates, result.ratios, audit_order))
+        if len(result.fixed):
+            text += "\n" + frvt.describe_fixed(result.fixed, result.fixed_ratios, audit_order, comparator)
+        verification_summary.append(text)
 verification_summary = "\n\n".join(verification_summary)
 display(Markdown(verification_summary or "No verification audit ran in this profile."))
 

@@ -710,3 +710,21 @@ def test_a_saved_audit_keeps_its_ratio_tests_and_reads_without_them(faces, tmp_p
     assert loaded.replicate_means is None
     (tmp_path / "audit_ratio_tests.csv").write_text("tampered\n")
     assert "audit_ratio_tests.csv is not the one" in frvt.load_audits(tmp_path, "audit", runs=["r"])[1]
+
+
+def test_descriptions_of_fixed_thresholds_and_ratio_tests_quote_their_tables():
+    fixed = pd.DataFrame({"threshold": [0.6] * 3, "group": ["Female", "Male", "overall"], "fmr": [0.02, 0.004, 0.006],
+                          "fmr_lower": [0.015, 0.003, 0.005], "fmr_upper": [0.03, 0.005, 0.007], "fnmr": [0.01, 0.02, 0.018],
+                          "fnmr_lower": [0.005, 0.01, 0.01], "fnmr_upper": [0.02, 0.03, 0.025]})
+    ratios = pd.DataFrame([{"threshold": 0.6, "rate": "fmr", "ratio": "Female/Male", "estimate": 5.0, "lower": 3.2,
+                            "upper": 7.7}])
+    text = frvt.describe_fixed(fixed, ratios, ["Female", "Male"], "euclidean")
+    assert text == ("- at the fixed euclidean threshold 0.6 (overall FMR 0.006 [0.005, 0.007]): FMR Female 0.02 "
+                    "[0.015, 0.03], Male 0.004 [0.003, 0.005]; FNMR Female 0.01 [0.005, 0.02], Male 0.02 [0.01, 0.03]; "
+                    "FMR ratio Female/Male 5.00 [3.20, 7.70].")
+    tests = pd.DataFrame([{"head": "cosface", "reference": "softmax", "target_fmr": 1e-3, "rate": "fmr",
+                           "ratio": "Female/Male", "head_ratio": 2.49, "reference_ratio": 5.17, "ratio_of_ratios": 0.48,
+                           "lower": 0.31, "upper": 0.74, "p_value": 0.002, "p_adjusted": 0.01, "verdict": "lower"}])
+    assert frvt.describe_ratio_tests(tests) == (
+        "- `cosface` against `softmax` at overall FMR 0.001: FMR ratio Female/Male 2.49 vs 5.17, ratio of ratios 0.48 "
+        "[0.31, 0.74], p = 0.002 (Holm 0.01): lower.")
