@@ -1309,7 +1309,7 @@ def comparator_side_by_side(audits: dict[str, Audit], groups, ratio=None) -> pd.
                 point = (f"overall FMR {value:g}" if key == "target_fmr"
                          else f"{comparator} threshold {value:g}")
                 block = block.set_index("group")
-                for group in groups:
+                for group in (g for g in groups if g in block.index):
                     row = block.loc[group]
                     parts.append({"operating point": point, "group": group,
                                   "threshold": f"{row['threshold']:.4f}",

@@ -494,8 +494,9 @@ if pretrained_audits is not None:
 
 # %% [markdown]
 # **The most prolific identities.** All-vs-all pairs grow with the square of a person's image count, so a few
-# people with hundreds of photos supply much of their group's genuine pairs (and hence its FNMR). The table
-# lists the people with the most genuine pairs and their share of their group's. The second table shows each
+# people with hundreds of photos supply much of their group's genuine pairs (and hence its FNMR). Below: how
+# many pairs the most prolific people supply, and the five with the most genuine pairs in each group with their
+# share of their group's. The last table shows each
 # group's rates at the same thresholds (those fixed above over all pairs) three ways: all pairs; each person's
 # genuine pairs capped at 45, the number a person with ten images supplies (heavier people are down-weighted to
 # 45 pairs, so the FNMR counts people more evenly; impostor pairs unchanged); and without the ten people with
@@ -507,7 +508,21 @@ if pretrained_audits is not None:
     at_most_cap = (ranked["genuine_pairs"] <= frvt.GENUINE_PAIR_CAP) & (ranked["genuine_pairs"] > 0)
     display(Markdown(f"{int(at_most_cap.sum()):,} of the {int((ranked['genuine_pairs'] > 0).sum()):,} people with "
                      f"two or more images supply at most {frvt.GENUINE_PAIR_CAP} genuine pairs (ten images)."))
-    display(ranked.head(frvt.TOP_IDENTITIES).set_index("identity"))
+    group_pairs = dict(zip(users_audit.counts.categories, users_audit.counts.genuine.sum(axis=1)))
+    top = ranked.head(frvt.TOP_IDENTITIES)
+    lines = []
+    for group in audit_order:
+        members = ranked[ranked["group"] == group]
+        if len(members) and group_pairs.get(group, 0) > 0:
+            first = members.iloc[0]
+            in_top = int(top.loc[top["group"] == group, "genuine_pairs"].sum())
+            lines.append(f"- {group}: {group_pairs[group]:,} genuine pairs; `{first['identity']}` ({first['images']} "
+                         f"images) supplies {first['genuine_pairs']:,} of them ({first['share_of_group']:.1%}); the "
+                         f"{frvt.TOP_IDENTITIES} people with the most genuine pairs overall supply {in_top:,} "
+                         f"({in_top / group_pairs[group]:.1%}).")
+    display(Markdown("\n".join(lines)))
+    display(ranked.groupby("group", sort=False).head(5).set_index(["group", "identity"]).loc[
+        [g for g in audit_order if g in set(ranked["group"])]])
     prolific = pd.concat({comparator: frvt.prolific_identity_effect(result, ratio=audit_ratio)
                           for comparator, result in pretrained_audits.items()}, names=["comparator"]).reset_index(0)
     display(prolific.pivot_table(index=["comparator", "operating_point", "variant"], columns="group",
