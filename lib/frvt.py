@@ -1474,8 +1474,8 @@ def paired_ratio_test(replicates_a: pd.DataFrame, replicates_b: pd.DataFrame, po
             return (wide[numerator] / wide[denominator]).astype(float)
 
     boot = pd.concat({"a": ratio_of(replicates_a), "b": ratio_of(replicates_b)}, axis=1)
-    if boot.isna().all(axis=None) or len(boot) == 0:
-        raise ValueError("the two replicate tables share no (replicate, key) rows: were they resampled alike?")
+    if len(boot) == 0:
+        raise ValueError("the replicate tables are empty: pass the replicates of two audits resampled alike")
     point = pd.concat({"a": ratio_of(point_a), "b": ratio_of(point_b)}, axis=1)
     rows = []
     for value, block in boot.groupby(level=key, sort=False):
@@ -1532,7 +1532,9 @@ def compare_head_ratios(result: ModelAudits, pairs, *, target_fmrs=None, rate: s
     table["interval"] = f"{confidence:.0%} paired identity bootstrap (same people for both heads)"
     table["correction"] = f"holm over {int(table['p_value'].notna().sum())} tests"
     table["verdict"] = np.where(table["p_adjusted"] < alpha,
-                                np.where(table["ratio_of_ratios"] > 1, "higher", "lower"), "not resolved")
+                                np.where(table["ratio_of_ratios"] > 1, "higher", "lower"),
+                                np.where(table["p_value"].isna(), "untestable (no replicate with both ratios finite)",
+                                         "not resolved"))
     return table[["head", "reference", "target_fmr", "rate", "ratio", "head_ratio", "reference_ratio",
                   "ratio_of_ratios", "lower", "upper", "p_value", "p_adjusted", "replicates", "interval",
                   "correction", "verdict"]]
@@ -1581,6 +1583,10 @@ def describe_ratio_tests(tests: pd.DataFrame) -> str:
     interval, the p-value, the Holm-adjusted one and the verdict."""
     lines = []
     for row in tests.to_dict("records"):
+        if not pd.notna(row["p_value"]):
+            lines.append(f"- `{row['head']}` against `{row['reference']}` at overall FMR {row['target_fmr']:g}: "
+                         f"{row['verdict']}.")
+            continue
         interval = (f" [{row['lower']:.2f}, {row['upper']:.2f}]" if pd.notna(row["lower"]) else "")
         lines.append(f"- `{row['head']}` against `{row['reference']}` at overall FMR {row['target_fmr']:g}: "
                      f"{row['rate'].upper()} ratio {row['ratio']} {row['head_ratio']:.2f} vs {row['reference_ratio']:.2f}, "

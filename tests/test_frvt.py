@@ -728,3 +728,12 @@ def test_descriptions_of_fixed_thresholds_and_ratio_tests_quote_their_tables():
     assert frvt.describe_ratio_tests(tests) == (
         "- `cosface` against `softmax` at overall FMR 0.001: FMR ratio Female/Male 2.49 vs 5.17, ratio of ratios 0.48 "
         "[0.31, 0.74], p = 0.002 (Holm 0.01): lower.")
+
+
+def test_a_ratio_test_without_any_finite_replicate_says_so():
+    """A group without false matches in every replicate (a tiny set) has no ratio to compare: no verdict."""
+    replicates = pd.DataFrame({"replicate": [0, 0, 1, 1], "target_fmr": 1e-3, "group": ["A", "B"] * 2,
+                               "fmr": [0.01, 0.0, 0.02, 0.0]})
+    point = replicates[replicates["replicate"] == 0].drop(columns="replicate")
+    row = frvt.paired_ratio_test(replicates, replicates, point, point, numerator="A", denominator="B").iloc[0]
+    assert row["replicates"] == 0 and np.isnan(row["p_value"]) and np.isnan(row["lower"])
