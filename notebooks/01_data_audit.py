@@ -48,14 +48,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import audit, download, fairface, lfw, parameters, paths, plots, synthetic
+from lib import audit, download, fairface, lfw, parameters, paths, plots, synthetic, tables
 from lib.labels import RACES
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("01_data_audit", globals())  # every parameter checked before any work
 pd.set_option("display.max_columns", 30)
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 
 if "synthetic" in (fairface_source, lfw_source):
@@ -221,7 +220,7 @@ if audit_full_labels:
     full_share = audit.label_counts(full, "race")["share"]
     comparison = pd.DataFrame({"subset train": subset_share["train"], "full train": full_share["train"],
                                "subset val": subset_share["val"], "full val": full_share["val"]})
-    display(comparison.style.format("{:.1%}"))
+    display(comparison)
 else:
     print("Skipped: audit_full_labels is off in this profile.")
 

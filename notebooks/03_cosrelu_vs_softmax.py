@@ -134,15 +134,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
-from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic
+from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic, tables
 from lib.settings import RunSettings
 from lib.tables import write_csv
 from lib.training import resolve_device, resolve_precision
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 if fairface_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
@@ -226,8 +225,8 @@ if trials_file.exists():
                      f"images, {trials['held_out_images'].iloc[0]:,} held out of them, {trials['image_size'].iloc[0]} px, "
                      f"{trials['epochs'].iloc[0]} epochs, seed {trials['seed'].iloc[0]}; collapsed as "
                      "`lib.head_comparison.run_health` defines it."))
-    display(trials[["target", "setting", "held_out_accuracy", "median_angle_deg", "share_beyond_90deg",
-                    "fallback_share", "collapsed"]].style.format(precision=3).hide(axis="index"))
+    display(tables.style(trials[["target", "setting", "held_out_accuracy", "median_angle_deg", "share_beyond_90deg",
+                                 "fallback_share", "collapsed"]]).hide(axis="index"))
 else:
     print(f"No ArcFace trials for profile {profile!r} (scripts/arcface_regime_trial.py --out {paths.shown(trials_file)} "
           "writes them).")
@@ -325,8 +324,7 @@ plt.show()
 
 # %%
 plateau = experiment.plateau_table(history)
-display(plateau.style.format(precision=3, na_rep="").format("{:+.3f}", subset=["last-quarter gain",
-                                                                                "largest gain of a seed"]))
+display(tables.style(plateau, {"last-quarter gain": "{:+.3f}", "largest gain of a seed": "{:+.3f}"}))
 learning = plateau[plateau["still learning"]]
 display(Markdown(
     f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 1 point over the last "
@@ -364,7 +362,7 @@ else:
     ax.legend(title="trained for")
     plots.save_figure(fig, "03_longer_run", profile)
     plt.show()
-    display(longer_table.style.format(precision=3).format("{:+.3f}", subset=["difference"]))
+    display(tables.style(longer_table, {"difference": "{:+.3f}"}))
     change = longer_table.loc["overall", "difference"]
     display(Markdown(f"With twice the epochs, `{key[1]}` ({key[0]}, seed {key[2]}) ends at "
                      f"{longer.accuracy:.3f} instead of {base_run.accuracy:.3f} ({change:+.3f}): "

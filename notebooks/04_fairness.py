@@ -72,15 +72,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import download, fairness_analysis as analysis, fairness_plots, frvt, head_comparison, lfw, parameters
-from lib import paths, plots, pretrained, synthetic
+from lib import paths, plots, pretrained, synthetic, tables
 from lib.errors import DataError
 from lib.labels import GENDERS
 from lib.tables import write_csv
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("04_fairness", globals())  # every parameter checked before any work
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 if lfw_source == "synthetic":
