@@ -425,25 +425,27 @@ for target in targets:
 # %% [markdown]
 # ## How far from their own class do embeddings sit? Clamp, fallback and collapse
 # CosReLU departs from CosFace only for samples whose angle to their own class exceeds 130.5°; ArcFace
-# (m = 0.5) switches to its fallback beyond 151.4°. Per target: the fraction of CosReLU's *training* samples
-# in the clamp branch per epoch (mean over the epoch's batches and the seeds); for every head the fraction of
-# *validation* samples in its own fallback or clamp branch after each epoch (empty for a head without one);
-# and, for the final models, the median angle to the own class weight and the shares beyond 90°, 130.5°
-# and 151.4°.
+# switches to its fallback beyond π − m (151.4° for m = 0.5). First, for each head that has such a branch,
+# how much it was used: the share of CosReLU's *training* samples in its clamp (the largest of any epoch,
+# mean over the epoch's batches and the seeds, and the largest of one seed) and the share of *validation*
+# samples in the head's own branch (the largest after any epoch, and after the last). Then, per target and
+# for the final models, the median angle to the own class weight and the shares beyond 90°, 130.5° and
+# 151.4°.
 
 # %%
-clamp_tables = {}
+use = experiment.branch_use(history)
+if use.empty:
+    display(Markdown("None of these heads has a fallback or clamp branch."))
+elif experiment.branch_never_used(use):
+    display(Markdown(f"**No sample reached a fallback or clamp branch**, in training or validation, in any of the "
+                     f"{int(use['epochs'].max())} epochs of any seed "
+                     f"({', '.join(sorted({f'`{head}`' for _, head in use.index}))}): every share is 0, so these "
+                     "heads trained with their margin formulas throughout."))
+else:
+    display(use)
 for target in targets:
     rows = history[history["target"] == target]
-    display(Markdown(f"**{target}**"))
-    if "cosrelu" in heads:
-        clamp_tables[target] = (rows[rows["head"] == "cosrelu"].groupby("epoch")["clamp_fraction"]
-                                .agg(["mean", "max"]).rename(columns={"mean": "CosReLU training fraction (mean over seeds)",
-                                                                      "max": "max over seeds"}))
-        display(clamp_tables[target])
-    fallback = rows.pivot_table(index="epoch", columns="head", values=experiment.FALLBACK_SHARE, aggfunc="mean",
-                                dropna=False)
-    display(fallback[[h for h in heads if h in fallback.columns]].rename(columns=lambda h: f"{h}: in own branch"))
+    display(Markdown(f"**{target}**: the final models' angles to their own class weight"))
     display(experiment.target_angle_summary(predictions[predictions["target"] == target]))
     if {"cosrelu", "cosface"} <= set(heads):
         agreement = head_comparison.agreement_by_seed(predictions[predictions["target"] == target], "cosrelu",
