@@ -383,6 +383,9 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
 # --------------------------------------------------------------------------------------------------
 # The conclusion, in words, from the table
 # --------------------------------------------------------------------------------------------------
+CORRECTION_NAMES = {"holm": "Holm's correction", "bh": "Benjamini–Hochberg's correction"}  # for the prose
+
+
 def comparison_style(table: pd.DataFrame):
     """A comparison table for reading, in the pages' one number format (:func:`lib.tables.style`):
     accuracies and differences at three decimals, p-values at two significant digits (they span 1e-12 to 1),

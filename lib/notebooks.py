@@ -662,16 +662,19 @@ def render(profile: str, mixed_commits_reason: str | None = None) -> Path:
     exporter = page_exporter()
     copy_mathjax(out_dir)
     to_root = Path(os.path.relpath(paths.ROOT, out_dir)).as_posix() + "/"  # "../../" for reports/<profile>/
+    tracked = tracked_files()
+    newest = max(records, key=lambda stem: str(records[stem].get("started", "")))
 
-    def link_code(page: str) -> str:
-        return link_project_code(page, prefix=to_root)
+    def link_code(page: str, stem: str = newest) -> str:
+        """Code named on ``stem``'s page linked at the commit that page was executed from."""
+        return link_project_code(page, prefix=to_root, commit=records[stem].get("git_commit"), tracked=tracked)
 
     entries = []
     for stem, notebook in notebooks_read.items():
         body, _ = exporter.from_notebook_node(notebook)
-        _atomic_write_text(out_dir / f"{stem}.html", link_code(body))
+        _atomic_write_text(out_dir / f"{stem}.html", link_code(body, stem))
         entries.append(IndexEntry(
-            stem=stem, title=_title(notebook, stem), summary_html=link_code(_summary_html(notebook)),
+            stem=stem, title=_title(notebook, stem), summary_html=link_code(_summary_html(notebook), stem),
             thumbnails=_thumbnails(notebook, stem, profile), record=records[stem]))
         print(f"rendered {_shown(out_dir / f'{stem}.html')}")
     from lib import references
@@ -711,30 +714,71 @@ def mixed_commits_message(profile: str, records: dict[str, dict], older: dict[st
 
 
 # `lib.name` (a module, optionally with an attribute) or a repository path such as `scripts/x.py`, as inline
-# code in a page: linked to the file in the repository, relative to reports/<profile>/.
+# code in a page: linked to the file in the repository (on its host when lib.paths.REPOSITORY_URL is set).
 _INLINE_CODE = re.compile(r"<code>([^<>\s]+)</code>")
 
 
-def link_project_code(page: str, root: Path | None = None, prefix: str = "../../") -> str:
-    """Wrap inline code that names one of this project's files in a relative link to that file: ``lib.x``
-    or ``lib.x.attr`` -> ``lib/x.py``, and paths with a slash that exist in the repository (``scripts/…``,
-    ``tests/…``, ``params/…``, ``data/lfw_gender/``). Names of other projects' files (a course repository's
-    ``src/loss.py``) do not exist here and stay plain; code already inside a link is left alone."""
+def tracked_files(root: Path | None = None) -> set[str] | None:
+    """The paths git tracks in the checkout at ``root`` (relative, with "/"); None outside git."""
     root = root or paths.ROOT
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True,
+                                timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {name for name in listed.decode("utf-8", "replace").split("\0") if name}
 
-    def target(name: str) -> str | None:
+
+def code_url(path: str, *, folder: bool = False, prefix: str = "../../", repository: str | None = None,
+             commit: str | None = None) -> str:
+    """Where a page links a repository file: ``<repository>/blob/<commit>/<path>`` (``tree`` for a folder) on
+    the host when ``repository`` (default :data:`lib.paths.REPOSITORY_URL`) is set, at ``commit`` (a run
+    record's; ``+dirty`` dropped; the default branch, ``HEAD``, when unknown); else ``prefix + path``."""
+    repository = paths.REPOSITORY_URL if repository is None else repository
+    if not repository:
+        return prefix + path
+    revision = (commit or "HEAD").removesuffix("+dirty")
+    return f"{repository.rstrip('/')}/{'tree' if folder else 'blob'}/{revision}/{path.rstrip('/')}"
+
+
+def link_project_code(page: str, root: Path | None = None, prefix: str = "../../", *, repository: str | None = None,
+                      commit: str | None = None, tracked: set[str] | None = None) -> str:
+    """Wrap inline code that names one of this project's files in a link to that file (:func:`code_url`):
+    ``lib.x`` or ``lib.x.attr`` -> ``lib/x.py``, and paths with a slash that the repository tracks
+    (``scripts/…``, ``tests/…``, ``params/…``, ``data/lfw_gender/``). A path git does not track (a result
+    file, ``data/cache/``) is a file of the reader's own run, not a source: it stays plain text, as do other
+    projects' files (a course repository's ``src/loss.py``) and code already inside a link. ``tracked``:
+    the tracked paths (default: ``git ls-files`` at ``root``; outside git, whatever exists there)."""
+    root = root or paths.ROOT
+    tracked = tracked_files(root) if tracked is None else tracked
+
+    def known(name: str) -> tuple[bool, bool]:
+        """(a tracked file or folder, a folder)"""
+        name = name.rstrip("/")
+        if tracked is None:
+            return (root / name).exists(), (root / name).is_dir()
+        if name in tracked:
+            return True, False
+        folder = any(path.startswith(name + "/") for path in tracked)
+        return folder, folder
+
+    def target(name: str) -> tuple[str, bool] | None:
         if re.fullmatch(r"lib(\.\w+)+", name):
-            module = name.split(".")[1]
-            return f"lib/{module}.py" if (root / "lib" / f"{module}.py").is_file() else None
+            module = f"lib/{name.split('.')[1]}.py"
+            return (module, False) if known(module)[0] else None
         if "/" in name and not name.startswith(("/", ".", "http")) and ".." not in name:
-            return name if (root / name.rstrip("/")).exists() else None
+            found, folder = known(name)
+            return (name, folder) if found else None
         return None
 
     def replace(match: re.Match) -> str:
         if page.rfind("<a ", 0, match.start()) > page.rfind("</a>", 0, match.start()):
             return match.group(0)
-        path = target(html.unescape(match.group(1)))
-        return f'<a href="{prefix}{html.escape(path)}">{match.group(0)}</a>' if path else match.group(0)
+        found = target(html.unescape(match.group(1)))
+        if not found:
+            return match.group(0)
+        url = code_url(found[0], folder=found[1], prefix=prefix, repository=repository, commit=commit)
+        return f'<a href="{html.escape(url)}">{match.group(0)}</a>'
 
     return _INLINE_CODE.sub(replace, page)
 

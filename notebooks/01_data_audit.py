@@ -74,13 +74,14 @@ display(Markdown(f"**Profile** `{profile}` · FairFace from `{fairface_source}` 
 # gender and an age bracket. These are social categories read off a photograph, not facts about a person.
 # The course report we reproduce trained a race *classifier*; we do the same only to reproduce it and to
 # measure how accuracy differs between groups — not to promote race classification.
-# In the synthetic profiles the `race` column holds seven neutral groups (`Group A` … `Group G`) of a
-# generated population with overlapping appearance.
 
 # %%
 faces = fairface.load_fairface(fairface_root, padding=fairface_padding)
 label_column_note = "synthetic groups" if is_synthetic else "FairFace perceived race"
 display(Markdown(f"Loaded **{len(faces):,}** images ({label_column_note}) from {paths.describe_source(fairface_root)}."))
+if is_synthetic:
+    display(Markdown("These are generated faces: the `race` column holds seven neutral groups (`Group A` … "
+                     "`Group G`) of a generated population with overlapping appearance."))
 audit.split_sizes(faces)
 
 # %% [markdown]
@@ -222,7 +223,7 @@ if audit_full_labels:
                                "subset val": subset_share["val"], "full val": full_share["val"]})
     display(comparison)
 else:
-    print("Skipped: audit_full_labels is off in this profile.")
+    print("Skipped: this profile does not audit the full FairFace label files.")
 
 # %% [markdown]
 # ## LFW

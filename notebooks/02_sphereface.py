@@ -180,7 +180,8 @@ plt.show()
 # pairs (a matched pair: a random person with at least two images, two of their images; a mismatched pair:
 # two random people, one image each). The same draw among the *training* identities gives pairs of people the
 # network has seen: the gap between the two is the over-fitting picture below. Images are decoded once into a
-# uint8 cache (`data/cache/`).
+# uint8 image cache on disk (a working file of the run, outside git, rebuilt from the photos when missing;
+# `lib.imagecache`).
 #
 # **How the faces are cut.** Either the central square of each 250×250 photo, resized to the
 # network's input (the course report's way, on deep-funneled images), or **aligned** as SphereFace and every

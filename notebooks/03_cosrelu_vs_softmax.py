@@ -39,8 +39,7 @@
 # **What the labels are.** FairFace's race and gender labels are *perceived*: assigned by crowd workers
 # looking at the photograph. They are social categories read off an image, not facts about a person. This
 # notebook trains a race classifier only to reproduce the course report and to show how its errors
-# distribute; it does not endorse classifying people by race or gender. In the synthetic profiles the race
-# column holds seven neutral groups of a generated population.
+# distribute; it does not endorse classifying people by race or gender.
 
 # %% [markdown]
 # ## What the course report did
@@ -158,7 +157,8 @@ display(Markdown(
 
 # %% [markdown]
 # ## The data
-# Every image is decoded and resized once into a uint8 cache (`data/cache/`), shared by both targets;
+# Every image is decoded and resized once into a uint8 image cache on disk (a working file of the run, outside
+# git, rebuilt from the images when missing; `lib.imagecache`), shared by both targets;
 # training augments those tensors (random horizontal flip), validation uses them as they are.
 
 # %%
@@ -169,6 +169,9 @@ first = datasets[targets[0]]
 if len(first.skipped):
     display(Markdown(f"**{len(first.skipped)} unreadable images were skipped:**"), first.skipped)
 display(experiment.split_counts(first))
+if fairface_source == "synthetic":
+    display(Markdown("These are generated faces: the race column holds seven neutral groups of a generated "
+                     "population."))
 display(Markdown("\n".join(f"* `{target}`: {data.num_classes} classes ({', '.join(data.classes)}); chance "
                            f"1/{data.num_classes} = {1 / data.num_classes:.3f}, the largest class "
                            f"{data.val[target].value_counts(normalize=True).iloc[0]:.3f} of the validation images"
@@ -652,7 +655,8 @@ for frozen_target, runs_t in frozen_runs.items():
     compared = head_comparison.compare_heads(table, frozen_status[frozen_target], frozen_pairs, group="race",
                                              order=groups, correction=correction)
     frozen_comparisons[frozen_target] = compared
-    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, {correction} across the "
+    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, "
+                     f"{head_comparison.CORRECTION_NAMES.get(correction, correction)} across the "
                      f"comparisons of one kind)" if len(compared) else f"**Target `{frozen_target}`**"),
             head_comparison.comparison_style(compared[compared["quantity"] != "group accuracy"]
                                              .set_index(["quantity", "head", "reference"])[columns]))

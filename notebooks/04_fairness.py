@@ -135,7 +135,7 @@ if len(main):
     plots.save_figure(fig, "04_gap_differences", profile)
     plt.show()
 else:
-    display(Markdown("No pair of heads to compare (see `head_pairs` in notebook 03)."))
+    display(Markdown("No pair of heads to compare: notebook 03's parameters name none."))
 head_comparison.comparison_style(
     comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
         ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]])
@@ -180,18 +180,20 @@ if "gender" in targets:
                                                  caption="Gender accuracy across races: disparity of each head "
                                                          "(mean over seeds, 95 % t-interval over seeds)"))
 
-# %% [markdown]
-# In the synthetic profiles the groups have a planted difficulty (`Group A` easiest … `Group G` hardest:
-# more photo-to-photo variation of a person and a less distinctive group look). For race classification it
-# is a check: if the analysis works, recall falls with difficulty (Spearman's ρ between planted difficulty
-# and measured recall near −1). For gender classification it is an observation: the difficulty was planted
-# for telling groups and people apart, and nothing says it must make gender harder to read.
-
 # %%
+# Generated groups have a planted difficulty, a known answer to check the analysis against; real groups have
+# none, so on real data this cell shows nothing.
 planted = set(races) <= set(synthetic.GROUP_DIFFICULTY)
 per_group = {target: analysis.per_group_accuracy(by_target[target], "race", order=races) for target in targets}
-for target in targets:
-    if planted:
+if planted:
+    display(Markdown(
+        "**The planted ordering.** These groups are generated with a planted difficulty (`Group A` easiest … "
+        "`Group G` hardest: more photo-to-photo variation of a person and a less distinctive group look). For "
+        "race classification it is a check: if the analysis works, recall falls with difficulty (Spearman's ρ "
+        "between planted difficulty and measured recall near −1). For gender classification it is an "
+        "observation: the difficulty was planted for telling groups and people apart, and nothing says it must "
+        "make gender harder to read."))
+    for target in targets:
         display(Markdown(f"**{target}**"), analysis.planted_order_check(per_group[target], synthetic.GROUP_DIFFICULTY))
 
 # %% [markdown]

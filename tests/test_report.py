@@ -218,6 +218,41 @@ def test_project_code_named_on_a_page_links_to_its_file():
     assert "<a href='x'><code>lib.frvt</code></a>" in linked  # already a link: untouched
 
 
+def test_project_code_links_to_its_file_on_the_repository_host_at_the_pages_commit():
+    """With the repository's URL set (lib.paths.REPOSITORY_URL), code a page names links to its file on the
+    host at the commit the page was executed from, a folder to its tree; a file git does not track (a
+    result, the image cache) is the reader's own run's, not a source, and stays plain text."""
+    tracked = {"lib/losses.py", "scripts/arcface_regime_trial.py", "data/lfw_gender/male_names.txt"}
+    page = ("<p><code>lib.losses.CosFaceHead</code> <code>scripts/arcface_regime_trial.py</code> "
+            "<code>data/lfw_gender/</code> <code>data/cache/</code> <code>data/results/real/02_devtest_embeddings.npz</code> "
+            "<code>lib.not_a_module</code></p>")
+    linked = notebooks.link_project_code(page, repository="https://github.com/owner/project/", commit="abc123+dirty",
+                                         tracked=tracked)
+    assert ('<a href="https://github.com/owner/project/blob/abc123/lib/losses.py"><code>lib.losses.CosFaceHead</code>'
+            '</a>') in linked
+    assert 'href="https://github.com/owner/project/blob/abc123/scripts/arcface_regime_trial.py"' in linked
+    assert 'href="https://github.com/owner/project/tree/abc123/data/lfw_gender"' in linked
+    for plain in ("data/cache/", "data/results/real/02_devtest_embeddings.npz", "lib.not_a_module"):
+        assert f"<code>{plain}</code>" in linked and f"><code>{plain}</code></a>" not in linked
+    relative = notebooks.link_project_code(page, repository="", tracked=tracked)  # no URL set: links within a clone
+    assert '<a href="../../lib/losses.py">' in relative and "../../data/cache" not in relative
+
+
+def test_rendered_pages_link_code_at_the_commit_of_their_run(project, monkeypatch):
+    out = _write_executed(project)
+    notebook = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("Scored by `lib.frvt`."))
+    nbformat.write(notebook, out / "01_tiny.ipynb")
+    record = {"notebook": "01_tiny", "profile": "tiny", "started": "2026-01-01T00:00:00+00:00",
+              "wall_seconds": 1.0, "git_commit": "0123abcd"}
+    (out / "01_tiny.run.json").write_text(json.dumps(record))
+    monkeypatch.setattr(notebooks.paths, "REPOSITORY_URL", "https://example.org/team/project")
+    monkeypatch.setattr(notebooks, "tracked_files", lambda root=None: {"lib/frvt.py"})
+    notebooks.render("tiny")
+    assert ('<a href="https://example.org/team/project/blob/0123abcd/lib/frvt.py"><code>lib.frvt</code></a>'
+            in (out / "01_tiny.html").read_text())
+
+
 def test_index_falls_back_to_papermill_timing_and_exported_figures(project):
     out = _write_executed(project)  # no run.json: executed before run records existed
     notebook = nbformat.read(out / "01_tiny.ipynb", as_version=4)
