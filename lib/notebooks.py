@@ -1141,31 +1141,90 @@ def run_records(profile: str) -> list[dict]:
     return records
 
 
-def timings_markdown(profile: str, records: list[dict]) -> str:
-    """One paragraph: each notebook's wall time, the sum, and the setting that produced them (date,
-    processor, cores, device, what ``amp: auto`` resolved to, commit, load average, whether finished
-    runs were reloaded from checkpoints)."""
-    dates = sorted(str(r.get("started", ""))[:10] for r in records)
+NOT_RECORDED = "not recorded"  # a run-record field that an older record lacks
+
+
+def _commit_label(commit) -> str:
+    commit = str(commit or "")
+    return (commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")) if commit else NOT_RECORDED
+
+
+def training_minutes(profile: str) -> dict[str, pd.Series]:
+    """The training time per run that the pages show, from the results they read: notebook 02's
+    ``train_minutes`` per (head, seed) (``02_summary.csv``) and notebook 03's epoch ``seconds`` summed per
+    (target, head, seed) (``03_history.csv``); a notebook without such a file is left out."""
+    import pandas as pd
+
+    folder = paths.results_dir(profile)
+    found = {}
+    summary, history = folder / "02_summary.csv", folder / "03_history.csv"
+    if summary.is_file():
+        minutes = pd.read_csv(summary).get("train_minutes")
+        if minutes is not None and minutes.notna().any():
+            found["02"] = minutes.dropna()
+    if history.is_file():
+        table = pd.read_csv(history)
+        keys = [key for key in ("target", "head", "seed") if key in table.columns]
+        if "seconds" in table.columns and keys:
+            found["03"] = table.groupby(keys)["seconds"].sum() / 60
+    return found
+
+
+def timings_markdown(profile: str, records: list[dict], training: dict | None = None) -> str:
+    """One paragraph: each notebook's wall time (``not recorded`` for a record without one), the sum of the
+    recorded ones, and the setting that produced them (date, processor, cores, device, what ``amp: auto``
+    resolved to, commit, load average, whether finished runs were reloaded from checkpoints). Where the
+    notebooks ran on different days or commits, each one's are named. A field an older record lacks reads
+    ``not recorded``, never a guess. ``training``: :func:`training_minutes`, the training per run that the
+    pages show (a notebook's wall time excludes the training it reloaded from checkpoints)."""
+    dates = sorted(str(r.get("started", ""))[:10] for r in records if r.get("started"))
     first = max(records, key=lambda r: str(r.get("started", "")))  # the machine of the latest run
-    total = sum(float(r["wall_seconds"]) for r in records)
-    per_notebook = ", ".join(f"{r['notebook'][:2]} {_duration(float(r['wall_seconds']))}" for r in records)
+    timed = [r for r in records if r.get("wall_seconds") is not None]
+    total = sum(float(r["wall_seconds"]) for r in timed)
+    commits = sorted({_commit_label(r.get("git_commit")) for r in records})
+    several = len(commits) > 1 or len(set(dates)) > 1
+
+    def each(r: dict) -> str:
+        text = f"{r['notebook'][:2]} " + (_duration(float(r["wall_seconds"])) if r.get("wall_seconds") is not None
+                                         else NOT_RECORDED)
+        if several:
+            text += f" [{str(r.get('started', ''))[:10] or 'date ' + NOT_RECORDED}, {_commit_label(r.get('git_commit'))}]"
+        return text
+
+    per_notebook = ", ".join(each(r) for r in records)
     loads = [r[key] for r in records for key in ("load_average_at_start", "load_average_at_end")
              if r.get(key) is not None]
-    reloaded = max(int(r.get("checkpoints_at_start") or 0) for r in records)
-    commits = sorted({str(r.get("git_commit"))[:12] + ("+dirty" if str(r.get("git_commit")).endswith("+dirty") else "")
-                      for r in records})
-    device = first.get("gpu") or f"{first.get('cpu')} CPU"
+    counted = [int(r["checkpoints_at_start"]) for r in records if r.get("checkpoints_at_start") is not None]
+    untimed = len(records) - len(timed)
+    when = (f"run on {dates[0]}{'' if dates[0] == dates[-1] else ' to ' + dates[-1]}" if dates
+            else f"run dates {NOT_RECORDED}")
+    total_text = (f"**{_duration(total)} for the four notebooks**" if not untimed else
+                  f"**{_duration(total)} for the {len(timed)} notebooks with a recorded time**")
+    if not counted:
+        reloads = f"; checkpoints present at the start: {NOT_RECORDED} (older run records)"
+    elif len(counted) < len(records):
+        reloads = (f"; checkpoints present at the start: {max(counted)} at most where recorded, "
+                   f"{NOT_RECORDED} for {len(records) - len(counted)} notebook(s)")
+    elif max(counted) == 0:
+        reloads = "; a first run (no checkpoints)."
+    else:
+        reloads = f"; **{max(counted)} checkpoints were present at the start**, so finished runs were reloaded, not trained."
+    device = first.get("gpu") or f"{first.get('cpu') or 'processor ' + NOT_RECORDED} CPU"
     lines = [
         f"Generated from the run records of `make all PROFILE={profile}` (`reports/{profile}/*.run.json`), "
-        f"run on {dates[0]}{'' if dates[0] == dates[-1] else ' to ' + dates[-1]}: "
-        f"**{_duration(total)} for the four notebooks** ({per_notebook}), setup not included.",
-        f"Machine: {device}, {first.get('cpu_count')} cores, device `{first.get('device')}`, `amp: auto` resolved to "
-        f"`{first.get('amp_auto', 'not recorded')}`; torch {first.get('torch')}, Python {first.get('python')}; "
-        f"commit {', '.join(commits)}"
-        + (f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} while it ran" if loads else "")
-        + ("; a first run (no checkpoints)." if reloaded == 0 else
-           f"; **{reloaded} checkpoints were present at the start**, so finished runs were reloaded, not trained."),
+        f"{when}: {total_text} ({per_notebook}), setup not included.",
+        f"Machine: {device}, {first.get('cpu_count', NOT_RECORDED)} cores, device `{first.get('device', NOT_RECORDED)}`, "
+        f"`amp: auto` resolved to `{first.get('amp_auto', NOT_RECORDED)}`; torch {first.get('torch', NOT_RECORDED)}, "
+        f"Python {first.get('python', NOT_RECORDED)}; commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+        + (f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} while it ran" if loads
+           else f"; load average {NOT_RECORDED}")
+        + reloads,
     ]
+    if training:
+        parts = [f"{stem}: {len(minutes)} runs of {minutes.min():.1f}–{minutes.max():.1f} min "
+                 f"({_duration(float(minutes.sum()) * 60)} in all)" for stem, minutes in sorted(training.items())]
+        lines.append("Training per run, as the pages show it (from the results they read; a notebook's wall time "
+                     "above leaves out the training of runs it reloaded): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -1177,14 +1236,16 @@ def update_readme_timings(profile: str, readme: Path | None = None) -> str:
     begin, end = timings_markers(profile)
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise ValueError(f"{_shown(readme)} needs exactly one pair of lines\n{begin}\n{end}\nwhere the timings go")
-    block = timings_markdown(profile, run_records(profile))
+    block = timings_markdown(profile, run_records(profile), training_minutes(profile))
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     _atomic_write_text(readme, f"{head}{begin}\n{block}\n{end}{tail}")
     return block
 
 
-TIMING_LINE = re.compile(r"\*\*(?P<total>[\d.]+ (?:s|min|h)) for the four notebooks\*\* \((?P<each>[^)]*)\)")
+TIMING_LINE = re.compile(r"\*\*(?P<total>[\d.]+ (?:s|min|h)) for the (?:four notebooks|\d+ notebooks with a recorded "
+                         r"time)\*\* \((?P<each>[^)]*)\)")
+_TIMING_ITEM = re.compile(r"(?P<stem>\d\d) (?P<time>[^,\[]+?)(?: \[[^\]]*\])?(?:, |$)")
 
 
 def parse_timings(text: str, profile: str) -> dict:
@@ -1197,7 +1258,7 @@ def parse_timings(text: str, profile: str) -> dict:
     match = TIMING_LINE.search(block)
     if not match:
         raise ValueError(f"the timings block of {profile!r} is not in the generated form: {block[:200]!r}")
-    each = dict(item.split(" ", 1) for item in match["each"].split(", "))
+    each = {item["stem"]: item["time"] for item in _TIMING_ITEM.finditer(match["each"])}
     return {"total": match["total"], "notebooks": each, "block": block}
 
 

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -442,6 +443,43 @@ def test_the_readme_timings_are_generated_from_the_run_records(project):
     readme.write_text("# No markers\n")
     with pytest.raises(ValueError, match="needs exactly one pair"):
         notebooks.update_readme_timings("tiny", readme)
+
+
+def test_timings_from_older_records_say_what_they_lack_and_name_each_pages_commit(project):
+    """The real profile's records: pages run on different days at different commits, records from before
+    the load average, checkpoint count and amp fields existed, one without a wall time. Nothing missing
+    may read as a fact ('a first run'); the training per run comes from the results the pages read."""
+    stems = ("01_tiny", "02_other", "03_third")
+    for stem in stems:
+        (project / "notebooks" / f"{stem}.py").write_text("# %%\n1 + 1\n")
+    out = project / "reports" / "tiny"
+    out.mkdir()
+    old = {"python": "3.11.7", "cpu": "AMD EPYC", "cpu_count": 2, "torch": "2.4.0", "device": "cpu", "gpu": None}
+    records = [{"notebook": "01_tiny", "started": "2026-12-01T17:28:30+00:00", "wall_seconds": 11.8,
+                "git_commit": "eca5cea705f2ba82", **old},
+               {"notebook": "02_other", "started": "2026-12-01T15:48:25+00:00", "wall_seconds": 265.3,
+                "git_commit": "39e6ec58b0fd99c2", **old},
+               {"notebook": "03_third", "started": "2026-12-02T10:00:00+00:00", "git_commit": "acf07d14e4fc960f", **old}]
+    for record in records:
+        (out / f"{record['notebook']}.run.json").write_text(json.dumps(record))
+    results = notebooks.paths.results_dir("tiny")
+    pd.DataFrame({"head": ["a", "a", "b"], "seed": [0, 1, 0], "train_minutes": [6.9, 11.8, 7.0]}).to_csv(
+        results / "02_summary.csv", index=False)
+    pd.DataFrame({"target": "race", "head": ["a", "a", "b"], "seed": 0, "epoch": [1, 2, 1],
+                  "seconds": [120.0, 120.0, 300.0]}).to_csv(results / "03_history.csv", index=False)
+    readme = project / "README.md"
+    begin, end = notebooks.timings_markers("tiny")
+    readme.write_text(f"{begin}\n{end}\n")
+    block = notebooks.update_readme_timings("tiny", readme)
+    parsed = notebooks.parse_timings(readme.read_text(), "tiny")
+    assert parsed["notebooks"] == {"01": "12 s", "02": "4.4 min", "03": "not recorded"}
+    assert parsed["total"] == "4.6 min" and "for the 2 notebooks with a recorded time" in block
+    for fact in ("01 12 s [2026-12-01, eca5cea705f2]", "03 not recorded [2026-12-02, acf07d14e4fc]",
+                 "checkpoints present at the start: not recorded", "load average not recorded",
+                 "resolved to `not recorded`", "02: 3 runs of 6.9–11.8 min (25.7 min in all)",
+                 "03: 2 runs of 4.0–5.0 min (9.0 min in all)"):
+        assert fact in block, fact
+    assert "a first run" not in block
 
 
 def test_the_readme_timing_block_of_the_default_profile_parses():
