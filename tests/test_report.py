@@ -163,6 +163,19 @@ def test_pages_load_nothing_from_the_network_and_ship_mathjax(project, tmp_path)
     assert _network_loads(stock)
 
 
+@pytest.mark.parametrize("page", sorted((paths.ROOT / "reports" / "real").glob("*.html")), ids=lambda p: p.name)
+def test_the_committed_real_report_loads_nothing_from_the_network(page):
+    """The publication itself, not only a freshly rendered test page: no script, style or image from the
+    network, and every page but the references page links to it and to the index."""
+    text = page.read_text(encoding="utf-8")
+    assert _network_loads(text) == []
+    if page.name != "references.html":
+        assert 'href="references.html"' in text
+    if page.name not in ("index.html", "references.html"):
+        assert 'href="index.html"' in text and 'src="mathjax/tex-svg.js"' in text
+    assert (page.parent / "mathjax" / "tex-svg.js").is_file()
+
+
 def _two_pages(project, commits=("aaa1111", "bbb2222")) -> Path:
     """Two executed notebooks, 01 executed first at commits[0], 02 later at commits[1]."""
     out = _write_executed(project, {"git_commit": commits[0], "python": "3.11.7", "started": "2024-05-01T10:00:00"})
@@ -482,11 +495,23 @@ def test_timings_from_older_records_say_what_they_lack_and_name_each_pages_commi
     assert "a first run" not in block
 
 
-def test_the_readme_timing_block_of_the_default_profile_parses():
-    """The repository's README carries the generated block (rewrite it with `python -m lib.notebooks timings`)."""
-    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "default")
+@pytest.mark.parametrize("profile", ["default", "real"])
+def test_the_readme_timing_block_of_the_default_profile_parses(profile):
+    """The repository's README carries the generated blocks (rewrite them with `python -m lib.notebooks timings`)."""
+    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), profile)
     assert list(parsed["notebooks"]) == [source.stem[:2] for source in notebooks.notebook_sources()]
     assert "cores" in parsed["block"] and "Generated from the run records" in parsed["block"]
+
+
+def test_the_readme_real_timings_agree_with_the_committed_pages():
+    """Item 7 of issue 26: the README's real-profile times are those of the committed pages' run records
+    (after re-executing the real report, `python -m lib.notebooks timings --profile real` rewrites them)."""
+    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "real")
+    records = [json.loads(path.read_text()) for path in sorted((paths.ROOT / "reports" / "real").glob("*.run.json"))]
+    assert records, "no run records in reports/real/"
+    assert parsed["notebooks"] == {
+        r["notebook"][:2]: notebooks._duration(float(r["wall_seconds"])) if r.get("wall_seconds") is not None
+        else notebooks.NOT_RECORDED for r in records}
 
 
 def test_checkpoints_at_start_count_only_the_notebooks_own(tmp_path, monkeypatch):
