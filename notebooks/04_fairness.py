@@ -158,7 +158,7 @@ if "gender" in targets:
         display(head_comparison.comparison_style(per_race.set_index(["group", "head", "reference"])[
             ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]]))
 else:
-    display(Markdown("Notebook 03 trained no gender classifier (`targets` without `gender`)."))
+    display(Markdown("Notebook 03 trained no gender classifier in this profile."))
 
 # %% [markdown]
 # ### The accuracies behind them
