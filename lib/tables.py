@@ -265,7 +265,10 @@ def _frame_html(frame: pd.DataFrame) -> str:
     and ``display.max_columns``)."""
     max_rows = pd.get_option("display.max_rows")
     rows = pd.get_option("display.min_rows") if max_rows and len(frame) > max_rows else max_rows
-    return style(frame).to_html(max_rows=rows or None, max_columns=pd.get_option("display.max_columns") or None)
+    try:
+        return style(frame).to_html(max_rows=rows or None, max_columns=pd.get_option("display.max_columns") or None)
+    except Exception:  # a frame the Styler cannot render: pandas' own table, missing values still as "—"
+        return frame.to_html(na_rep=MISSING, max_rows=max_rows, max_cols=pd.get_option("display.max_columns"))
 
 
 def setup_display(shell=None) -> None:
