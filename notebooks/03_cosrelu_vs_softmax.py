@@ -321,7 +321,7 @@ plt.show()
 # A ranking of heads says which loss is better only if the runs have stopped learning; otherwise it says which
 # learns faster. Per target and head: validation accuracy (mean over seeds) at the last epoch E and at
 # epoch E − ⌈E/4⌉, the gain over that last quarter, and the largest gain of a single seed. A mean gain above
-# 1 point is flagged: that head was still learning when training stopped. The schedule matters here: a
+# 0.01 (one percentage point) is flagged: that head was still learning when training stopped. The schedule matters here: a
 # cosine schedule ends at a learning rate of zero, so its last epochs only fine-tune; a constant rate does not
 # settle.
 
@@ -330,7 +330,7 @@ plateau = experiment.plateau_table(history)
 display(tables.style(plateau, {"last-quarter gain": "{:+.3f}", "largest gain of a seed": "{:+.3f}"}))
 learning = plateau[plateau["still learning"]]
 display(Markdown(
-    f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 1 point over the last "
+    f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 0.01 over the last "
     f"quarter of {epochs} epochs" + (": " + ", ".join(f"{t} `{h}` ({g:+.3f})" for (t, h), g in
                                                      learning["last-quarter gain"].items()) if len(learning) else "")
     + f". Schedule: {schedule or 'constant'}; the learning rate at the end of training was "
@@ -339,7 +339,7 @@ display(Markdown(
 # %% [markdown]
 # **Twice the epochs.** One run (the profile names its target, head and seed) trained again with every setting
 # the same but twice the epochs, so its schedule stretches over twice the steps. If the two final models
-# differ by more than 1 point, the profile's epochs are too few for the comparison above to be settled.
+# differ by more than 0.01 in accuracy, the profile's epochs are too few for the comparison above to be settled.
 
 # %%
 longer, longer_table = None, None
@@ -369,8 +369,8 @@ else:
     change = longer_table.loc["overall", "difference"]
     display(Markdown(f"With twice the epochs, `{key[1]}` ({key[0]}, seed {key[2]}) ends at "
                      f"{longer.accuracy:.3f} instead of {base_run.accuracy:.3f} ({change:+.3f}): "
-                     + ("**more training changes the answer by more than 1 point**." if abs(change) > 0.01 else
-                        "within 1 point, so more training would not change the answer.")))
+                     + ("**more training changes the answer by more than 0.01**." if abs(change) > 0.01 else
+                        "within 0.01, so more training would not change the answer.")))
 
 # %% [markdown]
 # ### Accuracy per race by epoch
