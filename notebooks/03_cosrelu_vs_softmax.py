@@ -446,8 +446,11 @@ elif experiment.branch_never_used(use):
                      "heads trained with their margin formulas throughout."))
 else:
     display(use)
+clamp_tables = {}  # per target: CosReLU's training clamp share per epoch (mean and max over seeds), for the findings
 for target in targets:
     rows = history[history["target"] == target]
+    if "cosrelu" in heads:
+        clamp_tables[target] = rows[rows["head"] == "cosrelu"].groupby("epoch")["clamp_fraction"].agg(["mean", "max"])
     display(Markdown(f"**{target}**: the final models' angles to their own class weight"))
     display(experiment.target_angle_summary(predictions[predictions["target"] == target]))
     if {"cosrelu", "cosface"} <= set(heads):
