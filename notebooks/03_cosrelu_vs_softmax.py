@@ -440,8 +440,8 @@ use = experiment.branch_use(history)
 if use.empty:
     display(Markdown("None of these heads has a fallback or clamp branch."))
 elif experiment.branch_never_used(use):
-    display(Markdown(f"**No sample reached a fallback or clamp branch**, in training or validation, in any of the "
-                     f"{int(use['epochs'].max())} epochs of any seed "
+    display(Markdown(f"**No sample reached a fallback or clamp branch**, in training or validation, in any epoch "
+                     f"({int(use['epochs'].max())} per run) of any seed "
                      f"({', '.join(sorted({f'`{head}`' for _, head in use.index}))}): every share is 0, so these "
                      "heads trained with their margin formulas throughout."))
 else:
