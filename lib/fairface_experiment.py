@@ -510,6 +510,41 @@ def target_angle_summary(predictions: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+BRANCH_USE_COLUMNS = ["seeds", "epochs", "training: largest epoch share", "training: largest share of a seed",
+                      "validation: largest epoch share", "validation: last epoch"]
+
+
+def branch_use(history: pd.DataFrame) -> pd.DataFrame:
+    """How much each head's fallback or clamp branch was used, one row per (target, head) that has one (a
+    head without a branch has nothing to report and is left out, rather than shown as a column of NaN):
+    on the training samples (``clamp_fraction``, which CosReLU records per epoch; NaN for a head that records
+    none) the largest epoch share (mean over seeds) and the largest share of a single seed; on the validation
+    samples (:data:`FALLBACK_SHARE`, mean over seeds) the largest epoch share and the last epoch's.
+    Per-epoch tables of such shares are all zeros when no sample reaches a branch (FairFace's real runs):
+    these maxima say the same in one row per head, and a zero here means no sample in any epoch."""
+    rows = []
+    for (target, head), runs in history.groupby(["target", "head"], sort=False):
+        validation = runs.groupby("epoch")[FALLBACK_SHARE].mean() if FALLBACK_SHARE in runs else pd.Series(dtype=float)
+        if validation.isna().all():
+            continue
+        training = (runs.groupby("epoch")["clamp_fraction"].mean() if "clamp_fraction" in runs
+                    else pd.Series(dtype=float))
+        rows.append({"target": target, "head": head, "seeds": runs["seed"].nunique(),
+                     "epochs": int(runs["epoch"].max()),
+                     "training: largest epoch share": training.max() if training.notna().any() else np.nan,
+                     "training: largest share of a seed": (runs["clamp_fraction"].max() if training.notna().any()
+                                                           else np.nan),
+                     "validation: largest epoch share": validation.max(),
+                     "validation: last epoch": validation.sort_index().dropna().iloc[-1]})
+    return pd.DataFrame(rows, columns=["target", "head", *BRANCH_USE_COLUMNS]).set_index(["target", "head"])
+
+
+def branch_never_used(use: pd.DataFrame) -> bool:
+    """Whether no training or validation sample of any head in :func:`branch_use` ever reached its branch."""
+    shares = use[[c for c in BRANCH_USE_COLUMNS if c.startswith(("training", "validation"))]].to_numpy(float)
+    return bool(np.all(np.nan_to_num(shares, nan=0.0) == 0))
+
+
 # --------------------------------------------------------------------------------------------------
 # Trained to a plateau? (issue 25)
 # --------------------------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lib import tables
 from lib.fairness import adjust_p_values, wilson_interval
 
 __all__ = [
@@ -382,12 +383,14 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
 # --------------------------------------------------------------------------------------------------
 # The conclusion, in words, from the table
 # --------------------------------------------------------------------------------------------------
+CORRECTION_NAMES = {"holm": "Holm's correction", "bh": "Benjamini–Hochberg's correction"}  # for the prose
+
+
 def comparison_style(table: pd.DataFrame):
-    """A comparison table for reading: accuracies and differences at three decimals, p-values at two
-    significant digits (they span 1e-12 to 1), a missing value (a head not compared) left blank."""
-    formats = {column: "{:.2g}" if column in ("p_value", "p_adjusted") else "{:.3f}"
-               for column in table.select_dtypes("float").columns}
-    return table.style.format(formats, na_rep="")
+    """A comparison table for reading, in the pages' one number format (:func:`lib.tables.style`):
+    accuracies and differences at three decimals, p-values at two significant digits (they span 1e-12 to 1),
+    a missing value (a head not compared) as "—"."""
+    return tables.style(table)
 
 
 def _effect(row) -> str:

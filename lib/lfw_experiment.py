@@ -769,6 +769,17 @@ def one_at_a_time_choice(sweep: pd.DataFrame, grid: dict, heads, current: dict, 
     return pd.DataFrame(rows)
 
 
+CONSTANT_SCHEDULE = "none (constant)"  # how a table names schedule None: a constant learning rate
+
+
+def choice_table(choice: pd.DataFrame) -> pd.DataFrame:
+    """:func:`one_at_a_time_choice` for the page: one row per (setting, value), the trials' run names left out
+    (they are in the trials table above it) and a constant schedule (``None``) named as such."""
+    values = [CONSTANT_SCHEDULE if setting == "schedule" and (value is None or value != value) else value
+              for setting, value in zip(choice["setting"], choice["value"])]
+    return choice.drop(columns="runs").assign(value=values).set_index(["setting", "value"])
+
+
 def missing_trials(choice: pd.DataFrame, heads) -> list[dict]:
     """The trials :func:`one_at_a_time_choice` still needs: ``{"head", setting: value}`` for each."""
     return [{"head": head, row["setting"]: row["value"]}

@@ -662,16 +662,19 @@ def render(profile: str, mixed_commits_reason: str | None = None) -> Path:
     exporter = page_exporter()
     copy_mathjax(out_dir)
     to_root = Path(os.path.relpath(paths.ROOT, out_dir)).as_posix() + "/"  # "../../" for reports/<profile>/
+    tracked = tracked_files()
+    newest = max(records, key=lambda stem: str(records[stem].get("started", "")))
 
-    def link_code(page: str) -> str:
-        return link_project_code(page, prefix=to_root)
+    def link_code(page: str, stem: str = newest) -> str:
+        """Code named on ``stem``'s page linked at the commit that page was executed from."""
+        return link_project_code(page, prefix=to_root, commit=records[stem].get("git_commit"), tracked=tracked)
 
     entries = []
     for stem, notebook in notebooks_read.items():
         body, _ = exporter.from_notebook_node(notebook)
-        _atomic_write_text(out_dir / f"{stem}.html", link_code(body))
+        _atomic_write_text(out_dir / f"{stem}.html", link_code(body, stem))
         entries.append(IndexEntry(
-            stem=stem, title=_title(notebook, stem), summary_html=link_code(_summary_html(notebook)),
+            stem=stem, title=_title(notebook, stem), summary_html=link_code(_summary_html(notebook), stem),
             thumbnails=_thumbnails(notebook, stem, profile), record=records[stem]))
         print(f"rendered {_shown(out_dir / f'{stem}.html')}")
     from lib import references
@@ -711,30 +714,71 @@ def mixed_commits_message(profile: str, records: dict[str, dict], older: dict[st
 
 
 # `lib.name` (a module, optionally with an attribute) or a repository path such as `scripts/x.py`, as inline
-# code in a page: linked to the file in the repository, relative to reports/<profile>/.
+# code in a page: linked to the file in the repository (on its host when lib.paths.REPOSITORY_URL is set).
 _INLINE_CODE = re.compile(r"<code>([^<>\s]+)</code>")
 
 
-def link_project_code(page: str, root: Path | None = None, prefix: str = "../../") -> str:
-    """Wrap inline code that names one of this project's files in a relative link to that file: ``lib.x``
-    or ``lib.x.attr`` -> ``lib/x.py``, and paths with a slash that exist in the repository (``scripts/…``,
-    ``tests/…``, ``params/…``, ``data/lfw_gender/``). Names of other projects' files (a course repository's
-    ``src/loss.py``) do not exist here and stay plain; code already inside a link is left alone."""
+def tracked_files(root: Path | None = None) -> set[str] | None:
+    """The paths git tracks in the checkout at ``root`` (relative, with "/"); None outside git."""
     root = root or paths.ROOT
+    try:
+        listed = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True,
+                                timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {name for name in listed.decode("utf-8", "replace").split("\0") if name}
 
-    def target(name: str) -> str | None:
+
+def code_url(path: str, *, folder: bool = False, prefix: str = "../../", repository: str | None = None,
+             commit: str | None = None) -> str:
+    """Where a page links a repository file: ``<repository>/blob/<commit>/<path>`` (``tree`` for a folder) on
+    the host when ``repository`` (default :data:`lib.paths.REPOSITORY_URL`) is set, at ``commit`` (a run
+    record's; ``+dirty`` dropped; the default branch, ``HEAD``, when unknown); else ``prefix + path``."""
+    repository = paths.REPOSITORY_URL if repository is None else repository
+    if not repository:
+        return prefix + path
+    revision = (commit or "HEAD").removesuffix("+dirty")
+    return f"{repository.rstrip('/')}/{'tree' if folder else 'blob'}/{revision}/{path.rstrip('/')}"
+
+
+def link_project_code(page: str, root: Path | None = None, prefix: str = "../../", *, repository: str | None = None,
+                      commit: str | None = None, tracked: set[str] | None = None) -> str:
+    """Wrap inline code that names one of this project's files in a link to that file (:func:`code_url`):
+    ``lib.x`` or ``lib.x.attr`` -> ``lib/x.py``, and paths with a slash that the repository tracks
+    (``scripts/…``, ``tests/…``, ``params/…``, ``data/lfw_gender/``). A path git does not track (a result
+    file, ``data/cache/``) is a file of the reader's own run, not a source: it stays plain text, as do other
+    projects' files (a course repository's ``src/loss.py``) and code already inside a link. ``tracked``:
+    the tracked paths (default: ``git ls-files`` at ``root``; outside git, whatever exists there)."""
+    root = root or paths.ROOT
+    tracked = tracked_files(root) if tracked is None else tracked
+
+    def known(name: str) -> tuple[bool, bool]:
+        """(a tracked file or folder, a folder)"""
+        name = name.rstrip("/")
+        if tracked is None:
+            return (root / name).exists(), (root / name).is_dir()
+        if name in tracked:
+            return True, False
+        folder = any(path.startswith(name + "/") for path in tracked)
+        return folder, folder
+
+    def target(name: str) -> tuple[str, bool] | None:
         if re.fullmatch(r"lib(\.\w+)+", name):
-            module = name.split(".")[1]
-            return f"lib/{module}.py" if (root / "lib" / f"{module}.py").is_file() else None
+            module = f"lib/{name.split('.')[1]}.py"
+            return (module, False) if known(module)[0] else None
         if "/" in name and not name.startswith(("/", ".", "http")) and ".." not in name:
-            return name if (root / name.rstrip("/")).exists() else None
+            found, folder = known(name)
+            return (name, folder) if found else None
         return None
 
     def replace(match: re.Match) -> str:
         if page.rfind("<a ", 0, match.start()) > page.rfind("</a>", 0, match.start()):
             return match.group(0)
-        path = target(html.unescape(match.group(1)))
-        return f'<a href="{prefix}{html.escape(path)}">{match.group(0)}</a>' if path else match.group(0)
+        found = target(html.unescape(match.group(1)))
+        if not found:
+            return match.group(0)
+        url = code_url(found[0], folder=found[1], prefix=prefix, repository=repository, commit=commit)
+        return f'<a href="{html.escape(url)}">{match.group(0)}</a>'
 
     return _INLINE_CODE.sub(replace, page)
 
@@ -1097,31 +1141,90 @@ def run_records(profile: str) -> list[dict]:
     return records
 
 
-def timings_markdown(profile: str, records: list[dict]) -> str:
-    """One paragraph: each notebook's wall time, the sum, and the setting that produced them (date,
-    processor, cores, device, what ``amp: auto`` resolved to, commit, load average, whether finished
-    runs were reloaded from checkpoints)."""
-    dates = sorted(str(r.get("started", ""))[:10] for r in records)
+NOT_RECORDED = "not recorded"  # a run-record field that an older record lacks
+
+
+def _commit_label(commit) -> str:
+    commit = str(commit or "")
+    return (commit[:12] + ("+dirty" if commit.endswith("+dirty") else "")) if commit else NOT_RECORDED
+
+
+def training_minutes(profile: str) -> dict[str, pd.Series]:
+    """The training time per run that the pages show, from the results they read: notebook 02's
+    ``train_minutes`` per (head, seed) (``02_summary.csv``) and notebook 03's epoch ``seconds`` summed per
+    (target, head, seed) (``03_history.csv``); a notebook without such a file is left out."""
+    import pandas as pd
+
+    folder = paths.results_dir(profile)
+    found = {}
+    summary, history = folder / "02_summary.csv", folder / "03_history.csv"
+    if summary.is_file():
+        minutes = pd.read_csv(summary).get("train_minutes")
+        if minutes is not None and minutes.notna().any():
+            found["02"] = minutes.dropna()
+    if history.is_file():
+        table = pd.read_csv(history)
+        keys = [key for key in ("target", "head", "seed") if key in table.columns]
+        if "seconds" in table.columns and keys:
+            found["03"] = table.groupby(keys)["seconds"].sum() / 60
+    return found
+
+
+def timings_markdown(profile: str, records: list[dict], training: dict | None = None) -> str:
+    """One paragraph: each notebook's wall time (``not recorded`` for a record without one), the sum of the
+    recorded ones, and the setting that produced them (date, processor, cores, device, what ``amp: auto``
+    resolved to, commit, load average, whether finished runs were reloaded from checkpoints). Where the
+    notebooks ran on different days or commits, each one's are named. A field an older record lacks reads
+    ``not recorded``, never a guess. ``training``: :func:`training_minutes`, the training per run that the
+    pages show (a notebook's wall time excludes the training it reloaded from checkpoints)."""
+    dates = sorted(str(r.get("started", ""))[:10] for r in records if r.get("started"))
     first = max(records, key=lambda r: str(r.get("started", "")))  # the machine of the latest run
-    total = sum(float(r["wall_seconds"]) for r in records)
-    per_notebook = ", ".join(f"{r['notebook'][:2]} {_duration(float(r['wall_seconds']))}" for r in records)
+    timed = [r for r in records if r.get("wall_seconds") is not None]
+    total = sum(float(r["wall_seconds"]) for r in timed)
+    commits = sorted({_commit_label(r.get("git_commit")) for r in records})
+    several = len(commits) > 1 or len(set(dates)) > 1
+
+    def each(r: dict) -> str:
+        text = f"{r['notebook'][:2]} " + (_duration(float(r["wall_seconds"])) if r.get("wall_seconds") is not None
+                                         else NOT_RECORDED)
+        if several:
+            text += f" [{str(r.get('started', ''))[:10] or 'date ' + NOT_RECORDED}, {_commit_label(r.get('git_commit'))}]"
+        return text
+
+    per_notebook = ", ".join(each(r) for r in records)
     loads = [r[key] for r in records for key in ("load_average_at_start", "load_average_at_end")
              if r.get(key) is not None]
-    reloaded = max(int(r.get("checkpoints_at_start") or 0) for r in records)
-    commits = sorted({str(r.get("git_commit"))[:12] + ("+dirty" if str(r.get("git_commit")).endswith("+dirty") else "")
-                      for r in records})
-    device = first.get("gpu") or f"{first.get('cpu')} CPU"
+    counted = [int(r["checkpoints_at_start"]) for r in records if r.get("checkpoints_at_start") is not None]
+    untimed = len(records) - len(timed)
+    when = (f"run on {dates[0]}{'' if dates[0] == dates[-1] else ' to ' + dates[-1]}" if dates
+            else f"run dates {NOT_RECORDED}")
+    total_text = (f"**{_duration(total)} for the four notebooks**" if not untimed else
+                  f"**{_duration(total)} for the {len(timed)} notebooks with a recorded time**")
+    if not counted:
+        reloads = f"; checkpoints present at the start: {NOT_RECORDED} (older run records)"
+    elif len(counted) < len(records):
+        reloads = (f"; checkpoints present at the start: {max(counted)} at most where recorded, "
+                   f"{NOT_RECORDED} for {len(records) - len(counted)} notebook(s)")
+    elif max(counted) == 0:
+        reloads = "; a first run (no checkpoints)."
+    else:
+        reloads = f"; **{max(counted)} checkpoints were present at the start**, so finished runs were reloaded, not trained."
+    device = first.get("gpu") or f"{first.get('cpu') or 'processor ' + NOT_RECORDED} CPU"
     lines = [
         f"Generated from the run records of `make all PROFILE={profile}` (`reports/{profile}/*.run.json`), "
-        f"run on {dates[0]}{'' if dates[0] == dates[-1] else ' to ' + dates[-1]}: "
-        f"**{_duration(total)} for the four notebooks** ({per_notebook}), setup not included.",
-        f"Machine: {device}, {first.get('cpu_count')} cores, device `{first.get('device')}`, `amp: auto` resolved to "
-        f"`{first.get('amp_auto', 'not recorded')}`; torch {first.get('torch')}, Python {first.get('python')}; "
-        f"commit {', '.join(commits)}"
-        + (f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} while it ran" if loads else "")
-        + ("; a first run (no checkpoints)." if reloaded == 0 else
-           f"; **{reloaded} checkpoints were present at the start**, so finished runs were reloaded, not trained."),
+        f"{when}: {total_text} ({per_notebook}), setup not included.",
+        f"Machine: {device}, {first.get('cpu_count', NOT_RECORDED)} cores, device `{first.get('device', NOT_RECORDED)}`, "
+        f"`amp: auto` resolved to `{first.get('amp_auto', NOT_RECORDED)}`; torch {first.get('torch', NOT_RECORDED)}, "
+        f"Python {first.get('python', NOT_RECORDED)}; commit{'s' if len(commits) > 1 else ''} {', '.join(commits)}"
+        + (f"; 1-minute load average {min(loads):.1f} to {max(loads):.1f} while it ran" if loads
+           else f"; load average {NOT_RECORDED}")
+        + reloads,
     ]
+    if training:
+        parts = [f"{stem}: {len(minutes)} runs of {minutes.min():.1f}–{minutes.max():.1f} min "
+                 f"({_duration(float(minutes.sum()) * 60)} in all)" for stem, minutes in sorted(training.items())]
+        lines.append("Training per run, as the pages show it (from the results they read; a notebook's wall time "
+                     "above leaves out the training of runs it reloaded): " + "; ".join(parts) + ".")
     return "\n".join(lines)
 
 
@@ -1133,14 +1236,16 @@ def update_readme_timings(profile: str, readme: Path | None = None) -> str:
     begin, end = timings_markers(profile)
     if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
         raise ValueError(f"{_shown(readme)} needs exactly one pair of lines\n{begin}\n{end}\nwhere the timings go")
-    block = timings_markdown(profile, run_records(profile))
+    block = timings_markdown(profile, run_records(profile), training_minutes(profile))
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     _atomic_write_text(readme, f"{head}{begin}\n{block}\n{end}{tail}")
     return block
 
 
-TIMING_LINE = re.compile(r"\*\*(?P<total>[\d.]+ (?:s|min|h)) for the four notebooks\*\* \((?P<each>[^)]*)\)")
+TIMING_LINE = re.compile(r"\*\*(?P<total>[\d.]+ (?:s|min|h)) for the (?:four notebooks|\d+ notebooks with a recorded "
+                         r"time)\*\* \((?P<each>[^)]*)\)")
+_TIMING_ITEM = re.compile(r"(?P<stem>\d\d) (?P<time>[^,\[]+?)(?: \[[^\]]*\])?(?:, |$)")
 
 
 def parse_timings(text: str, profile: str) -> dict:
@@ -1153,7 +1258,7 @@ def parse_timings(text: str, profile: str) -> dict:
     match = TIMING_LINE.search(block)
     if not match:
         raise ValueError(f"the timings block of {profile!r} is not in the generated form: {block[:200]!r}")
-    each = dict(item.split(" ", 1) for item in match["each"].split(", "))
+    each = {item["stem"]: item["time"] for item in _TIMING_ITEM.finditer(match["each"])}
     return {"total": match["total"], "notebooks": each, "block": block}
 
 

@@ -36,6 +36,12 @@ FIGURES = ROOT / "figures"
 REPORTS = ROOT / "reports"
 BUILD = ROOT / "build"
 
+# The project's repository on its host, e.g. "https://github.com/<owner>/angular-margin-fairness": the one
+# setting from which the rendered pages link the code they name (`lib.losses`, `scripts/x.py`) to its file
+# there, at the commit each page was executed from. Empty: the links are relative to the report folder
+# (reports/<profile>/ -> ../../lib/losses.py), which works in a clone but not for a page read on its own.
+REPOSITORY_URL = ""
+
 # LFW per-image gender lists shipped with the repository (labels only; see data/lfw_gender/README.md).
 LFW_GENDER_LISTS = DATA / "lfw_gender"
 

@@ -1,4 +1,5 @@
-"""Writing result files so that a crash or a second writer never leaves half a file behind.
+"""Result tables: written so that a crash or a second writer never leaves half a file behind, and shown on
+the pages in one number format per quantity (:func:`style`, :func:`setup_display`).
 
 Every writer goes through :func:`atomic_write`: the content is written to a temporary file with a
 unique name in the target's folder, then renamed over the target with ``os.replace``. A rename within
@@ -14,6 +15,11 @@ A writer killed mid-write (``kill -9``, a lost Colab session) leaves its tempora
 ends like a result's (``.X.csv.<pid>-<tid>-<hex>.tmp.csv`` matches ``*.csv``), so every reader that lists
 a folder of results goes through :func:`result_files`, which never returns a temporary file and first
 deletes those of writers that no longer run (:func:`remove_stale_temporaries`).
+
+Every table a notebook shows goes through :func:`style` (:func:`setup_display` makes it the HTML of every
+displayed ``DataFrame``): accuracies, shares and other measurements at three decimals, p-values at two
+significant digits, counts as integers with thousands separators, durations at one decimal, settings
+such as a learning rate as written (``5e-04`` stays 0.0005), and a missing value as "—", never "NaN".
 """
 
 from __future__ import annotations
@@ -26,13 +32,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = [
+    "MISSING",
     "atomic_write",
+    "cell_format",
     "is_temporary",
     "remove_stale_temporaries",
     "result_files",
+    "setup_display",
+    "style",
     "temporary_name",
     "write_csv",
     "write_text",
@@ -134,3 +145,142 @@ def result_files(folder: str | os.PathLike, pattern: str = "*.csv") -> list[Path
         return []
     remove_stale_temporaries(folder)
     return sorted(path for path in folder.glob(pattern) if path.is_file() and not path.name.startswith("."))
+
+
+# --------------------------------------------------------------------------------------------------
+# Shown tables: one number format per quantity
+# --------------------------------------------------------------------------------------------------
+MISSING = "—"  # a missing value (a head without a branch, a side without a number): never "NaN"
+_P_VALUE = re.compile(r"^p([ _-]?(value|adjusted|adj))?$|^p[ _-]?value|^p[ _-]adjusted", re.IGNORECASE)
+_DURATION = re.compile(r"minutes|seconds|\bhours\b|wall|_s$", re.IGNORECASE)
+_SETTING = re.compile(r"^(lr|learning[ _]rate|weight[ _]decay|target[ _]fmr|far|fmr target)$", re.IGNORECASE)
+
+
+def _names(column) -> list[str]:
+    """Every level's name of a column label (a tuple for MultiIndex columns), as strings."""
+    return [str(level) for level in (column if isinstance(column, tuple) else (column,))]
+
+
+def _is_missing(value) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):  # an array-like cell
+        return False
+
+
+def _count(value) -> str:
+    return f"{int(round(float(value))):,}"
+
+
+def _measurement(value) -> str:
+    return f"{float(value):.3f}"
+
+
+def _p_value(value) -> str:
+    return f"{float(value):#.2g}"  # 2 significant digits: 0.046, 0.00050, 1.0
+
+
+def _duration(value) -> str:
+    return f"{float(value):,.1f}"
+
+
+def _setting(value) -> str:
+    return f"{float(value):g}"  # a learning rate of 5e-4 reads 0.0005, not 0.001 nor 0.000500
+
+
+def _value(value) -> str:
+    """Any one cell, by its own type: integers as counts, floats as measurements, text as it is."""
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return str(value)
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    if isinstance(value, (float, np.floating)):
+        return _measurement(value)
+    return str(value)
+
+
+def cell_format(column, values: pd.Series):
+    """The formatter (value → text) for one column of a shown table, chosen by its name, then its values:
+    p-values (``p``, ``p_value``, ``p_adjusted``) at two significant digits; durations (``minutes``,
+    ``seconds``) at one decimal; settings (``lr``, ``weight_decay``, ``target_fmr``) as written; integers,
+    and floats that are all whole numbers with one above 1 (a count turned float by a missing value:
+    ``8271.0``), as counts; other floats at three decimals; anything else by its own type. Missing → "—"."""
+    names = _names(column)
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric:
+        if any(_P_VALUE.search(name) for name in names):
+            chosen = _p_value
+        elif any(_DURATION.search(name) for name in names):
+            chosen = _duration
+        elif any(_SETTING.match(name) for name in names):
+            chosen = _setting
+        elif pd.api.types.is_integer_dtype(values):
+            chosen = _count
+        else:
+            present = values.dropna().to_numpy(dtype=float)
+            finite = present[np.isfinite(present)]
+            whole = len(finite) > 0 and bool(np.all(finite == np.round(finite))) and bool(np.any(np.abs(finite) > 1))
+            chosen = _count if whole else _measurement
+        return lambda value: MISSING if _is_missing(value) else chosen(value)
+    return _value
+
+
+def _label(value) -> str:
+    """An index or header label: a missing one as "—", a float as written (0.001, not 1.000e-03)."""
+    if _is_missing(value):
+        return MISSING
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):g}"
+    return str(value)
+
+
+def style(frame: pd.DataFrame, formats: dict | None = None, *, caption: str | None = None):
+    """``frame`` as a pandas ``Styler`` in the project's one number format (see :func:`cell_format`);
+    ``formats`` overrides a column's formatter (a format string such as ``"{:+.3f}"`` or a callable).
+    The frame itself is not changed."""
+    formats = dict(formats or {})
+    styler = frame.style.set_table_attributes('class="dataframe"')
+    unique = frame.columns.is_unique
+    for position, column in enumerate(frame.columns):
+        chosen = formats.get(column) or cell_format(column, frame.iloc[:, position])
+        if isinstance(chosen, str):
+            template = chosen
+            chosen = lambda value, template=template: MISSING if _is_missing(value) else template.format(value)
+        if unique:
+            styler = styler.format(chosen, subset=pd.IndexSlice[:, [column]])
+        else:  # a repeated name: one formatter, by each cell's own type
+            styler = styler.format(_value)
+            break
+    for axis in ("index", "columns"):
+        styler = styler.format_index(_label, axis=axis, level=None)
+    if caption:
+        styler = styler.set_caption(caption)
+    return styler
+
+
+def _frame_html(frame: pd.DataFrame) -> str:
+    """The HTML of a displayed ``DataFrame``: :func:`style`, cut like pandas' own display (``display.max_rows``
+    and ``display.max_columns``)."""
+    max_rows = pd.get_option("display.max_rows")
+    rows = pd.get_option("display.min_rows") if max_rows and len(frame) > max_rows else max_rows
+    try:
+        return style(frame).to_html(max_rows=rows or None, max_columns=pd.get_option("display.max_columns") or None)
+    except Exception:  # a frame the Styler cannot render: pandas' own table, missing values still as "—"
+        return frame.to_html(na_rep=MISSING, max_rows=max_rows, max_cols=pd.get_option("display.max_columns"))
+
+
+def setup_display(shell=None) -> None:
+    """Show every ``DataFrame`` a notebook displays through :func:`style` (its HTML; the plain-text form is
+    pandas' own) and never cut a cell's text short. Called once at the top of each notebook, beside
+    ``lib.plots.setup_style``; outside IPython only the pandas option is set."""
+    pd.set_option("display.max_colwidth", None)
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # pragma: no cover - IPython is a dependency of the notebooks extra
+            return
+        shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, _frame_html)

@@ -48,14 +48,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import audit, download, fairface, lfw, parameters, paths, plots, synthetic
+from lib import audit, download, fairface, lfw, parameters, paths, plots, synthetic, tables
 from lib.labels import RACES
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("01_data_audit", globals())  # every parameter checked before any work
 pd.set_option("display.max_columns", 30)
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 
 if "synthetic" in (fairface_source, lfw_source):
@@ -75,13 +74,14 @@ display(Markdown(f"**Profile** `{profile}` · FairFace from `{fairface_source}` 
 # gender and an age bracket. These are social categories read off a photograph, not facts about a person.
 # The course report we reproduce trained a race *classifier*; we do the same only to reproduce it and to
 # measure how accuracy differs between groups — not to promote race classification.
-# In the synthetic profiles the `race` column holds seven neutral groups (`Group A` … `Group G`) of a
-# generated population with overlapping appearance.
 
 # %%
 faces = fairface.load_fairface(fairface_root, padding=fairface_padding)
 label_column_note = "synthetic groups" if is_synthetic else "FairFace perceived race"
 display(Markdown(f"Loaded **{len(faces):,}** images ({label_column_note}) from {paths.describe_source(fairface_root)}."))
+if is_synthetic:
+    display(Markdown("These are generated faces: the `race` column holds seven neutral groups (`Group A` … "
+                     "`Group G`) of a generated population with overlapping appearance."))
 audit.split_sizes(faces)
 
 # %% [markdown]
@@ -221,9 +221,9 @@ if audit_full_labels:
     full_share = audit.label_counts(full, "race")["share"]
     comparison = pd.DataFrame({"subset train": subset_share["train"], "full train": full_share["train"],
                                "subset val": subset_share["val"], "full val": full_share["val"]})
-    display(comparison.style.format("{:.1%}"))
+    display(comparison)
 else:
-    print("Skipped: audit_full_labels is off in this profile.")
+    print("Skipped: this profile does not audit the full FairFace label files.")
 
 # %% [markdown]
 # ## LFW

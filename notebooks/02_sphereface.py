@@ -126,7 +126,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import (download, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, parameters, paths,
-                 plots, synthetic, training, verification_plots)
+                 plots, synthetic, tables, training, verification_plots)
 from lib import pretrained as face_encoders  # not `pretrained`: that name is a RunSettings field
 from lib.settings import RunSettings
 from lib.tables import write_csv
@@ -137,8 +137,7 @@ run_settings = {(head, seed): RunSettings.from_parameters(globals(), head=head, 
                                                           head_hparams=head_hparams.get(head, {}))
                 for head in heads for seed in seeds}
 plots.setup_style()
-pd.set_option("display.precision", 4)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
+tables.setup_display()  # every table in one number format, no cell cut short
 if lfw_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
 if lfw_source == "sklearn":
@@ -181,7 +180,8 @@ plt.show()
 # pairs (a matched pair: a random person with at least two images, two of their images; a mismatched pair:
 # two random people, one image each). The same draw among the *training* identities gives pairs of people the
 # network has seen: the gap between the two is the over-fitting picture below. Images are decoded once into a
-# uint8 cache (`data/cache/`).
+# uint8 image cache on disk (a working file of the run, outside git, rebuilt from the photos when missing;
+# `lib.imagecache`).
 #
 # **How the faces are cut.** Either the central square of each 250×250 photo, resized to the
 # network's input (the course report's way, on deep-funneled images), or **aligned** as SphereFace and every
@@ -198,7 +198,7 @@ plt.show()
 faces = lfw.load_lfw(lfw_root)
 data = experiment.load_view1(faces, size=image_size, crop=crop, validation_fraction=validation_fraction,
                              alignment=alignment, align_margin=align_margin, pairs_per_set=pairs_per_set)
-display(experiment.describe_splits(data).style.format(na_rep="—"))
+display(experiment.describe_splits(data))
 if data.alignment_counts is not None:
     misses = int(data.alignment_counts["detector missed: fallback box"].sum())
     display(Markdown(f"**Aligned faces** (margin {align_margin:g}): dlib's detector missed {misses} of "
@@ -276,13 +276,12 @@ else:
              "final_train_pairs_acc", "val_acc_by_epoch"]
     display(Markdown(f"**{len(sweep)} trials** on the validation pairs; settings varied: "
                      f"{', '.join(f'`{c}`' for c in varied if c != 'head') or 'none'}."))
-    trials = sweep[shown].fillna({"schedule": "none (constant)"}).style.format(precision=3)
-    display(trials.format("{:g}", subset=[c for c in ("lr", "weight_decay") if c in shown]))  # 5e-4 is not 0.001
+    display(sweep[shown].fillna({"schedule": experiment.CONSTANT_SCHEDULE}))
 if tuning_grid:
     current = next(iter(run_settings.values())).as_dict()  # the fields tuned are the same for every head and seed
     choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current, stages=tuning_stages)
     display(Markdown(experiment.describe_choice(choice, tuning_heads, stages=tuning_stages)))
-    display(choice.drop(columns="runs").set_index(["setting", "value"]).style.format(precision=3, na_rep=""))
+    display(experiment.choice_table(choice))
 if setting_note:
     display(Markdown(f"**This profile's setting.** {setting_note}"))
 
@@ -510,7 +509,7 @@ print(f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; tra
 # %%
 gain, gain_note = experiment.alignment_gain(paths.results_dir(profile))
 if gain is not None:
-    display(gain.style.format(precision=3))
+    display(gain)
 if gain_note:
     display(Markdown(gain_note))
 

@@ -39,8 +39,7 @@
 # **What the labels are.** FairFace's race and gender labels are *perceived*: assigned by crowd workers
 # looking at the photograph. They are social categories read off an image, not facts about a person. This
 # notebook trains a race classifier only to reproduce the course report and to show how its errors
-# distribute; it does not endorse classifying people by race or gender. In the synthetic profiles the race
-# column holds seven neutral groups of a generated population.
+# distribute; it does not endorse classifying people by race or gender.
 
 # %% [markdown]
 # ## What the course report did
@@ -134,15 +133,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
-from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic
+from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic, tables
 from lib.settings import RunSettings
 from lib.tables import write_csv
 from lib.training import resolve_device, resolve_precision
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("03_cosrelu_vs_softmax", globals())  # every parameter checked before any work
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 140)
 if fairface_source == "synthetic":
     synthetic.ensure_synthetic(preset=synthetic_preset)
@@ -159,7 +157,8 @@ display(Markdown(
 
 # %% [markdown]
 # ## The data
-# Every image is decoded and resized once into a uint8 cache (`data/cache/`), shared by both targets;
+# Every image is decoded and resized once into a uint8 image cache on disk (a working file of the run, outside
+# git, rebuilt from the images when missing; `lib.imagecache`), shared by both targets;
 # training augments those tensors (random horizontal flip), validation uses them as they are.
 
 # %%
@@ -170,6 +169,9 @@ first = datasets[targets[0]]
 if len(first.skipped):
     display(Markdown(f"**{len(first.skipped)} unreadable images were skipped:**"), first.skipped)
 display(experiment.split_counts(first))
+if fairface_source == "synthetic":
+    display(Markdown("These are generated faces: the race column holds seven neutral groups of a generated "
+                     "population."))
 display(Markdown("\n".join(f"* `{target}`: {data.num_classes} classes ({', '.join(data.classes)}); chance "
                            f"1/{data.num_classes} = {1 / data.num_classes:.3f}, the largest class "
                            f"{data.val[target].value_counts(normalize=True).iloc[0]:.3f} of the validation images"
@@ -226,8 +228,8 @@ if trials_file.exists():
                      f"images, {trials['held_out_images'].iloc[0]:,} held out of them, {trials['image_size'].iloc[0]} px, "
                      f"{trials['epochs'].iloc[0]} epochs, seed {trials['seed'].iloc[0]}; collapsed as "
                      "`lib.head_comparison.run_health` defines it."))
-    display(trials[["target", "setting", "held_out_accuracy", "median_angle_deg", "share_beyond_90deg",
-                    "fallback_share", "collapsed"]].style.format(precision=3).hide(axis="index"))
+    display(tables.style(trials[["target", "setting", "held_out_accuracy", "median_angle_deg", "share_beyond_90deg",
+                                 "fallback_share", "collapsed"]]).hide(axis="index"))
 else:
     print(f"No ArcFace trials for profile {profile!r} (scripts/arcface_regime_trial.py --out {paths.shown(trials_file)} "
           "writes them).")
@@ -319,17 +321,16 @@ plt.show()
 # A ranking of heads says which loss is better only if the runs have stopped learning; otherwise it says which
 # learns faster. Per target and head: validation accuracy (mean over seeds) at the last epoch E and at
 # epoch E − ⌈E/4⌉, the gain over that last quarter, and the largest gain of a single seed. A mean gain above
-# 1 point is flagged: that head was still learning when training stopped. The schedule matters here: a
+# 0.01 (one percentage point) is flagged: that head was still learning when training stopped. The schedule matters here: a
 # cosine schedule ends at a learning rate of zero, so its last epochs only fine-tune; a constant rate does not
 # settle.
 
 # %%
 plateau = experiment.plateau_table(history)
-display(plateau.style.format(precision=3, na_rep="").format("{:+.3f}", subset=["last-quarter gain",
-                                                                                "largest gain of a seed"]))
+display(tables.style(plateau, {"last-quarter gain": "{:+.3f}", "largest gain of a seed": "{:+.3f}"}))
 learning = plateau[plateau["still learning"]]
 display(Markdown(
-    f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 1 point over the last "
+    f"**{len(learning)} of {len(plateau)}** (target, head) combinations gained more than 0.01 over the last "
     f"quarter of {epochs} epochs" + (": " + ", ".join(f"{t} `{h}` ({g:+.3f})" for (t, h), g in
                                                      learning["last-quarter gain"].items()) if len(learning) else "")
     + f". Schedule: {schedule or 'constant'}; the learning rate at the end of training was "
@@ -338,7 +339,7 @@ display(Markdown(
 # %% [markdown]
 # **Twice the epochs.** One run (the profile names its target, head and seed) trained again with every setting
 # the same but twice the epochs, so its schedule stretches over twice the steps. If the two final models
-# differ by more than 1 point, the profile's epochs are too few for the comparison above to be settled.
+# differ by more than 0.01 in accuracy, the profile's epochs are too few for the comparison above to be settled.
 
 # %%
 longer, longer_table = None, None
@@ -364,12 +365,12 @@ else:
     ax.legend(title="trained for")
     plots.save_figure(fig, "03_longer_run", profile)
     plt.show()
-    display(longer_table.style.format(precision=3).format("{:+.3f}", subset=["difference"]))
+    display(tables.style(longer_table, {"difference": "{:+.3f}"}))
     change = longer_table.loc["overall", "difference"]
     display(Markdown(f"With twice the epochs, `{key[1]}` ({key[0]}, seed {key[2]}) ends at "
                      f"{longer.accuracy:.3f} instead of {base_run.accuracy:.3f} ({change:+.3f}): "
-                     + ("**more training changes the answer by more than 1 point**." if abs(change) > 0.01 else
-                        "within 1 point, so more training would not change the answer.")))
+                     + ("**more training changes the answer by more than 0.01**." if abs(change) > 0.01 else
+                        "within 0.01, so more training would not change the answer.")))
 
 # %% [markdown]
 # ### Accuracy per race by epoch
@@ -427,25 +428,30 @@ for target in targets:
 # %% [markdown]
 # ## How far from their own class do embeddings sit? Clamp, fallback and collapse
 # CosReLU departs from CosFace only for samples whose angle to their own class exceeds 130.5°; ArcFace
-# (m = 0.5) switches to its fallback beyond 151.4°. Per target: the fraction of CosReLU's *training* samples
-# in the clamp branch per epoch (mean over the epoch's batches and the seeds); for every head the fraction of
-# *validation* samples in its own fallback or clamp branch after each epoch (empty for a head without one);
-# and, for the final models, the median angle to the own class weight and the shares beyond 90°, 130.5°
-# and 151.4°.
+# switches to its fallback beyond π − m (151.4° for m = 0.5). First, for each head that has such a branch,
+# how much it was used: the share of CosReLU's *training* samples in its clamp (the largest of any epoch,
+# mean over the epoch's batches and the seeds, and the largest of one seed) and the share of *validation*
+# samples in the head's own branch (the largest after any epoch, and after the last). Then, per target and
+# for the final models, the median angle to the own class weight and the shares beyond 90°, 130.5° and
+# 151.4°.
 
 # %%
-clamp_tables = {}
+use = experiment.branch_use(history)
+if use.empty:
+    display(Markdown("None of these heads has a fallback or clamp branch."))
+elif experiment.branch_never_used(use):
+    display(Markdown(f"**No sample reached a fallback or clamp branch**, in training or validation, in any epoch "
+                     f"({int(use['epochs'].max())} per run) of any seed "
+                     f"({', '.join(sorted({f'`{head}`' for _, head in use.index}))}): every share is 0, so these "
+                     "heads trained with their margin formulas throughout."))
+else:
+    display(use)
+clamp_tables = {}  # per target: CosReLU's training clamp share per epoch (mean and max over seeds), for the findings
 for target in targets:
     rows = history[history["target"] == target]
-    display(Markdown(f"**{target}**"))
     if "cosrelu" in heads:
-        clamp_tables[target] = (rows[rows["head"] == "cosrelu"].groupby("epoch")["clamp_fraction"]
-                                .agg(["mean", "max"]).rename(columns={"mean": "CosReLU training fraction (mean over seeds)",
-                                                                      "max": "max over seeds"}))
-        display(clamp_tables[target])
-    fallback = rows.pivot_table(index="epoch", columns="head", values=experiment.FALLBACK_SHARE, aggfunc="mean",
-                                dropna=False)
-    display(fallback[[h for h in heads if h in fallback.columns]].rename(columns=lambda h: f"{h}: in own branch"))
+        clamp_tables[target] = rows[rows["head"] == "cosrelu"].groupby("epoch")["clamp_fraction"].agg(["mean", "max"])
+    display(Markdown(f"**{target}**: the final models' angles to their own class weight"))
     display(experiment.target_angle_summary(predictions[predictions["target"] == target]))
     if {"cosrelu", "cosface"} <= set(heads):
         agreement = head_comparison.agreement_by_seed(predictions[predictions["target"] == target], "cosrelu",
@@ -652,7 +658,8 @@ for frozen_target, runs_t in frozen_runs.items():
     compared = head_comparison.compare_heads(table, frozen_status[frozen_target], frozen_pairs, group="race",
                                              order=groups, correction=correction)
     frozen_comparisons[frozen_target] = compared
-    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, {correction} across the "
+    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, "
+                     f"{head_comparison.CORRECTION_NAMES.get(correction, correction)} across the "
                      f"comparisons of one kind)" if len(compared) else f"**Target `{frozen_target}`**"),
             head_comparison.comparison_style(compared[compared["quantity"] != "group accuracy"]
                                              .set_index(["quantity", "head", "reference"])[columns]))

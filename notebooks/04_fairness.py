@@ -72,15 +72,14 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from lib import download, fairness_analysis as analysis, fairness_plots, frvt, head_comparison, lfw, parameters
-from lib import paths, plots, pretrained, synthetic
+from lib import paths, plots, pretrained, synthetic, tables
 from lib.errors import DataError
 from lib.labels import GENDERS
 from lib.tables import write_csv
 
 plots.setup_style()
+tables.setup_display()  # every table in one number format, no cell cut short
 parameters.validate("04_fairness", globals())  # every parameter checked before any work
-pd.set_option("display.precision", 3)
-pd.set_option("display.max_colwidth", None)  # no cell cut short
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 20)
 if lfw_source == "synthetic":
@@ -136,7 +135,7 @@ if len(main):
     plots.save_figure(fig, "04_gap_differences", profile)
     plt.show()
 else:
-    display(Markdown("No pair of heads to compare (see `head_pairs` in notebook 03)."))
+    display(Markdown("No pair of heads to compare: notebook 03's parameters name none."))
 head_comparison.comparison_style(
     comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
         ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]])
@@ -159,7 +158,7 @@ if "gender" in targets:
         display(head_comparison.comparison_style(per_race.set_index(["group", "head", "reference"])[
             ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]]))
 else:
-    display(Markdown("Notebook 03 trained no gender classifier (`targets` without `gender`)."))
+    display(Markdown("Notebook 03 trained no gender classifier in this profile."))
 
 # %% [markdown]
 # ### The accuracies behind them
@@ -181,18 +180,20 @@ if "gender" in targets:
                                                  caption="Gender accuracy across races: disparity of each head "
                                                          "(mean over seeds, 95 % t-interval over seeds)"))
 
-# %% [markdown]
-# In the synthetic profiles the groups have a planted difficulty (`Group A` easiest … `Group G` hardest:
-# more photo-to-photo variation of a person and a less distinctive group look). For race classification it
-# is a check: if the analysis works, recall falls with difficulty (Spearman's ρ between planted difficulty
-# and measured recall near −1). For gender classification it is an observation: the difficulty was planted
-# for telling groups and people apart, and nothing says it must make gender harder to read.
-
 # %%
+# Generated groups have a planted difficulty, a known answer to check the analysis against; real groups have
+# none, so on real data this cell shows nothing.
 planted = set(races) <= set(synthetic.GROUP_DIFFICULTY)
 per_group = {target: analysis.per_group_accuracy(by_target[target], "race", order=races) for target in targets}
-for target in targets:
-    if planted:
+if planted:
+    display(Markdown(
+        "**The planted ordering.** These groups are generated with a planted difficulty (`Group A` easiest … "
+        "`Group G` hardest: more photo-to-photo variation of a person and a less distinctive group look). For "
+        "race classification it is a check: if the analysis works, recall falls with difficulty (Spearman's ρ "
+        "between planted difficulty and measured recall near −1). For gender classification it is an "
+        "observation: the difficulty was planted for telling groups and people apart, and nothing says it must "
+        "make gender harder to read."))
+    for target in targets:
         display(Markdown(f"**{target}**"), analysis.planted_order_check(per_group[target], synthetic.GROUP_DIFFICULTY))
 
 # %% [markdown]

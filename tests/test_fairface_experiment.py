@@ -337,3 +337,37 @@ def test_longer_run_table_compares_final_accuracies():
     assert table.loc["overall", "difference"] == pytest.approx(0.25)
     assert table.loc["A", "difference"] == pytest.approx(0.5) and table.loc["B", "difference"] == 0
     assert table.loc["overall", "beyond threshold"] and not table.loc["B", "beyond threshold"]
+
+
+def branch_history(clamp: float, arcface_share: float) -> pd.DataFrame:
+    """Two seeds × three epochs of notebook 03's history: CosReLU records its training clamp fraction and a
+    validation branch share, ArcFace only the latter, the plain cosine softmax neither (NaN: no branch)."""
+    rows = []
+    for seed in (0, 1):
+        for epoch in (1, 2, 3):
+            late = epoch == 2 and seed == 1
+            rows += [{"target": "race", "head": "cosrelu", "seed": seed, "epoch": epoch,
+                      "clamp_fraction": clamp if late else 0.0, fx.FALLBACK_SHARE: 0.0},
+                     {"target": "race", "head": "arcface", "seed": seed, "epoch": epoch,
+                      fx.FALLBACK_SHARE: arcface_share if epoch == 3 else 0.0},
+                     {"target": "race", "head": "cosine_softmax", "seed": seed, "epoch": epoch,
+                      fx.FALLBACK_SHARE: math.nan}]
+    return pd.DataFrame(rows)
+
+
+def test_branch_use_reports_heads_with_a_branch_and_says_when_none_was_used():
+    """Notebook 03's per-epoch clamp and fallback tables were all 0.0 (and NaN for heads without a branch)
+    on real FairFace: one row per head with a branch replaces them, and all-zero use is detected."""
+    use = fx.branch_use(branch_history(clamp=0.0, arcface_share=0.0))
+    assert list(use.index) == [("race", "cosrelu"), ("race", "arcface")]  # no row for the head without one
+    assert fx.branch_never_used(use)
+    assert math.isnan(use.loc[("race", "arcface"), "training: largest epoch share"])  # records no training share
+
+    use = fx.branch_use(branch_history(clamp=0.04, arcface_share=0.3))
+    assert not fx.branch_never_used(use)
+    cosrelu, arcface = use.loc[("race", "cosrelu")], use.loc[("race", "arcface")]
+    assert cosrelu["training: largest share of a seed"] == pytest.approx(0.04)
+    assert cosrelu["training: largest epoch share"] == pytest.approx(0.02)  # mean of the two seeds at epoch 2
+    assert arcface["validation: last epoch"] == pytest.approx(0.3)
+    assert arcface["validation: largest epoch share"] == pytest.approx(0.3)
+    assert (cosrelu["seeds"], cosrelu["epochs"]) == (2, 3)

@@ -267,6 +267,6 @@ def test_comparison_style_rounds_values_and_keeps_small_p_values_readable():
     table = pd.DataFrame({"difference": [0.20834, -0.0271], "p_value": [1.99e-09, np.nan],
                           "p_adjusted": [0.04567, np.nan], "verdict": ["higher", "not compared: arcface (collapsed)"]})
     html = hc.comparison_style(table).to_html()
-    for shown in (">0.208<", ">-0.027<", ">2e-09<", ">0.046<", ">higher<"):
+    for shown in (">0.208<", ">-0.027<", ">2.0e-09<", ">0.046<", ">higher<", ">—<"):
         assert shown in html
     assert "nan" not in html.lower() and "1.990e-09" not in html

@@ -444,3 +444,17 @@ def test_alignment_gain_pairs_the_two_variants_by_seed_and_pair(tmp_path):
     _scores_file(tmp_path, "aligned", {"softmax": 0.85}, settings='{"epochs": 60}')
     table, note = experiment.alignment_gain(tmp_path)
     assert table is None and "other settings differ" in note
+
+
+def test_choice_table_names_a_constant_schedule_instead_of_nan():
+    """02's decision table showed schedule 'nan' (a constant learning rate is schedule None) and lr 0.000500."""
+    from lib.tables import style
+
+    choice = pd.DataFrame({"setting": ["schedule", "schedule", "lr"], "value": ["cosine", None, 0.0005],
+                           "score": [0.82, 0.81, 0.80], "runs": ["a", "b", "c"], "chosen": [True, False, True]})
+    table = experiment.choice_table(choice)
+    assert list(table.index) == [("schedule", "cosine"), ("schedule", "none (constant)"), ("lr", 0.0005)]
+    assert "runs" not in table.columns
+    rendered = style(table).to_html()
+    assert ">none (constant)<" in rendered and ">0.0005<" in rendered
+    assert "nan" not in rendered.lower() and "0.000500" not in rendered

@@ -19,6 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import nbformat  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -162,6 +163,19 @@ def test_pages_load_nothing_from_the_network_and_ship_mathjax(project, tmp_path)
     assert _network_loads(stock)
 
 
+@pytest.mark.parametrize("page", sorted((paths.ROOT / "reports" / "real").glob("*.html")), ids=lambda p: p.name)
+def test_the_committed_real_report_loads_nothing_from_the_network(page):
+    """The publication itself, not only a freshly rendered test page: no script, style or image from the
+    network, and every page but the references page links to it and to the index."""
+    text = page.read_text(encoding="utf-8")
+    assert _network_loads(text) == []
+    if page.name != "references.html":
+        assert 'href="references.html"' in text
+    if page.name not in ("index.html", "references.html"):
+        assert 'href="index.html"' in text and 'src="mathjax/tex-svg.js"' in text
+    assert (page.parent / "mathjax" / "tex-svg.js").is_file()
+
+
 def _two_pages(project, commits=("aaa1111", "bbb2222")) -> Path:
     """Two executed notebooks, 01 executed first at commits[0], 02 later at commits[1]."""
     out = _write_executed(project, {"git_commit": commits[0], "python": "3.11.7", "started": "2024-05-01T10:00:00"})
@@ -216,6 +230,41 @@ def test_project_code_named_on_a_page_links_to_its_file():
     assert '<a href="../../scripts/sweep_lfw_settings.py"><code>scripts/sweep_lfw_settings.py</code></a>' in linked
     assert "<code>src/loss.py</code>, <code>model.py</code>" in linked  # another project's files: plain
     assert "<a href='x'><code>lib.frvt</code></a>" in linked  # already a link: untouched
+
+
+def test_project_code_links_to_its_file_on_the_repository_host_at_the_pages_commit():
+    """With the repository's URL set (lib.paths.REPOSITORY_URL), code a page names links to its file on the
+    host at the commit the page was executed from, a folder to its tree; a file git does not track (a
+    result, the image cache) is the reader's own run's, not a source, and stays plain text."""
+    tracked = {"lib/losses.py", "scripts/arcface_regime_trial.py", "data/lfw_gender/male_names.txt"}
+    page = ("<p><code>lib.losses.CosFaceHead</code> <code>scripts/arcface_regime_trial.py</code> "
+            "<code>data/lfw_gender/</code> <code>data/cache/</code> <code>data/results/real/02_devtest_embeddings.npz</code> "
+            "<code>lib.not_a_module</code></p>")
+    linked = notebooks.link_project_code(page, repository="https://github.com/owner/project/", commit="abc123+dirty",
+                                         tracked=tracked)
+    assert ('<a href="https://github.com/owner/project/blob/abc123/lib/losses.py"><code>lib.losses.CosFaceHead</code>'
+            '</a>') in linked
+    assert 'href="https://github.com/owner/project/blob/abc123/scripts/arcface_regime_trial.py"' in linked
+    assert 'href="https://github.com/owner/project/tree/abc123/data/lfw_gender"' in linked
+    for plain in ("data/cache/", "data/results/real/02_devtest_embeddings.npz", "lib.not_a_module"):
+        assert f"<code>{plain}</code>" in linked and f"><code>{plain}</code></a>" not in linked
+    relative = notebooks.link_project_code(page, repository="", tracked=tracked)  # no URL set: links within a clone
+    assert '<a href="../../lib/losses.py">' in relative and "../../data/cache" not in relative
+
+
+def test_rendered_pages_link_code_at_the_commit_of_their_run(project, monkeypatch):
+    out = _write_executed(project)
+    notebook = nbformat.read(out / "01_tiny.ipynb", as_version=4)
+    notebook.cells.append(nbformat.v4.new_markdown_cell("Scored by `lib.frvt`."))
+    nbformat.write(notebook, out / "01_tiny.ipynb")
+    record = {"notebook": "01_tiny", "profile": "tiny", "started": "2026-01-01T00:00:00+00:00",
+              "wall_seconds": 1.0, "git_commit": "0123abcd"}
+    (out / "01_tiny.run.json").write_text(json.dumps(record))
+    monkeypatch.setattr(notebooks.paths, "REPOSITORY_URL", "https://example.org/team/project")
+    monkeypatch.setattr(notebooks, "tracked_files", lambda root=None: {"lib/frvt.py"})
+    notebooks.render("tiny")
+    assert ('<a href="https://example.org/team/project/blob/0123abcd/lib/frvt.py"><code>lib.frvt</code></a>'
+            in (out / "01_tiny.html").read_text())
 
 
 def test_index_falls_back_to_papermill_timing_and_exported_figures(project):
@@ -409,11 +458,60 @@ def test_the_readme_timings_are_generated_from_the_run_records(project):
         notebooks.update_readme_timings("tiny", readme)
 
 
-def test_the_readme_timing_block_of_the_default_profile_parses():
-    """The repository's README carries the generated block (rewrite it with `python -m lib.notebooks timings`)."""
-    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "default")
+def test_timings_from_older_records_say_what_they_lack_and_name_each_pages_commit(project):
+    """The real profile's records: pages run on different days at different commits, records from before
+    the load average, checkpoint count and amp fields existed, one without a wall time. Nothing missing
+    may read as a fact ('a first run'); the training per run comes from the results the pages read."""
+    stems = ("01_tiny", "02_other", "03_third")
+    for stem in stems:
+        (project / "notebooks" / f"{stem}.py").write_text("# %%\n1 + 1\n")
+    out = project / "reports" / "tiny"
+    out.mkdir()
+    old = {"python": "3.11.7", "cpu": "AMD EPYC", "cpu_count": 2, "torch": "2.4.0", "device": "cpu", "gpu": None}
+    records = [{"notebook": "01_tiny", "started": "2026-12-01T17:28:30+00:00", "wall_seconds": 11.8,
+                "git_commit": "eca5cea705f2ba82", **old},
+               {"notebook": "02_other", "started": "2026-12-01T15:48:25+00:00", "wall_seconds": 265.3,
+                "git_commit": "39e6ec58b0fd99c2", **old},
+               {"notebook": "03_third", "started": "2026-12-02T10:00:00+00:00", "git_commit": "acf07d14e4fc960f", **old}]
+    for record in records:
+        (out / f"{record['notebook']}.run.json").write_text(json.dumps(record))
+    results = notebooks.paths.results_dir("tiny")
+    pd.DataFrame({"head": ["a", "a", "b"], "seed": [0, 1, 0], "train_minutes": [6.9, 11.8, 7.0]}).to_csv(
+        results / "02_summary.csv", index=False)
+    pd.DataFrame({"target": "race", "head": ["a", "a", "b"], "seed": 0, "epoch": [1, 2, 1],
+                  "seconds": [120.0, 120.0, 300.0]}).to_csv(results / "03_history.csv", index=False)
+    readme = project / "README.md"
+    begin, end = notebooks.timings_markers("tiny")
+    readme.write_text(f"{begin}\n{end}\n")
+    block = notebooks.update_readme_timings("tiny", readme)
+    parsed = notebooks.parse_timings(readme.read_text(), "tiny")
+    assert parsed["notebooks"] == {"01": "12 s", "02": "4.4 min", "03": "not recorded"}
+    assert parsed["total"] == "4.6 min" and "for the 2 notebooks with a recorded time" in block
+    for fact in ("01 12 s [2026-12-01, eca5cea705f2]", "03 not recorded [2026-12-02, acf07d14e4fc]",
+                 "checkpoints present at the start: not recorded", "load average not recorded",
+                 "resolved to `not recorded`", "02: 3 runs of 6.9–11.8 min (25.7 min in all)",
+                 "03: 2 runs of 4.0–5.0 min (9.0 min in all)"):
+        assert fact in block, fact
+    assert "a first run" not in block
+
+
+@pytest.mark.parametrize("profile", ["default", "real"])
+def test_the_readme_timing_block_of_the_default_profile_parses(profile):
+    """The repository's README carries the generated blocks (rewrite them with `python -m lib.notebooks timings`)."""
+    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), profile)
     assert list(parsed["notebooks"]) == [source.stem[:2] for source in notebooks.notebook_sources()]
     assert "cores" in parsed["block"] and "Generated from the run records" in parsed["block"]
+
+
+def test_the_readme_real_timings_agree_with_the_committed_pages():
+    """Item 7 of issue 26: the README's real-profile times are those of the committed pages' run records
+    (after re-executing the real report, `python -m lib.notebooks timings --profile real` rewrites them)."""
+    parsed = notebooks.parse_timings((paths.ROOT / "README.md").read_text(encoding="utf-8"), "real")
+    records = [json.loads(path.read_text()) for path in sorted((paths.ROOT / "reports" / "real").glob("*.run.json"))]
+    assert records, "no run records in reports/real/"
+    assert parsed["notebooks"] == {
+        r["notebook"][:2]: notebooks._duration(float(r["wall_seconds"])) if r.get("wall_seconds") is not None
+        else notebooks.NOT_RECORDED for r in records}
 
 
 def test_checkpoints_at_start_count_only_the_notebooks_own(tmp_path, monkeypatch):

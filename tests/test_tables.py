@@ -127,3 +127,90 @@ def test_a_write_removes_the_temporaries_a_killed_writer_left_for_its_target(tmp
     write_csv(pd.DataFrame({"a": [2]}), tmp_path / "x.csv")
     assert not stale.exists() and other.exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == [other.name, "x.csv"]
+
+
+# --------------------------------------------------------------------------------------------------
+# Shown tables: one number format per quantity (issue 26, item 4)
+# --------------------------------------------------------------------------------------------------
+def shown_cells(html_text: str) -> list[str]:
+    """The text of every header and data cell of a rendered table, in order."""
+    import html
+    import re
+
+    return [html.unescape(re.sub(r"<.*?>", "", cell)).strip()
+            for cell in re.findall(r"<t[hd][^>]*>.*?</t[hd]>", html_text, re.S)]
+
+
+def test_style_applies_one_format_per_quantity():
+    """The formats the issue found mixed across the pages, each in its one form: a share "0.864865" (01)
+    at three decimals, a count "8271.0" beside a missing value (02) as an integer and "—", a learning rate
+    "0.000500" (02) as written, p = "4.998e-04" (04) at two significant digits, a missing schedule label
+    "nan" (02) as "—", minutes at one decimal."""
+    from lib.tables import style
+
+    frame = pd.DataFrame({"images": [8271.0, np.nan], "share": [0.864865, 0.135135], "p_value": [4.998e-04, 0.6],
+                          "lr": [0.0005, 0.001], "train_minutes": [11.8122, 7.0], "seeds": [3, 5],
+                          "verdict": ["higher", None]},
+                         index=pd.Index(["cosine", np.nan], name="schedule"))
+    cells = shown_cells(style(frame).to_html())
+    assert cells[cells.index("schedule") + 8:] == [
+        "cosine", "8,271", "0.865", "0.00050", "0.0005", "11.8", "3", "higher",
+        "—", "—", "0.135", "0.60", "0.001", "7.0", "5", "—"]
+    assert not any(cell.lower() in ("nan", "none") for cell in cells)
+
+
+def test_style_reads_p_values_and_labels_in_multiindex_columns_and_index():
+    """04's permutation-test table pivots (gap, p_value) by seed; its target FMRs are index labels."""
+    from lib.tables import style
+
+    columns = pd.MultiIndex.from_tuples([("gap", 0), ("gap", 1), ("p_value", 0), ("p_value", 1)], names=[None, "seed"])
+    frame = pd.DataFrame([[0.612, 0.575, 4.998e-04, 0.0449]], columns=columns,
+                         index=pd.Index([1e-3], name="target_fmr"))
+    cells = shown_cells(style(frame).to_html())
+    assert cells[-5:] == ["0.001", "0.612", "0.575", "0.00050", "0.045"]
+
+
+def test_style_keeps_an_override_and_does_not_change_the_frame():
+    from lib.tables import style
+
+    frame = pd.DataFrame({"difference": [0.01234, -0.5, np.nan]})
+    cells = shown_cells(style(frame, {"difference": "{:+.3f}"}).to_html())
+    assert cells[-6:][1::2] == ["+0.012", "-0.500", "—"]  # (index, value) pairs
+    assert frame["difference"].iloc[0] == 0.01234
+
+
+def test_setup_display_makes_every_displayed_frame_use_the_format():
+    """What a notebook shows: the HTML a kernel's display formatter produces for a plain DataFrame (no
+    Styler built by the notebook) follows the same format, and a long text cell is never cut short."""
+    from types import SimpleNamespace
+
+    from IPython.core.formatters import DisplayFormatter
+
+    from lib.tables import setup_display
+
+    shell = SimpleNamespace(display_formatter=DisplayFormatter())
+    long_text = "s·cos(θ_y + m); beyond π − m: s·(cos θ_y − m·sin m)" * 2
+    frame = pd.DataFrame({"target logit": [long_text], "fallback_share": [np.nan], "images": [16000]})
+    before = shell.display_formatter.format(frame)[0]["text/html"]
+    assert "NaN" in before  # pandas' own HTML: the convention is not there yet
+    with pd.option_context("display.max_colwidth", 50):
+        setup_display(shell)
+        assert pd.get_option("display.max_colwidth") is None
+    after = shown_cells(shell.display_formatter.format(frame)[0]["text/html"])
+    assert after[-3:] == [long_text, "—", "16,000"]
+
+
+def test_every_notebook_shows_its_tables_in_the_one_format():
+    """Each notebook turns the convention on, and none formats a table its own way: no precision of its
+    own (02 showed four decimals), no percentages beside fractions (01), no "NaN" text of its own."""
+    import re
+
+    from lib import paths
+
+    for source in sorted((paths.ROOT / "notebooks").glob("0*.py")):
+        text = source.read_text(encoding="utf-8")
+        assert "tables.setup_display()" in text, source.name
+        assert 'pd.set_option("display.precision"' not in text, source.name
+        assert set(re.findall(r"precision=(\d+)", text)) <= {"3"}, source.name
+        assert not re.search(r"\.style\.format\(\"\{:[^}]*%\}", text), source.name
+        assert set(re.findall(r"na_rep=\"([^\"]*)\"", text)) <= {"", "—"}, source.name
