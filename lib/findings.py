@@ -490,7 +490,7 @@ def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> F
     return f.text(paragraphs)
 
 
-def _planted_paragraph(f: Findings, table: str, target: str) -> str:
+def _planted_paragraph(f: Findings, table: str, target: str, note: bool = True) -> str:
     rows = f.table(table)
     lines = []
     for regime, head in rows.loc[rows["target"] == target, ["regime", "head"]].itertuples(index=False):
@@ -499,7 +499,7 @@ def _planted_paragraph(f: Findings, table: str, target: str) -> str:
         hit = f.choose(f"{table}: {regime} {head} recovered", table, where, "spearman_rho",
                        lambda r: "recovered" if r <= -0.5 else "**not recovered**")
         lines.append(f"`{head}` ({regime}) ρ = {rho}, {hit}")
-    return (f"**Planted answer.** {SYNTHETIC_NOTE} Planted: groups A (easiest) to G (hardest), so {target} "
+    return (f"**Planted answer.** {SYNTHETIC_NOTE + ' ' if note else ''}Planted: groups A (easiest) to G (hardest), so {target} "
             "recall should fall with the planted difficulty (Spearman's ρ near −1; *recovered* when ρ ≤ −0.5; "
             f"`{table}`): " + "; ".join(lines) + ".")
 
@@ -621,19 +621,31 @@ def data_audit_findings(folder, profile: str = "", *, synthetic: bool = False) -
         f"{n('smallest validation race share', 'accuracy')} ({n('smallest validation race group', 'text')}), the "
         f"largest {n('largest validation race share', 'accuracy')} ({n('largest validation race group', 'text')}), "
         "so per-group accuracies rest on different numbers of images. "
-        f"{n('byte-identical sets across train and validation')} sets of byte-identical images span train and "
-        f"validation and {n('byte-identical sets with conflicting labels')} carry conflicting labels "
-        "(table and figure `01_fairface_duplicates`).",
+        f"Sets of byte-identical images spanning train and validation: "
+        f"{n('byte-identical sets across train and validation')}; sets whose copies carry conflicting labels: "
+        f"{n('byte-identical sets with conflicting labels')} (table and figure `01_fairface_duplicates`).",
         f"**LFW.** View 1's DevTrain and DevTest share {n('View 1 DevTrain/DevTest shared identities')} identities; "
-        f"the DevTrain people share {n('View 1 DevTrain people in View 2')} identities with View 2's pairs, so "
-        "models trained on DevTrain are scored on View 1 DevTest, not View 2 (figure `01_lfw_fold_overlap`).",
+        f"the DevTrain people share {n('View 1 DevTrain people in View 2')} identities with View 2's pairs"
+        + f.choose("01: View 1 DevTrain people in View 2 (any?)", t, {"quantity": "View 1 DevTrain people in View 2"},
+                   "value", lambda shared: ", so models trained on DevTrain are scored on View 1 DevTest, not View 2"
+                   if shared > 0 else ", so View 2 would also be a clean test set for them")
+        + " (section *View 1 vs View 2*).",
         "**What it does not show.** The audit counts; it does not say whether a duplicate or a group's size changes "
         "a result: notebooks 03 and 04 give intervals that cover the seeds (and, where the table says so, the "
         "sampling of images), not the group sizes directly.",
     ]
     if synthetic:
-        paragraphs.append(f"**Planted answer.** {SYNTHETIC_NOTE} Its groups (`Group A` easiest … `Group G` "
-                          "hardest) carry the planted difficulty the later notebooks should recover.")
+        checks = []
+        for found, planted in [("byte-identical sets across train and validation",
+                                "planted byte-identical sets across train and validation"),
+                               ("byte-identical sets with conflicting labels",
+                                "planted byte-identical sets with conflicting labels")]:
+            planted_count = f.value(f"01: {planted}", t, {"quantity": planted}, "value")
+            checks.append(f"{n(planted)} {found} planted, "
+                          + f.choose(f"01: {found} (recovered?)", t, {"quantity": found}, "value",
+                                     lambda v, p=planted_count: "all found" if v == p else f"**{v:.0f} found**"))
+        paragraphs.append(f"**Planted answer.** {SYNTHETIC_NOTE} " + "; ".join(checks) + ". Its groups (`Group A` "
+                          "easiest … `Group G` hardest) carry the planted difficulty that notebooks 03 and 04 check.")
     return f.text(paragraphs)
 
 
@@ -718,6 +730,8 @@ def series_findings(folder, profile: str = "", *, stems=(), synthetic: bool = Fa
                 sentences.append(f"dlib's pretrained encoder, audited on all of LFW at overall FMR 0.001, gives a "
                                  f"{fmr['ratio'].iloc[0]} false-match-rate ratio of "
                                  f"{_ratio(f, ratios, where, f'{ratios}: FMR ratio at 0.001')}.")
+    if synthetic and "03_cosrelu_vs_softmax" in stems and f.has("03_planted_order.csv"):
+        sentences.append(_planted_paragraph(f, "03_planted_order.csv", "race", note=False))
     if len(sentences) > (1 if synthetic else 0):
         sentences.append("Every number is read from the result tables when this page is rendered; each notebook's "
                          "*Findings* section says under which regime, how sure (what its intervals cover) and what "

@@ -346,6 +346,14 @@ audit_counts = pd.DataFrame([
     ("View 1 DevTrain/DevTest shared identities", len(set(train_names) & test_names)),
     ("View 1 DevTrain people in View 2", people_leak["shared_identities"]),
 ], columns=["quantity", "value"])
+planted = synthetic.read_metadata(fairface_root.parent) if is_synthetic else None
+if planted:  # what lib.synthetic planted, for the findings to compare with what was found
+    kinds = [duplicate["kind"] for duplicate in planted["planted_duplicates"]]
+    audit_counts = pd.concat([audit_counts, pd.DataFrame([
+        ("planted byte-identical sets across train and validation", kinds.count("across splits")),
+        ("planted byte-identical sets with conflicting labels",
+         sum(bool(duplicate["conflicting_label"]) for duplicate in planted["planted_duplicates"])),
+    ], columns=["quantity", "value"])], ignore_index=True)
 print("wrote", paths.shown(write_csv(audit_counts, paths.results_dir(profile) / "01_audit.csv")))
 
 # %% [markdown]

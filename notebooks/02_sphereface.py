@@ -286,8 +286,9 @@ if tuning_grid:
     write_csv(choice, paths.results_dir(profile) / findings.SETTING_CHOICE)  # the Findings read what was chosen
     display(Markdown(experiment.describe_choice(choice, tuning_heads, stages=tuning_stages)))
     display(choice.drop(columns="runs").set_index(["setting", "value"]).style.format(precision=3, na_rep=""))
-else:  # no tuning: no table of an earlier run may speak for this one
-    (paths.results_dir(profile) / findings.SETTING_CHOICE).unlink(missing_ok=True)
+else:  # no tuning: an empty table says so (and no table of an earlier run speaks for this one)
+    write_csv(pd.DataFrame(columns=["setting", "value", "current", "chosen"]),
+              paths.results_dir(profile) / findings.SETTING_CHOICE)
 if setting_note:
     display(Markdown(f"**This profile's setting.** {setting_note}"))
 

@@ -24,9 +24,9 @@
 # comparison with a default of 5 epochs, so how long they trained is unclear), and concluded that the margin does not help "under small-data
 # constraints" while FairFace-1.25 is "a larger dataset" that adds 2–3 points.
 #
-# Three things in that comparison are fixed here (quoted from its code below): validation images got the
-# training augmentation, predictions used unnormalized classifier weights, and each number is a single seed,
-# so a 0.003 difference cannot be told from seed noise. And **0.25 vs 1.25 is not a data-size difference**:
+# Four things in that comparison are fixed here (quoted from its code below): validation images got the
+# training augmentation, predictions used unnormalized classifier weights, its "softmax" has no scale, and each
+# number is a single seed, so a 0.003 difference cannot be told from seed noise. And **0.25 vs 1.25 is not a data-size difference**:
 # both are the same images, cropped by dlib's `get_face_chip` with padding p, whose crop side is (1 + 2p)
 # times the aligned face box: 1.5× for 0.25 and 3.5× for 1.25.
 #
@@ -479,7 +479,7 @@ head_comparison.comparison_style(comparisons[comparisons["quantity"] != "group a
 # (<target>).csv` otherwise: `epoch, seed, loss, overall` and one column per race), the per-sample
 # validation predictions of every target, head and seed (`03_predictions.csv`), the history, which heads
 # collapsed or are identical (`03_heads.csv`) and the comparisons with their verdicts (`03_comparisons.csv`).
-# The conclusion below is written from the saved tables, as notebook 04's is.
+# The findings at the end of the page are written from the saved tables, as notebook 04's are.
 
 # %%
 results_dir = paths.results_dir(profile)
