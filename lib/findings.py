@@ -165,12 +165,13 @@ class Findings:
         return (f"[{self.number(f'{name} (lower bound)', table, where, lower, kind)}, "
                 f"{self.number(f'{name} (upper bound)', table, where, upper, kind)}]")
 
-    def choose(self, name: str, table: str, where: dict, column: str, words) -> str:
+    def choose(self, name: str, table: str, where: dict, column: str, words, numeric: bool = True) -> str:
         """A word chosen from a quoted cell: ``words`` maps the cell's text to a word (a dict; an unknown
-        value is an error naming the number), or is a function of the cell's number."""
+        value is an error naming the number), or is a function of the cell's number (of its text when
+        ``numeric`` is false)."""
         def shown(cell: str) -> str:
             if callable(words):
-                return words(_number(cell, name, table, column))
+                return words(_number(cell, name, table, column) if numeric else cell)
             if cell not in words:
                 raise FindingsError(f"Findings number {name!r}: table {table}, column {column!r} holds {cell!r}, "
                                     f"which the finding has no words for ({', '.join(map(repr, words))})")
@@ -343,16 +344,18 @@ def sphereface_findings(folder, profile: str = "", *, synthetic: bool = False) -
     answer = (f"**The answer.** The most accurate trained head is `{best}`, "
               f"{f.number(f'02: DevTest accuracy of {best}', heads, {'head': best}, 'acc_10fold')} "
               f"{f.interval(f'02: DevTest accuracy of {best}', heads, {'head': best}, 'ci_low', 'ci_high', 'accuracy')} "
-              f"(mean over {seeds} seeds; interval from a bootstrap over seeds and pairs).")
+              f"(mean over {seeds} seeds; 95 % interval over the seeds and the pairs).")
     lines = []
     for row in f.table(comparisons)["comparison"]:
         where = {"comparison": row}
-        resolved = f.choose(f"02: {row}: interval excludes 0", comparisons, where, "excludes 0",
-                            {"True": "its interval excludes 0", "False": "its interval includes 0: no difference shown"})
         lines.append(f"{row} {f.number(f'02: {row}', comparisons, where, 'mean difference', 'difference')} "
-                     f"{f.interval(f'02: {row}', comparisons, where, '95% CI low', '95% CI high')}, {resolved}")
+                     f"{f.interval(f'02: {row}', comparisons, where, '95% CI low', '95% CI high')}, "
+                     f"{_verdict_02(f, comparisons, row)}")
     if lines:
         answer += " Paired differences (same seeds, same pairs): " + "; ".join(lines) + "."
+        if "interval" in f.table(comparisons).columns:
+            first = {"comparison": f.table(comparisons)["comparison"].iloc[0]}
+            answer += f" Intervals: {f.number('02: what the intervals cover', comparisons, first, 'interval', 'text')}."
     paragraphs.append(answer)
     if "course_sphereface" in head_names:
         from lib.course_reports import SPHEREFACE_FIXED_THRESHOLD_ACCURACY as course
@@ -393,6 +396,19 @@ def sphereface_findings(folder, profile: str = "", *, synthetic: bool = False) -
 
 
 SETTING_CHOICE = "02_setting_choice.csv"
+
+
+def _verdict_02(f: Findings, table: str, comparison: str) -> str:
+    """Notebook 02's verdict on one paired difference: its ``verdict`` column where the table has one (corrected
+    for the comparisons of the table), else whether the uncorrected interval excludes 0 (older tables)."""
+    where = {"comparison": comparison}
+    if "verdict" in f.table(table).columns:
+        return f.choose(f"02: {comparison}: verdict", table, where, "verdict",
+                        lambda cell: _verdict_word(cell), numeric=False)
+    low = f.value(f"02: {comparison} (lower bound)", table, where, "95% CI low")
+    high = f.value(f"02: {comparison} (upper bound)", table, where, "95% CI high")
+    return ("**higher** (its interval excludes 0)" if low > 0 else "**lower** (its interval excludes 0)" if high < 0
+            else "not resolved (its interval includes 0)")
 
 
 def _devtest_sentence(f: Findings) -> str:
@@ -677,10 +693,7 @@ def series_findings(folder, profile: str = "", *, stems=(), synthetic: bool = Fa
         for name in [c for c in rows["comparison"] if c.endswith("− softmax") and c.split(" ")[0] in
                      ("sphereface", "cosface")]:
             where = {"comparison": name}
-            low = f.value(f"02: {name} (lower bound)", comparisons, where, "95% CI low")
-            high = f.value(f"02: {name} (upper bound)", comparisons, where, "95% CI high")
-            shown = ("**higher**: its interval excludes 0" if low > 0 else "**lower**: its interval excludes 0"
-                     if high < 0 else "not resolved: its interval includes 0")
+            shown = _verdict_02(f, comparisons, name)
             parts.append(f"{name} {f.number(f'02: {name}', comparisons, where, 'mean difference', 'difference')} "
                          f"{f.interval(f'02: {name}', comparisons, where, '95% CI low', '95% CI high')} ({shown})")
         course = (f"; the course report's loss, its bugs reproduced, reaches "

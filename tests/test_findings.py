@@ -202,3 +202,19 @@ def test_render_stops_when_a_quoted_table_is_missing(project):
     (folder / "02_comparisons.csv").unlink()
     with pytest.raises(SystemExit, match=r"02: sphereface − softmax.*02_comparisons\.csv is missing"):
         notebooks.render("tiny")
+
+
+def test_notebook_02_verdict_comes_from_the_verdict_column_when_the_table_has_one(tmp_path):
+    heads = "head,seeds,acc_10fold,ci_low,ci_high,acc_fixed_0.5\nsoftmax,3,0.79,0.77,0.82,0.64\ncosface,3,0.84,0.81,0.87,0.58\n"
+    (tmp_path / "02_heads.csv").write_text(heads)
+    (tmp_path / "02_comparisons.csv").write_text(
+        "comparison,seeds,mean difference,95% CI low,95% CI high,excludes 0\ncosface − softmax,3,0.05,0.01,0.09,True\n")
+    assert "cosface − softmax +0.050 [+0.010, +0.090], **higher** (its interval excludes 0)" in \
+        findings.sphereface_findings(tmp_path).markdown
+    # A corrected table: its verdict decides, even where the uncorrected interval excludes 0.
+    (tmp_path / "02_comparisons.csv").write_text(
+        "comparison,seeds,mean difference,95% CI low,95% CI high,p_value,p_adjusted,interval,verdict\n"
+        "cosface − softmax,3,0.05,0.01,0.09,0.03,0.09,95% over seeds and pairs; Holm,not resolved\n")
+    text = findings.sphereface_findings(tmp_path).markdown
+    assert "cosface − softmax +0.050 [+0.010, +0.090], not resolved" in text
+    assert "Intervals: 95% over seeds and pairs; Holm." in text and "not corrected" not in text
