@@ -439,9 +439,9 @@ def _devtest_sentence(f: Findings) -> str:
             f"(`02_setting_choice.csv`): this run's `{value}` faces {won} there.")
     if won == "lost":
         text += " **This run does not use the choice**: re-run with the winning alignment."
-    if value == "center":
-        text += (" The centre crop's size is not among the tuned settings: it was fixed beforehand, and the "
-                 "profile's setting note says how.")
+    if value == "center" and "crop" not in tuned:
+        text += (" The centre crop's size (`crop`) is not among the settings tuned on the validation pairs; the "
+                 "profile's setting note says how it was chosen.")
     return text
 
 

@@ -143,6 +143,7 @@ def test_devtest_sentence_reads_the_tuning_table(tmp_path):
         columns + "epochs,40,True,2,0.8,True\nalignment,center,True,2,0.80,False\nalignment,aligned,False,2,0.82,True\n")
     text = findings._devtest_sentence(findings.Findings(tmp_path))
     assert "chosen on the validation pairs" in text and "`center` faces lost" in text and "does not use" in text
+    assert "(`crop`) is not among the settings tuned" in text
     (tmp_path / findings.SETTING_CHOICE).write_text(
         columns + "epochs,40,True,2,0.8,True\nalignment,aligned,True,2,0.82,True\nalignment,center,False,2,0.80,False\n")
     text = findings._devtest_sentence(findings.Findings(tmp_path))
