@@ -544,7 +544,7 @@ def fairness_findings(folder, profile: str = "", *, synthetic: bool = False) -> 
     for regime, table in regimes:
         if "gender" not in _targets(f, table):
             continue
-        lines = []
+        lines, verdicts = [], []
         present = _pairs(f, table, "gender")
         for head, reference in [("cosrelu", COURSE_SOFTMAX), ("arcface", COURSE_SOFTMAX), ("cosface", "normsoftmax"),
                                 ("cosrelu", "normsoftmax"), ("arcface", "normsoftmax"), ("cosrelu", LINEAR_PROBE),
@@ -552,14 +552,17 @@ def fairness_findings(folder, profile: str = "", *, synthetic: bool = False) -> 
             if (head, reference) in present:
                 gap = _Comparison(f, table, "gender", "gap", head, reference)
                 lines.append(f"`{gap.head}` − `{gap.reference}` gap {gap.difference()}, {gap.verdict}")
+                verdicts.append(gap.verdict_cell)
         worst = ""
         if f.has(groups):
             worst = " " + _worst_groups(f, groups, regime)
         first = f.table(table).iloc[0]
         where0 = {k: first[k] for k in ("target", "quantity", "group", "head_key", "reference_key")}
+        figure = "04_gender_by_race" if table == scratch else "04_frozen_gender_by_race"
         paragraphs.append(f"**Gender accuracy across {group_word}s, {regime}** (`{table}`, "
-                          f"{_interval_words(f, table, where0)}; figure `04_gender_by_race`).{worst} Does a margin "
-                          f"change the gap (best − worst group, head − reference)? " + "; ".join(lines) + ".")
+                          f"{_interval_words(f, table, where0)}; figure `{figure}`).{worst} Does a margin "
+                          f"change the gap (best − worst group, head − reference)? " + "; ".join(lines) + ". "
+                          + _gap_answer(verdicts, regime))
     if len(regimes) == 1:
         paragraphs.append("**Frozen features.** Not in this profile's results (`03_frozen_comparisons.csv` absent).")
     paragraphs += _lfw_paragraphs(f, synthetic)
@@ -571,6 +574,20 @@ def fairness_findings(folder, profile: str = "", *, synthetic: bool = False) -> 
     if synthetic and f.has("03_planted_order.csv"):
         paragraphs.append(_planted_paragraph(f, "03_planted_order.csv", "race"))
     return f.text(paragraphs)
+
+
+def _gap_answer(verdicts: list[str], regime: str) -> str:
+    """What the quoted gap verdicts of one regime add up to, in words."""
+    narrower, wider = verdicts.count("narrower"), verdicts.count("wider")
+    if not verdicts:
+        return ""
+    if narrower + wider == 0:
+        return (f"**{regime.capitalize()}, no margin head changes the gap resolvably** (none of the "
+                f"{len(verdicts)} comparisons).")
+    direction = ("in both directions, so whether a margin narrows the gap depends on the head and the reference"
+                 if narrower and wider else "every resolved one narrower" if narrower else "every resolved one wider")
+    return (f"**{regime.capitalize()}, {narrower + wider} of the {len(verdicts)} comparisons are resolved**: "
+            f"{narrower} narrower, {wider} wider — {direction}.")
 
 
 def _worst_groups(f: Findings, table: str, regime: str) -> str:
@@ -604,7 +621,8 @@ def _lfw_paragraphs(f: Findings, synthetic: bool) -> list[str]:
             parts.append(f"`{head}` {_ratio(f, trained, where, f'{trained}: {head} FMR {ratio} at {target}')}")
         paragraphs.append(
             f"**LFW verification, trained heads** (DevTest, every pair; one threshold per model at overall FMR "
-            f"{target}; `{trained}`, identity-bootstrap 95 % intervals): the false-match-rate ratio {ratio} is "
+            f"{target}; `{trained}`, identity-bootstrap 95 % intervals; DET curves in figure "
+            f"`04_lfw_*_det_trained`): the false-match-rate ratio {ratio} is "
             + "; ".join(parts) + ". Intervals that do not overlap suggest a difference between heads; a paired test "
             "between heads is what would settle it.")
     if f.has(dlib_ratios) and f.has(dlib_rates):

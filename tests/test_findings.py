@@ -219,3 +219,10 @@ def test_notebook_02_verdict_comes_from_the_verdict_column_when_the_table_has_on
     text = findings.sphereface_findings(tmp_path).markdown
     assert "cosface − softmax +0.050 [+0.010, +0.090], not resolved" in text
     assert "Intervals: 95% over seeds and pairs; Holm." in text and "not corrected" not in text
+
+
+def test_gap_answer_says_what_the_verdicts_add_up_to():
+    assert "no margin head changes the gap" in findings._gap_answer(["not resolved"] * 3, "from scratch")
+    assert "every resolved one narrower" in findings._gap_answer(["narrower", "not resolved"], "frozen")
+    assert "in both directions" in findings._gap_answer(["narrower", "wider", "wider"], "frozen")
+    assert findings._gap_answer([], "frozen") == ""
