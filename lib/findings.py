@@ -415,11 +415,15 @@ def _devtest_sentence(f: Findings) -> str:
     """Whether the face crop (alignment) of notebook 02's final runs was chosen on the validation pairs, read
     from the tuning table notebook 02 saves (``02_setting_choice.csv``)."""
     if not f.has(SETTING_CHOICE):
-        return ("**DevTest and the setting.** This run saved no tuning table (`02_setting_choice.csv`), so it "
-                "cannot show that its settings were chosen on the validation pairs; DevTest must be read as possibly "
-                "used to choose the face crop.")
+        return ("**DevTest and the setting.** This run saved no tuning table (`02_setting_choice.csv`), so it does "
+                "not show which of its settings, the face crop included, were chosen on the validation pairs rather "
+                "than on DevTest; the profile's setting note on the page says how they were chosen.")
     choice = f.table(SETTING_CHOICE)
     tuned = list(dict.fromkeys(choice["setting"]))
+    if not tuned:
+        return ("**DevTest and the setting.** This profile tunes no setting (its tuning grid is empty, "
+                "`02_setting_choice.csv`): the settings are the profile's values as given, none chosen on this "
+                "run's DevTest or validation pairs.")
     if "alignment" not in tuned:
         return (f"**DevTest and the setting.** {', '.join(f'`{s}`' for s in tuned)} were chosen on the validation "
                 "pairs (`02_setting_choice.csv`); the face crop was not among them, so it was not chosen on the "

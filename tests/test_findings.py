@@ -137,8 +137,10 @@ def test_verdict_and_its_consequence_follow_the_table(tmp_path):
 
 def test_devtest_sentence_reads_the_tuning_table(tmp_path):
     f = findings.Findings(tmp_path)
-    assert "possibly used to choose the face crop" in findings._devtest_sentence(f)
+    assert "does not show which of its settings" in findings._devtest_sentence(f)
     columns = "setting,value,current,n_trials,score,chosen\n"
+    (tmp_path / findings.SETTING_CHOICE).write_text(columns)
+    assert "tunes no setting" in findings._devtest_sentence(findings.Findings(tmp_path))
     (tmp_path / findings.SETTING_CHOICE).write_text(
         columns + "epochs,40,True,2,0.8,True\nalignment,center,True,2,0.80,False\nalignment,aligned,False,2,0.82,True\n")
     text = findings._devtest_sentence(findings.Findings(tmp_path))
