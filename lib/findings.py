@@ -573,8 +573,8 @@ def fairness_findings(folder, profile: str = "", *, synthetic: bool = False) -> 
     paragraphs.append(
         "**What it does not show.** A gap's size alone is no proof of a disparity (noise spreads groups apart); the "
         "verdicts say which differences the data resolve under the intervals named. The FairFace labels are "
-        "perceived; LFW's gender labels are third-party, binary, per image; LFW is mostly white men, so the "
-        "per-gender rates rest on few women's identities.")
+        "perceived; LFW's gender labels are third-party, binary, per image, and women are a minority of LFW's "
+        "people (counted in the LFW section), so their rates rest on fewer identities.")
     if synthetic and f.has("03_planted_order.csv"):
         paragraphs.append(_planted_paragraph(f, "03_planted_order.csv", "race"))
     return f.text(paragraphs)
@@ -611,6 +611,50 @@ def _ratio(f: Findings, table: str, where: dict, name: str) -> str:
     return f"{f.number(name, table, where, 'estimate', 'ratio')} {f.interval(name, table, where, 'lower', 'upper', 'ratio')}"
 
 
+COMPARATOR_WORDS = {"euclidean": "the Euclidean distance of the raw descriptors, dlib's own comparator",
+                    "cosine": "the cosine of the L2-normalized descriptors, as for the trained heads"}
+
+
+def _comparators(f: Findings, table: str) -> list[str | None]:
+    """The comparators a dlib audit table holds (dlib's own first), or ``[None]`` for a table from before the
+    audit named its comparator (it scored by cosine)."""
+    rows = f.table(table)
+    if "comparator" not in rows.columns:
+        return [None]
+    present = list(dict.fromkeys(rows["comparator"]))
+    return sorted(present, key=lambda c: (c != "euclidean", present.index(c)))
+
+
+def _dlib_paragraph(f: Findings, rates_table: str, ratios_table: str, comparator: str | None) -> str:
+    """dlib's audit at overall FMR 0.001 (else its first target): FMR and FNMR per group and the FMR ratio."""
+    rates, ratio_rows = f.table(rates_table), f.table(ratios_table)
+    chosen = {"comparator": comparator} if comparator else {}
+    if comparator:
+        rates, ratio_rows = rates[rates["comparator"] == comparator], ratio_rows[ratio_rows["comparator"] == comparator]
+    targets = list(dict.fromkeys(rates["target_fmr"]))
+    target = next((t for t in targets if float(t) == 0.001), targets[0])
+    groups = [g for g in dict.fromkeys(rates["group"]) if g not in ("overall", "cross-group", "unknown")]
+    label = f" ({comparator})" if comparator else ""
+    parts = []
+    for group in groups:
+        where = {**chosen, "target_fmr": target, "group": group}
+        parts.append(f"{group}: FMR {f.number(f'{rates_table}{label}: {group} FMR at {target}', rates_table, where, 'fmr', 'rate')}, "
+                     f"FNMR {f.number(f'{rates_table}{label}: {group} FNMR at {target}', rates_table, where, 'fnmr', 'rate')}")
+    text = (f"**LFW verification, dlib's pretrained encoder, scored by "
+            f"{COMPARATOR_WORDS.get(comparator, comparator) if comparator else 'the cosine of normalized descriptors'}** "
+            f"(all of LFW, one threshold at overall FMR {target}; `{rates_table}`): " + "; ".join(parts) + ".")
+    fmr_ratios = ratio_rows[(ratio_rows["rate"] == "fmr") & (ratio_rows["target_fmr"].astype(float) == float(target))]
+    if len(fmr_ratios) == 1:
+        ratio = fmr_ratios["ratio"].iloc[0]
+        where = {**chosen, "target_fmr": fmr_ratios["target_fmr"].iloc[0], "rate": "fmr"}
+        name = f"{ratios_table}{label}: FMR {ratio} at {target}"
+        text += (f" FMR ratio {ratio}: {_ratio(f, ratios_table, where, name)}"
+                 + f.choose(f"{name} excludes 1", ratios_table, where, "lower",
+                            lambda low: " — its interval excludes 1: one group gets more false matches at the same "
+                                        "threshold." if low > 1 else " — its interval reaches 1."))
+    return text
+
+
 def _lfw_paragraphs(f: Findings, synthetic: bool) -> list[str]:
     paragraphs = []
     trained, dlib_ratios, dlib_rates = "04_frvt_trained_ratios.csv", "04_frvt_dlib_ratios.csv", "04_frvt_dlib_rates.csv"
@@ -630,27 +674,8 @@ def _lfw_paragraphs(f: Findings, synthetic: bool) -> list[str]:
             + "; ".join(parts) + ". Intervals that do not overlap suggest a difference between heads; a paired test "
             "between heads is what would settle it.")
     if f.has(dlib_ratios) and f.has(dlib_rates):
-        rates = f.table(dlib_rates)
-        target = "0.001" if (rates["target_fmr"] == "0.001").any() else rates["target_fmr"].iloc[0]
-        groups = [g for g in dict.fromkeys(rates["group"]) if g not in ("overall", "cross-group", "unknown")]
-        parts = []
-        for group in groups:
-            where = {"target_fmr": target, "group": group}
-            parts.append(f"{group}: FMR {f.number(f'{dlib_rates}: {group} FMR at {target}', dlib_rates, where, 'fmr', 'rate')}, "
-                         f"FNMR {f.number(f'{dlib_rates}: {group} FNMR at {target}', dlib_rates, where, 'fnmr', 'rate')}")
-        ratio_rows = f.table(dlib_ratios)
-        ratio = ratio_rows["ratio"].iloc[0]
-        where = {"target_fmr": ratio_rows.loc[ratio_rows["target_fmr"].astype(float) == float(target), "target_fmr"].iloc[0]
-                 if (ratio_rows["target_fmr"].astype(float) == float(target)).any() else ratio_rows["target_fmr"].iloc[0],
-                 "rate": "fmr"}
-        paragraphs.append(
-            f"**LFW verification, dlib's pretrained encoder** (all of LFW, one threshold at overall FMR {target}; "
-            f"`{dlib_rates}`): " + "; ".join(parts) + f". FMR ratio {ratio}: "
-            f"{_ratio(f, dlib_ratios, where, f'{dlib_ratios}: FMR {ratio}')}"
-            + f.choose(f"{dlib_ratios}: FMR {ratio} excludes 1", dlib_ratios, where, "lower",
-                       lambda low: " — its interval excludes 1: one group gets more false matches at the same "
-                                   "threshold." if low > 1 else " — its interval reaches 1.")
-            + " (Scores: the cosine of normalized descriptors.)")
+        for comparator in _comparators(f, dlib_rates):
+            paragraphs.append(_dlib_paragraph(f, dlib_rates, dlib_ratios, comparator))
     return paragraphs
 
 
@@ -773,13 +798,20 @@ def series_findings(folder, profile: str = "", *, stems=(), synthetic: bool = Fa
                                  + " (identity-bootstrap 95 % intervals of each head).")
         ratios = "04_frvt_dlib_ratios.csv"
         if f.has(ratios):
-            rows = f.table(ratios)
-            fmr = rows[(rows["rate"] == "fmr") & (rows["target_fmr"].astype(float) == 0.001)]
-            if len(fmr):
-                where = {"target_fmr": fmr["target_fmr"].iloc[0], "rate": "fmr"}
+            parts = []
+            for comparator in _comparators(f, ratios):
+                rows = f.table(ratios)
+                rows = rows[rows["comparator"] == comparator] if comparator else rows
+                fmr = rows[(rows["rate"] == "fmr") & (rows["target_fmr"].astype(float) == 0.001)]
+                if len(fmr) == 1:
+                    where = {**({"comparator": comparator} if comparator else {}), "target_fmr": fmr["target_fmr"].iloc[0],
+                             "rate": "fmr"}
+                    name = f"{ratios}: {comparator or 'cosine'} FMR ratio at 0.001"
+                    parts.append(_ratio(f, ratios, where, name)
+                                 + (f" by {COMPARATOR_WORDS.get(comparator, comparator).split(',')[0]}" if comparator else ""))
+            if parts:
                 sentences.append(f"dlib's pretrained encoder, audited on all of LFW at overall FMR 0.001, gives a "
-                                 f"{fmr['ratio'].iloc[0]} false-match-rate ratio of "
-                                 f"{_ratio(f, ratios, where, f'{ratios}: FMR ratio at 0.001')}.")
+                                 f"{fmr['ratio'].iloc[0]} false-match-rate ratio of " + "; ".join(parts) + ".")
     if synthetic and "03_cosrelu_vs_softmax" in stems and f.has("03_planted_order.csv"):
         sentences.append(_planted_paragraph(f, "03_planted_order.csv", "race", note=False))
     if len(sentences) > (1 if synthetic else 0):

@@ -228,3 +228,21 @@ def test_gap_answer_says_what_the_verdicts_add_up_to():
     assert "every resolved one narrower" in findings._gap_answer(["narrower", "not resolved"], "frozen")
     assert "in both directions" in findings._gap_answer(["narrower", "wider", "wider"], "frozen")
     assert findings._gap_answer([], "frozen") == ""
+
+
+@needs_real
+def test_dlib_audit_findings_per_comparator_when_the_tables_name_one(tmp_path):
+    """A dlib audit saved with a comparator column (two comparators): one paragraph per comparator, dlib's
+    own (Euclidean) first, each number from its comparator's rows."""
+    folder = _copy_real(tmp_path / "results")
+    for table in ("04_frvt_dlib_rates.csv", "04_frvt_dlib_ratios.csv"):
+        cosine = pd.read_csv(folder / table, dtype=str, keep_default_na=False)
+        euclidean = cosine.copy()
+        euclidean["fmr" if "fmr" in cosine.columns else "estimate"] = "0.5"
+        pd.concat([cosine.assign(comparator="cosine"), euclidean.assign(comparator="euclidean")]).to_csv(
+            folder / table, index=False)
+    text = findings.fairness_findings(folder, "real").markdown
+    euclid, cos = text.index("Euclidean distance of the raw descriptors"), text.index("cosine of the L2-normalized")
+    assert euclid < cos
+    assert "Male: FMR 0.5" in text[euclid:cos] and "Male: FMR 0.5" not in text[cos:]
+    assert "FMR ratio Female/Male: 0.50" in text[euclid:cos]
