@@ -424,29 +424,37 @@ def _devtest_sentence(f: Findings) -> str:
         return ("**DevTest and the setting.** This profile tunes no setting (its tuning grid is empty, "
                 "`02_setting_choice.csv`): the settings are the profile's values as given, none chosen on this "
                 "run's DevTest or validation pairs.")
-    if "alignment" not in tuned:
-        return (f"**DevTest and the setting.** {', '.join(f'`{s}`' for s in tuned)} were chosen on the validation "
-                "pairs (`02_setting_choice.csv`); the face crop was not among them, so it was not chosen on the "
-                "validation pairs.")
-    where = {"setting": "alignment", "current": "True"}
-    value = f.number("02: this run's alignment", SETTING_CHOICE, where, "value", "text")
-    decided = f.choose("02: alignment decided on the validation pairs", SETTING_CHOICE, where, "chosen",
-                       {"True": "decided", "False": "decided", "": "undecided"})
-    if decided == "undecided":
-        return ("**DevTest and the setting.** The choice between centre crops and aligned faces still lacks "
-                "trials on the validation pairs (`02_setting_choice.csv`): this run's crop "
-                f"(`{value}`) was not chosen on them.")
-    won = f.choose("02: this run's alignment won on the validation pairs", SETTING_CHOICE, where, "chosen",
-                   {"True": "won", "False": "lost"})
-    others = ", ".join(f"`{s}`" for s in tuned if s != "alignment")
-    text = (f"**DevTest and the setting.** The face crop was chosen on the validation pairs, like {others} "
-            f"(`02_setting_choice.csv`): this run's `{value}` faces {won} there.")
-    if won == "lost":
-        text += " **This run does not use the choice**: re-run with the winning alignment."
-    if value == "center" and "crop" not in tuned:
-        text += (" The centre crop's size (`crop`) is not among the settings tuned on the validation pairs; the "
-                 "profile's setting note says how it was chosen.")
-    return text
+    outcome = {setting: f.choose(f"02: {setting} of this run on the validation pairs", SETTING_CHOICE,
+                                 {"setting": setting, "current": "True"}, "chosen",
+                                 {"True": "won", "False": "lost", "": "undecided"}) for setting in tuned}
+    won = [setting for setting, result in outcome.items() if result == "won"]
+    lost = [setting for setting, result in outcome.items() if result == "lost"]
+    undecided = [setting for setting, result in outcome.items() if result == "undecided"]
+
+    def names(settings):
+        return ", ".join(f"`{setting}`" for setting in settings)
+
+    text = "**DevTest and the setting.** "
+    if "alignment" in tuned:
+        value = f.number("02: this run's alignment", SETTING_CHOICE, {"setting": "alignment", "current": "True"},
+                         "value", "text")
+        text += {"won": f"The face crop was chosen on the validation pairs: this run's `{value}` faces won there. ",
+                 "lost": f"This run's `{value}` faces **lost** on the validation pairs: re-run with the winner. ",
+                 "undecided": f"The choice between centre crops and aligned faces still lacks trials on the "
+                              f"validation pairs: this run's `{value}` faces were not chosen on them. "}[outcome["alignment"]]
+        if value == "center" and "crop" not in tuned:
+            text += ("The centre crop's size (`crop`) is not among the settings tuned on the validation pairs; the "
+                     "profile's setting note says how it was chosen. ")
+    else:
+        text += "The face crop is not among the settings tuned on the validation pairs. "
+    if won:
+        text += f"Chosen on the validation pairs, by the rule on the page: {names(won)}. "
+    if lost:
+        text += f"**Not this run's choice** (another value won on the validation pairs): {names(lost)}. "
+    if undecided:
+        text += (f"Still undecided (trials missing), so this run's value was not chosen on the validation pairs: "
+                 f"{names(undecided)}. ")
+    return text + "(`02_setting_choice.csv`)"
 
 
 def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> FindingsText:

@@ -144,14 +144,17 @@ def test_devtest_sentence_reads_the_tuning_table(tmp_path):
     (tmp_path / findings.SETTING_CHOICE).write_text(
         columns + "epochs,40,True,2,0.8,True\nalignment,center,True,2,0.80,False\nalignment,aligned,False,2,0.82,True\n")
     text = findings._devtest_sentence(findings.Findings(tmp_path))
-    assert "chosen on the validation pairs" in text and "`center` faces lost" in text and "does not use" in text
-    assert "(`crop`) is not among the settings tuned" in text
+    assert "`center` faces **lost**" in text and "(`crop`) is not among the settings tuned" in text
+    assert "Chosen on the validation pairs, by the rule on the page: `epochs`." in text
     (tmp_path / findings.SETTING_CHOICE).write_text(
-        columns + "epochs,40,True,2,0.8,True\nalignment,aligned,True,2,0.82,True\nalignment,center,False,2,0.80,False\n")
+        columns + "epochs,40,True,2,0.8,True\nalignment,aligned,True,2,0.82,True\nalignment,center,False,2,0.80,False\n"
+        "align_margin,0.0,True,2,0.82,\nalign_margin,0.1,False,0,,\n")
     text = findings._devtest_sentence(findings.Findings(tmp_path))
-    assert "`aligned` faces won" in text and "does not use" not in text
+    assert "The face crop was chosen on the validation pairs: this run's `aligned` faces won" in text
+    assert "Still undecided (trials missing), so this run's value was not chosen on the validation pairs: " \
+           "`align_margin`" in text and "lost" not in text
     (tmp_path / findings.SETTING_CHOICE).write_text(columns + "alignment,center,True,1,0.80,\nalignment,aligned,False,0,,\n")
-    assert "was not chosen on them" in findings._devtest_sentence(findings.Findings(tmp_path))
+    assert "were not chosen on them" in findings._devtest_sentence(findings.Findings(tmp_path))
 
 
 # ------------------------------------------------------------------------------ render-time check
