@@ -100,7 +100,12 @@ def _as_cell(value) -> str:
     return str(value)
 
 
+NOT_AVAILABLE = "n/a"  # an empty cell (a NaN written by pandas), e.g. the interval of a single seed
+
+
 def _number(cell: str, name: str, table: str, column: str) -> float:
+    if cell == "":
+        return math.nan
     try:
         return float(cell)
     except ValueError:
@@ -156,14 +161,18 @@ class Findings:
             raise ValueError(f"unknown number kind {kind!r}; choose among {sorted(FORMATS)}")
 
         def shown(cell: str) -> str:
-            return cell if kind == "text" else FORMATS[kind](_number(cell, name, table, column))
+            if kind == "text":
+                return cell
+            value = _number(cell, name, table, column)
+            return NOT_AVAILABLE if math.isnan(value) else FORMATS[kind](value)
 
         return self._quote(name, table, where, column, shown)[1]
 
     def interval(self, name: str, table: str, where: dict, lower: str, upper: str, kind: str = "difference") -> str:
-        """``[a, b]``: two quoted bounds."""
-        return (f"[{self.number(f'{name} (lower bound)', table, where, lower, kind)}, "
-                f"{self.number(f'{name} (upper bound)', table, where, upper, kind)}]")
+        """``[a, b]``: two quoted bounds (``(no interval)`` where the table has none, e.g. from one seed)."""
+        low = self.number(f"{name} (lower bound)", table, where, lower, kind)
+        high = self.number(f"{name} (upper bound)", table, where, upper, kind)
+        return "(no interval)" if NOT_AVAILABLE in (low, high) else f"[{low}, {high}]"
 
     def choose(self, name: str, table: str, where: dict, column: str, words, numeric: bool = True) -> str:
         """A word chosen from a quoted cell: ``words`` maps the cell's text to a word (a dict; an unknown
@@ -506,7 +515,10 @@ def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> F
     for target in dict.fromkeys(t for _, t in directions):
         scratch_dir = directions.get(("From scratch", target))
         frozen_dir = directions.get(("On frozen dlib face embeddings", target))
-        if scratch_dir and frozen_dir:
+        if scratch_dir and frozen_dir and not {scratch_dir, frozen_dir} <= set(VERDICT_WORDS):
+            summary.append(f"on {target}, at least one regime gives no verdict for CosReLU against the course's "
+                           "softmax (a collapsed head or too few seeds; see the lines above)")
+        elif scratch_dir and frozen_dir:
             same = scratch_dir == frozen_dir
             summary.append(f"on {target}, CosReLU against the course's softmax is {_verdict_word(scratch_dir)} from "
                            f"scratch and {_verdict_word(frozen_dir)} on frozen features"

@@ -249,3 +249,12 @@ def test_dlib_audit_findings_per_comparator_when_the_tables_name_one(tmp_path):
     assert euclid < cos
     assert "Male: FMR 0.5" in text[euclid:cos] and "Male: FMR 0.5" not in text[cos:]
     assert "FMR ratio Female/Male: 0.50" in text[euclid:cos]
+
+
+def test_an_empty_cell_is_shown_as_no_interval(tmp_path):
+    """One seed: the table leaves the interval empty, and the finding says there is none."""
+    (tmp_path / "t.csv").write_text("pair,difference,lower,upper\na,0.02,,\n")
+    f = findings.Findings(tmp_path)
+    assert f.interval("a", "t.csv", {"pair": "a"}, "lower", "upper") == "(no interval)"
+    assert f.number("a", "t.csv", {"pair": "a"}, "difference", "difference") == "+0.020"
+    assert findings.check_quotes(f.quotes, tmp_path) == []
