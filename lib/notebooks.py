@@ -659,6 +659,7 @@ def render(profile: str, mixed_commits_reason: str | None = None) -> Path:
     older = pages_behind(records)
     if older and not mixed_commits_reason:
         raise SystemExit(mixed_commits_message(profile, records, older))
+    findings_html = page_findings(profile, notebooks_read)  # stops on a stale or unsupported Findings number
     exporter = page_exporter()
     copy_mathjax(out_dir)
     to_root = Path(os.path.relpath(paths.ROOT, out_dir)).as_posix() + "/"  # "../../" for reports/<profile>/
@@ -682,9 +683,35 @@ def render(profile: str, mixed_commits_reason: str | None = None) -> Path:
     _atomic_write_text(out_dir / "references.html", references.page_html(link_code))
     print(f"wrote {_shown(out_dir / 'references.html')}")
     index = out_dir / "index.html"
-    _atomic_write_text(index, index_page(profile, entries, older=older, older_reason=mixed_commits_reason))
+    _atomic_write_text(index, index_page(profile, entries, older=older, older_reason=mixed_commits_reason,
+                                         findings_html=findings_html))
     print(f"wrote {_shown(index)}")
     return index
+
+
+def is_synthetic(profile: str) -> bool:
+    """Whether ``profile`` runs on the generated faces (its data sources are ``synthetic``, the default)."""
+    common = load_profile(profile).get("common") or {}
+    return "synthetic" in (common.get("fairface_source", "synthetic"), common.get("lfw_source", "synthetic"))
+
+
+def page_findings(profile: str, notebooks_read: dict) -> str:
+    """Check every executed page's Findings numbers against ``data/results/<profile>/`` (a stale page stops
+    the render, naming the number and the table) and return the index's findings as HTML, composed from the
+    same tables now (empty when no page of the series was executed)."""
+    from nbconvert.filters import markdown2html
+
+    from lib import findings
+
+    folder = paths.RESULTS / profile
+    try:
+        for stem, notebook in notebooks_read.items():
+            findings.check_notebook(notebook, folder, f"reports/{profile}/{stem}.ipynb")
+        text = findings.series_findings(folder, profile, stems=list(notebooks_read),
+                                        synthetic=is_synthetic(profile))
+    except findings.FindingsError as error:
+        raise SystemExit(f"render stopped: {error}") from None
+    return markdown2html(text.markdown) if text.markdown else ""
 
 
 def pages_behind(records: dict[str, dict]) -> dict[str, str | None]:
@@ -995,7 +1022,7 @@ def _metadata_rows(entries: list[IndexEntry]) -> str:
 
 
 def index_page(profile: str, entries: list[IndexEntry], older: dict[str, str | None] | None = None,
-               older_reason: str | None = None) -> str:
+               older_reason: str | None = None, findings_html: str = "") -> str:
     """The index: per notebook its title, introduction, key-figure thumbnails and wall time; the
     run's environment once; the pages older than the newest commit, if any, and why. Only relative links
     to files inside ``reports/<profile>/``."""
@@ -1049,6 +1076,7 @@ code {{ background: #f3f3f3; padding: 0 .2rem; }}
 </style></head><body>
 <nav><a href="references.html">References</a></nav>
 <h1>Angular-margin losses and their fairness for face recognition</h1>
+{f'<h2>Findings</h2>{chr(10)}<div class="findings">{findings_html}</div>' if findings_html else ""}
 <p>Report for the <code>{profile_html}</code> profile (parameters in <code>params/{profile_html}.yaml</code>),
 rendered {stamp}. Re-run with <code>make all PROFILE={profile_html}</code>. The pages need no network: their
 figures are embedded, their formulas are typeset by the copy of MathJax in <code>mathjax/</code> beside them,

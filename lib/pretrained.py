@@ -360,8 +360,10 @@ class Embeddings:
 
     def summary(self) -> dict:
         counts = {f"aligned by {how}": int((self.aligned_by == code).sum()) for code, how in enumerate(ALIGNED_BY)}
-        return {"images": len(self.vectors), "from cache": self.cached, "computed": self.computed, **counts,
-                **self.throughput}
+        # Byte-identical files are embedded once: "from cache" and "computed" count distinct images.
+        return {"images": len(self.vectors),
+                "byte-identical copies (embedded once)": len(self.vectors) - self.cached - self.computed,
+                "from cache": self.cached, "computed": self.computed, **counts, **self.throughput}
 
 
 # Worker processes build one encoder each (dlib models cannot be pickled).

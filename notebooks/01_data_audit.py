@@ -112,8 +112,8 @@ display(Markdown(
     "Largest and smallest group share per split: "
     + "; ".join(f"{split}: {shares[split].idxmax()} {shares[split].max():.1%} vs "
                 f"{shares[split].idxmin()} {shares[split].min():.1%}" for split in shares.columns)
-    + ". Per-group accuracies later are therefore measured on groups of different sizes: the intervals "
-    "in notebook 04 account for that."
+    + ". Per-group accuracies later are therefore measured on groups of different sizes, so a smaller group's "
+    "accuracy is less certain; notebooks 03 and 04 say what each of their intervals covers."
 ))
 
 # %% [markdown]
@@ -327,12 +327,43 @@ else:
     print("No gender lists for this LFW copy.")
 
 # %% [markdown]
-# ## What this means for the experiments
-# * FairFace groups are roughly balanced but not equal in size, and validation shares some byte-identical
-#   images with training; both are reported, and per-group results in notebook 04 carry intervals.
-# * Padding 0.25 vs 1.25 is a crop-context comparison on the same images, not a data-size comparison.
-# * On LFW, models trained on View 1 DevTrain are scored on View 1 DevTest with a cross-validated threshold;
-#   View 2 shares many identities with DevTrain and would overstate accuracy.
+# ## Saved for the findings
+# The counts the findings below quote, one row each (`data/results/<profile>/01_audit.csv`).
+
+# %%
+from lib import findings
+from lib.tables import write_csv
+
+validation_shares = shares["val"] if "val" in shares.columns else shares.iloc[:, -1]
+audit_counts = pd.DataFrame([
+    ("FairFace images", len(faces)),
+    ("smallest validation race group", validation_shares.idxmin()),
+    ("smallest validation race share", validation_shares.min()),
+    ("largest validation race group", validation_shares.idxmax()),
+    ("largest validation race share", validation_shares.max()),
+    ("byte-identical sets across train and validation", n_across),
+    ("byte-identical sets with conflicting labels", conflicting["group"].nunique() if len(conflicting) else 0),
+    ("View 1 DevTrain/DevTest shared identities", len(set(train_names) & test_names)),
+    ("View 1 DevTrain people in View 2", people_leak["shared_identities"]),
+], columns=["quantity", "value"])
+planted = synthetic.read_metadata(fairface_root.parent) if is_synthetic else None
+if planted:  # what lib.synthetic planted, for the findings to compare with what was found
+    kinds = [duplicate["kind"] for duplicate in planted["planted_duplicates"]]
+    audit_counts = pd.concat([audit_counts, pd.DataFrame([
+        ("planted byte-identical sets across train and validation", kinds.count("across splits")),
+        ("planted byte-identical sets with conflicting labels",
+         sum(bool(duplicate["conflicting_label"]) for duplicate in planted["planted_duplicates"])),
+    ], columns=["quantity", "value"])], ignore_index=True)
+print("wrote", paths.shown(write_csv(audit_counts, paths.results_dir(profile) / "01_audit.csv")))
+
+# %% [markdown]
+# ## Findings
+# What the audit means for the experiments, in words; every number is read from `01_audit.csv` and checked
+# again when the report is rendered. Padding 0.25 vs 1.25 is a crop-context comparison on the same images,
+# not a data-size comparison (section above).
+
+# %%
+findings.data_audit_findings(paths.results_dir(profile), profile, synthetic=is_synthetic)
 
 # %% [markdown]
 # ## References

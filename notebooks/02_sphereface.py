@@ -25,9 +25,11 @@
 # each, and scored with the proper protocol: a 10-fold cross-validated threshold on the identity-disjoint View 1
 # DevTest pairs, beside the course's fixed 0.5.
 #
-# **Protocol.** Every training setting (epochs, augmentation, regularization, learning rate, schedule) is
-# chosen on *validation pairs*: pairs drawn, as LFW draws its pairs, among DevTrain identities that are held out
-# of training. DevTest is scored once per final model, after training, and never used to choose anything.
+# **Protocol.** Training settings (epochs, augmentation, regularization, learning rate, schedule, and the
+# choice between centre crops and aligned faces) are chosen on *validation pairs*: pairs drawn, as LFW draws its
+# pairs, among DevTrain identities that are held out of training. DevTest is scored once per final model, after
+# training. Which settings of this run were chosen that way, and any that were not, is read from the run's
+# tuning table and stated under *Findings*.
 
 # %% [markdown]
 # ## What the course report did
@@ -125,8 +127,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import (download, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry, parameters, paths,
-                 plots, synthetic, tables, training, verification_plots)
+from lib import (download, findings, lfw, lfw_experiment as experiment, losses, margin_geometry as geometry,
+                 parameters, paths, plots, synthetic, tables, training, verification_plots)
 from lib import pretrained as face_encoders  # not `pretrained`: that name is a RunSettings field
 from lib.settings import RunSettings
 from lib.tables import write_csv
@@ -280,8 +282,12 @@ else:
 if tuning_grid:
     current = next(iter(run_settings.values())).as_dict()  # the fields tuned are the same for every head and seed
     choice = experiment.one_at_a_time_choice(sweep, tuning_grid, tuning_heads, current, stages=tuning_stages)
+    write_csv(choice, paths.results_dir(profile) / findings.SETTING_CHOICE)  # the Findings read what was chosen
     display(Markdown(experiment.describe_choice(choice, tuning_heads, stages=tuning_stages)))
     display(experiment.choice_table(choice))
+else:  # no tuning: an empty table says so (and no table of an earlier run speaks for this one)
+    write_csv(pd.DataFrame(columns=["setting", "value", "current", "chosen"]),
+              paths.results_dir(profile) / findings.SETTING_CHOICE)
 if setting_note:
     display(Markdown(f"**This profile's setting.** {setting_note}"))
 
@@ -409,8 +415,9 @@ table
 # %% [markdown]
 # Per run (one row per head and seed): the 10-fold mean ± std over the ten DevTest folds with a t-interval
 # over folds, fixed-0.5 accuracy, mean 10-fold threshold, ROC summaries and the Angular Fisher score of the
-# DevTest features (lower = more compact identities; `afs` on raw, `afs_normalized` on L2-normalized
-# features). TAR at FAR 1e-3 is NaN when a pair set has fewer than 1,000 impostor pairs (it cannot be resolved).
+# DevTest features (lower = more compact identities). The features scored are the flip-fused, L2-normalized
+# embeddings, so `afs` and `afs_normalized` (the same score after one more L2 normalization) agree; both are
+# kept so that tables of encoders whose features are not normalized read the same way. TAR at FAR 1e-3 is NaN when a pair set has fewer than 1,000 impostor pairs (it cannot be resolved).
 
 # %%
 per_run.set_index(["head", "seed"])
@@ -453,25 +460,6 @@ fig = verification_plots.score_histograms(scores, data.test.same, thresholds,
                                           title=f"Cosine scores of the DevTest pairs, seed {seeds[0]}: genuine vs impostor")
 plots.save_figure(fig, "02_score_histograms", profile)
 plt.show()
-
-# %%
-best = table.drop(index=list(reference))["acc_10fold"].idxmax()  # the best *trained* head
-lines = [f"The best head is **{best}**: DevTest 10-fold accuracy **{table.loc[best, 'acc_10fold']:.3f}** "
-         f"(95 % CI {table.loc[best, 'ci_low']:.3f}–{table.loc[best, 'ci_high']:.3f}, over "
-         f"{int(table.loc[best, 'seeds'])} seeds and the pairs) after {int(per_run['epochs'].max())} epochs; its "
-         f"seeds range from {table.loc[best, 'min over seeds']:.3f} to {table.loc[best, 'max over seeds']:.3f}."]
-if "course_sphereface" in table.index:
-    course = table.loc["course_sphereface"]
-    lines.append(f"The course loss reaches {course['acc_10fold']:.3f} with the 10-fold threshold and "
-                 f"{course['acc_fixed_0.5']:.3f} at the fixed 0.5 (the report: 0.584 → 0.652 at 0.5).")
-for name in reference:
-    lines.append(f"The pretrained encoder {name} reaches {table.loc[name, 'acc_10fold']:.3f} "
-                 f"(95 % CI {table.loc[name, 'ci_low']:.3f}–{table.loc[name, 'ci_high']:.3f}, over the pairs) on the same pairs.")
-for name, row in comparisons.iterrows():
-    verdict = "an interval that excludes 0" if row["excludes 0"] else "an interval that includes 0 (no difference shown)"
-    lines.append(f"{name}: {row['mean difference']:+.3f} (95 % CI {row['95% CI low']:+.3f} to "
-                 f"{row['95% CI high']:+.3f}), {verdict}.")
-display(Markdown(" ".join(lines)))
 
 # %% [markdown]
 # ### How this compares with the paper, and what the numbers can and cannot say
@@ -530,6 +518,15 @@ display(course_reports.sphereface_comparison(pd.read_csv(paths.results_dir(profi
         .style.format(precision=3, na_rep=""))
 
 # %% [markdown]
+# ## Findings
+# The question, the answer, under which regime, how sure and what it does not show, in plain words. Every number
+# is read from the tables this notebook saved (`02_heads.csv`, `02_comparisons.csv`, `02_setting_choice.csv`) and
+# checked again when the report is rendered; the verdicts, one per comparison, are listed in the appendix.
+
+# %%
+findings.sphereface_findings(paths.results_dir(profile), profile, synthetic=lfw_source == "synthetic")
+
+# %% [markdown]
 # ## References
 # * W. Liu, Y. Wen, Z. Yu, M. Li, B. Raj, L. Song. *SphereFace: Deep Hypersphere Embedding for Face
 #   Recognition.* CVPR 2017 (A-Softmax, ψ(θ), λ annealing, the bounds on m, the Angular Fisher score).
@@ -550,3 +547,26 @@ display(course_reports.sphereface_comparison(pd.read_csv(paths.results_dir(profi
 #
 # Full list, complete, with what each source contributes: the report's [references page](references.html)
 # (generated from `lib/references.py`, like the *References* section of `README.md`).
+
+# %% [markdown]
+# ## Appendix: every head and comparison in one paragraph
+# Generated from the tables above, one clause per paired difference.
+
+# %%
+best = table.drop(index=list(reference))["acc_10fold"].idxmax()  # the best *trained* head
+lines = [f"The best head is **{best}**: DevTest 10-fold accuracy **{table.loc[best, 'acc_10fold']:.3f}** "
+         f"(95 % CI {table.loc[best, 'ci_low']:.3f}–{table.loc[best, 'ci_high']:.3f}, over "
+         f"{int(table.loc[best, 'seeds'])} seeds and the pairs) after {int(per_run['epochs'].max())} epochs; its "
+         f"seeds range from {table.loc[best, 'min over seeds']:.3f} to {table.loc[best, 'max over seeds']:.3f}."]
+if "course_sphereface" in table.index:
+    course = table.loc["course_sphereface"]
+    lines.append(f"The course loss reaches {course['acc_10fold']:.3f} with the 10-fold threshold and "
+                 f"{course['acc_fixed_0.5']:.3f} at the fixed 0.5 (the report: 0.584 → 0.652 at 0.5).")
+for name in reference:
+    lines.append(f"The pretrained encoder {name} reaches {table.loc[name, 'acc_10fold']:.3f} "
+                 f"(95 % CI {table.loc[name, 'ci_low']:.3f}–{table.loc[name, 'ci_high']:.3f}, over the pairs) on the same pairs.")
+for name, row in comparisons.iterrows():
+    verdict = "an interval that excludes 0" if row["excludes 0"] else "an interval that includes 0 (no difference shown)"
+    lines.append(f"{name}: {row['mean difference']:+.3f} (95 % CI {row['95% CI low']:+.3f} to "
+                 f"{row['95% CI high']:+.3f}), {verdict}.")
+display(Markdown(" ".join(lines)))

@@ -19,13 +19,14 @@
 #
 # The FairFace course report trained an ImageNet-pretrained ResNet-18 with a 512-d embedding and a cosine
 # classifier to predict **race** on FairFace, and compared its "CosReLU" loss (CosFace with a clamp,
-# s = 30, m = 0.35) with a "softmax" baseline. It found CosReLU 0.652 vs softmax 0.655 on FairFace-0.25
-# after 10 epochs, from one run each, and concluded that the margin does not help "under small-data
+# s = 30, m = 0.35) with a "softmax" baseline. It found CosReLU 0.652 vs softmax 0.655 on FairFace-0.25, from
+# one run each (its README calls them the "final accuracy (epoch 10)", while its `main_compare.py` runs the
+# comparison with a default of 5 epochs, so how long they trained is unclear), and concluded that the margin does not help "under small-data
 # constraints" while FairFace-1.25 is "a larger dataset" that adds 2–3 points.
 #
-# Three things in that comparison are fixed here (quoted from its code below): validation images got the
-# training augmentation, predictions used unnormalized classifier weights, and each number is a single seed,
-# so a 0.003 difference cannot be told from seed noise. And **0.25 vs 1.25 is not a data-size difference**:
+# Four things in that comparison are fixed here (quoted from its code below): validation images got the
+# training augmentation, predictions used unnormalized classifier weights, its "softmax" has no scale, and each
+# number is a single seed, so a 0.003 difference cannot be told from seed noise. And **0.25 vs 1.25 is not a data-size difference**:
 # both are the same images, cropped by dlib's `get_face_chip` with padding p, whose crop side is (1 + 2p)
 # times the aligned face box: 1.5× for 0.25 and 3.5× for 1.25.
 #
@@ -132,7 +133,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, frozen_features
+from lib import fairface_experiment as experiment, fairness, fairness_analysis, fairness_plots, findings, frozen_features
 from lib import head_comparison, losses, parameters, paths, plots, pretrained, synthetic, tables
 from lib.settings import RunSettings
 from lib.tables import write_csv
@@ -484,7 +485,7 @@ head_comparison.comparison_style(comparisons[comparisons["quantity"] != "group a
 # (<target>).csv` otherwise: `epoch, seed, loss, overall` and one column per race), the per-sample
 # validation predictions of every target, head and seed (`03_predictions.csv`), the history, which heads
 # collapsed or are identical (`03_heads.csv`) and the comparisons with their verdicts (`03_comparisons.csv`).
-# The conclusion below is written from the saved tables, as notebook 04's is.
+# The findings at the end of the page are written from the saved tables, as notebook 04's are.
 
 # %%
 results_dir = paths.results_dir(profile)
@@ -498,54 +499,6 @@ written.append(write_csv(status, results_dir / head_comparison.HEADS_FILE))
 written.append(write_csv(comparisons, results_dir / head_comparison.COMPARISONS_FILE))
 print("\n".join(paths.shown(path) for path in written))
 print(f"wrote {len(predictions):,} predictions; notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min")
-
-# %% [markdown]
-# ## Conclusion
-
-# %%
-saved_status = fairness_analysis.read_head_status(profile)
-saved_comparisons = fairness_analysis.read_comparisons(profile)
-lines = []
-course = saved_comparisons[(saved_comparisons["target"] == "race") & (saved_comparisons["quantity"] == "accuracy")
-                           & (saved_comparisons["head_key"] == "cosrelu")
-                           & (saved_comparisons["reference_key"] == "cosine_softmax")]
-if len(course):
-    row = course.iloc[0]
-    lines.append(
-        f"The course report: CosReLU 0.652 vs softmax 0.655 (one seed each, 224px, ImageNet weights). Here: "
-        f"`{row['head']}` **{row['head_value']:.3f}**, `{row['reference']}` **{row['reference_value']:.3f}** (mean "
-        f"over {int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''}); the paired difference is {row['difference']:+.3f}"
-        + (f" (95 % CI {row['lower']:+.3f} to {row['upper']:+.3f})" if np.isfinite(row["lower"]) else "")
-        + f": {row['verdict']}.")
-for target in targets:
-    compared = saved_status[(saved_status["target"] == target) & (saved_status["head"] == saved_status["same_as"])
-                            & ~saved_status["collapsed"]]
-    if len(compared):
-        best = compared.loc[compared["accuracy"].idxmax()]
-        lines.append(f"Most accurate {target} head among those not collapsed: `{best['label']}` ({best['accuracy']:.3f}).")
-for target, table in clamp_tables.items():
-    lines.append(f"{target.capitalize()}: CosReLU's clamp acted on at most {table.iloc[:, 0].max():.2%} of the "
-                 f"training samples in an epoch (final epoch: {table.iloc[-1, 0]:.2%}).")
-if weights != "imagenet":
-    lines.append(f"These models start from random weights at {image_size}px (ImageNet weights cannot be "
-                 f"downloaded here), so absolute accuracies are far below the report's pretrained 224px "
-                 f"numbers, and whether the ranking of the heads carries over to a pretrained network is not "
-                 f"shown by these runs: the frozen-embedding section below trains the same heads on a pretrained "
-                 f"representation and compares the two rankings.")
-display(Markdown(" ".join(lines)))
-display(Markdown(head_comparison.summary_text(saved_comparisons, saved_status)))
-
-# %% [markdown]
-# ### What this says about the report's conclusions
-# * *"CosReLU does not outperform softmax."* A single-seed difference of 0.003 is no evidence either way;
-#   the comparison above gives the difference with its interval over seeds and a corrected verdict.
-# * *"FairFace-1.25 is a larger dataset."* It is the same set of images cropped more loosely (3.5× instead
-#   of 1.5× the face box); run this notebook with `fairface_padding="1.25"` (Hub source) to compare the crops.
-# * The report scored validation images with training augmentation and unnormalized weights; here
-#   validation is un-augmented and predictions use the trained normalized classifier.
-# * The report's per-race plots are per-class recall of a race classifier: they show label confusion.
-#   How well a classifier serves people of each group is what the gender-per-race experiment measures
-#   (notebook 04).
 
 # %% [markdown]
 # ## A pretrained regime on the CPU: the heads on frozen face-encoder embeddings
@@ -665,8 +618,6 @@ for frozen_target, runs_t in frozen_runs.items():
                                              .set_index(["quantity", "head", "reference"])[columns]))
     frozen_summary_lines.append(f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: "
                                 + head_comparison.summary_text(compared, frozen_status[frozen_target]))
-if frozen_summary_lines:
-    display(Markdown("\n\n".join(frozen_summary_lines)))
 
 # %%
 if frozen_predictions:
@@ -675,6 +626,29 @@ if frozen_predictions:
                  write_csv(pd.concat(frozen_comparisons.values(), ignore_index=True),
                            paths.results_dir(profile) / "03_frozen_comparisons.csv")):
         print("wrote", paths.shown(path))
+
+# %% [markdown]
+# ### Synthetic profiles: the planted answer
+# In the synthetic profiles the groups carry a planted difficulty (`Group A` easiest … `Group G` hardest), so
+# race recall should fall with it in both regimes (Spearman's ρ between planted difficulty and recall near −1).
+# Saved as `03_planted_order.csv` for the findings; on real data there is no planted answer and nothing is saved.
+
+# %%
+planted_file = paths.results_dir(profile) / "03_planted_order.csv"
+if set(groups) <= set(synthetic.GROUP_DIFFICULTY):
+    regimes = [("from scratch", target, head_comparison.relabel(predictions[predictions["target"] == target], status))
+               for target in targets]
+    regimes += [("frozen", target, head_comparison.relabel(table, frozen_status[target]))
+                for target, table in frozen_predictions.items()]
+    planted_order = pd.concat([
+        fairness_analysis.planted_order_check(fairness_analysis.per_group_accuracy(frame, "race", order=groups),
+                                              synthetic.GROUP_DIFFICULTY).reset_index().assign(regime=regime, target=target)
+        for regime, target, frame in regimes], ignore_index=True)
+    planted_order = planted_order[["regime", "target", *[c for c in planted_order.columns if c not in ("regime", "target")]]]
+    print("wrote", paths.shown(write_csv(planted_order, planted_file)))
+    display(planted_order.set_index(["regime", "target", "head"]).style.format(precision=2))
+else:
+    planted_file.unlink(missing_ok=True)
 
 # %% [markdown]
 # ## The course report beside this run
@@ -689,6 +663,28 @@ from lib import course_reports
 
 display(course_reports.cosrelu_comparison(paths.results_dir(profile)).style.format(precision=3, na_rep=""))
 display(course_reports.fairface_curve_comparison(paths.results_dir(profile)).style.format(precision=3, na_rep=""))
+
+# %% [markdown]
+# ## Findings
+# The question, the answer in each regime, how sure and what it does not show, in plain words, after all of
+# the evidence above. Every number is read from the tables this notebook saved (`03_comparisons.csv`,
+# `03_frozen_comparisons.csv`) and checked again when the report is rendered; the full lists of verdicts are in
+# the appendix at the end.
+
+# %%
+findings.cosrelu_findings(paths.results_dir(profile), profile, synthetic=fairface_source == "synthetic")
+
+# %% [markdown]
+# ### What this says about the report's conclusions
+# * *"CosReLU does not outperform softmax."* A single-seed difference of 0.003 is no evidence either way;
+#   the comparison above gives the difference with its interval over seeds and a corrected verdict.
+# * *"FairFace-1.25 is a larger dataset."* It is the same set of images cropped more loosely (3.5× instead
+#   of 1.5× the face box); run this notebook with `fairface_padding="1.25"` (Hub source) to compare the crops.
+# * The report scored validation images with training augmentation and unnormalized weights; here
+#   validation is un-augmented and predictions use the trained normalized classifier.
+# * The report's per-race plots are per-class recall of a race classifier: they show label confusion.
+#   How well a classifier serves people of each group is what the gender-per-race experiment measures
+#   (notebook 04).
 
 # %% [markdown]
 # ## References
@@ -708,3 +704,42 @@ display(course_reports.fairface_curve_comparison(paths.results_dir(profile)).sty
 #
 # Full list, complete, with what each source contributes: the report's [references page](references.html)
 # (generated from `lib/references.py`, like the *References* section of `README.md`).
+
+# %% [markdown]
+# ## Appendix: every verdict, generated from the saved tables
+# From scratch, then on frozen embeddings: each head against its reference, overall, race gap and per race.
+
+# %%
+saved_status = fairness_analysis.read_head_status(profile)
+saved_comparisons = fairness_analysis.read_comparisons(profile)
+lines = []
+course = saved_comparisons[(saved_comparisons["target"] == "race") & (saved_comparisons["quantity"] == "accuracy")
+                           & (saved_comparisons["head_key"] == "cosrelu")
+                           & (saved_comparisons["reference_key"] == "cosine_softmax")]
+if len(course):
+    row = course.iloc[0]
+    lines.append(
+        f"The course report: CosReLU 0.652 vs softmax 0.655 (one seed each, 224px, ImageNet weights). Here: "
+        f"`{row['head']}` **{row['head_value']:.3f}**, `{row['reference']}` **{row['reference_value']:.3f}** (mean "
+        f"over {int(row['seeds'])} seed{'s' if row['seeds'] != 1 else ''}); the paired difference is {row['difference']:+.3f}"
+        + (f" (95 % CI {row['lower']:+.3f} to {row['upper']:+.3f})" if np.isfinite(row["lower"]) else "")
+        + f": {row['verdict']}.")
+for target in targets:
+    compared = saved_status[(saved_status["target"] == target) & (saved_status["head"] == saved_status["same_as"])
+                            & ~saved_status["collapsed"]]
+    if len(compared):
+        best = compared.loc[compared["accuracy"].idxmax()]
+        lines.append(f"Most accurate {target} head among those not collapsed: `{best['label']}` ({best['accuracy']:.3f}).")
+for target, table in clamp_tables.items():
+    lines.append(f"{target.capitalize()}: CosReLU's clamp acted on at most {table.iloc[:, 0].max():.2%} of the "
+                 f"training samples in an epoch (final epoch: {table.iloc[-1, 0]:.2%}).")
+if weights != "imagenet":
+    lines.append(f"These models start from random weights at {image_size}px (ImageNet weights cannot be "
+                 f"downloaded here), so absolute accuracies are far below the report's pretrained 224px "
+                 f"numbers, and whether the ranking of the heads carries over to a pretrained network is not "
+                 f"shown by these runs: the frozen-embedding section trains the same heads on a pretrained "
+                 f"representation and compares the two rankings.")
+display(Markdown(" ".join(lines)))
+display(Markdown(head_comparison.summary_text(saved_comparisons, saved_status)))
+if frozen_summary_lines:
+    display(Markdown("\n\n".join(frozen_summary_lines)))

@@ -19,7 +19,8 @@
 #
 # This notebook trains nothing. It reads what notebook 03 saved — the per-image validation predictions of
 # every target (gender and race classification on FairFace), head and seed, which heads collapsed or are
-# one model, and the head-vs-head comparisons with their verdicts — and the per-pair scores notebook 02
+# one model, and the head-vs-head comparisons with their verdicts, for both of its regimes (networks trained
+# from scratch, and heads trained on frozen face embeddings) — and the per-pair scores notebook 02
 # saved (LFW View 1 DevTest verification). It asks how unequal the errors are across groups, whether a
 # margin head changes that, and how sure we can be. Definitions follow RFW (Wang et al., ICCV 2019), NIST FRVT Part 3
 # (NISTIR 8280, 2019) and fairlearn (see References at the end):
@@ -71,8 +72,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from lib import download, fairness_analysis as analysis, fairness_plots, frvt, head_comparison, lfw, parameters
-from lib import paths, plots, pretrained, synthetic, tables
+from lib import download, fairness_analysis as analysis, fairness_plots, findings, frvt, head_comparison, lfw
+from lib import parameters, paths, plots, pretrained, synthetic, tables
 from lib.errors import DataError
 from lib.labels import GENDERS
 from lib.tables import write_csv
@@ -209,6 +210,71 @@ for target, tests in gap_tests.items():
     display(Markdown(f"**{target}**"), tests.pivot(index="head", columns="seed", values=["gap", "p_value"]).loc[shown[target]])
 
 # %% [markdown]
+# ## The pretrained regime: gender per race on frozen face embeddings
+# Notebook 03 also trained the same heads (and a plain linear probe, `softmax`) on frozen dlib face descriptors,
+# where every head sees the same pretrained representation (`03_frozen_predictions.csv`). The same question
+# for that regime: each head's gender accuracy per race, its disparity across races, and the per-race
+# differences between heads with notebook 03's verdicts (`03_frozen_comparisons.csv`). With frozen features a seed
+# changes only the head's initialisation and batch order: the intervals are narrow because they cover that, not
+# the sampling of the validation images.
+
+# %%
+frozen_file = paths.RESULTS / profile / "03_frozen_predictions.csv"
+frozen_by_target, frozen_comparisons = {}, None
+if frozen_file.is_file():
+    frozen_raw = analysis.read_results(profile, frozen_file.name, "03", ("id", "y_true", "y_pred", "race", "target",
+                                                                         "head", "seed"))
+    frozen_raw["correct"] = frozen_raw["y_true"] == frozen_raw["y_pred"]
+    for target, rows in frozen_raw.groupby("target", sort=False):
+        frozen_by_target[target] = head_comparison.relabel(rows, head_comparison.head_status(rows))
+    frozen_comparisons = analysis.read_results(profile, "03_frozen_comparisons.csv", "03").fillna({"group": ""})
+if "gender" in frozen_by_target:
+    frozen_gender = frozen_by_target["gender"]
+    frozen_heads = list(dict.fromkeys(frozen_gender["head"]))
+    frozen_interval = analysis.interval_label(frozen_gender)
+    frozen_by_race = analysis.per_group_accuracy(frozen_gender, "race", order=races)
+    fig, ax = plt.subplots(figsize=(8.5, 6.5), layout="constrained")
+    fairness_plots.forest_plot(frozen_by_race, order=races, by_order=frozen_heads, ax=ax, interval_label=frozen_interval,
+                               chance=1 / frozen_gender["y_true"].nunique(),
+                               title="Frozen dlib embeddings: gender accuracy per race group, by head",
+                               xlabel=f"gender accuracy (dot: estimate; whiskers: {frozen_interval})")
+    plots.save_figure(fig, "04_frozen_gender_by_race", profile)
+    plt.show()
+    display(fairness_plots.style_disparity_table(analysis.disparities(frozen_gender, "race", order=races),
+                                                 caption="Frozen embeddings, gender accuracy across races: disparity "
+                                                         "of each head (mean over seeds, 95 % t-interval over seeds)"))
+    frozen_per_race = frozen_comparisons[(frozen_comparisons["target"] == "gender")
+                                         & (frozen_comparisons["quantity"] == "group accuracy")]
+    display(head_comparison.comparison_style(frozen_per_race.set_index(["group", "head", "reference"])[
+        ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]]))
+else:
+    display(Markdown(f"No frozen-embedding gender predictions for profile `{profile}` (`{paths.shown(frozen_file)}`: "
+                     "notebook 03 writes them when the pretrained encoder is installed)."))
+
+# %% [markdown]
+# ### Worst- and best-served group per head, both regimes
+# Gender accuracy (mean over seeds) of each head's worst- and best-served race group, from scratch and on frozen
+# embeddings; saved as `04_group_accuracy.csv` for the findings.
+
+# %%
+group_rows = []
+for regime, frame in [("from scratch", by_target.get("gender")), ("frozen dlib features", frozen_by_target.get("gender"))]:
+    if frame is None:
+        continue
+    for head, rows in analysis.per_group_accuracy(frame, "race", order=races).groupby("head", sort=False):
+        worst, best = rows.loc[rows["accuracy"].idxmin()], rows.loc[rows["accuracy"].idxmax()]
+        group_rows.append({"regime": regime, "target": "gender", "head": head, "worst group": worst["group"],
+                           "min accuracy": worst["accuracy"], "best group": best["group"],
+                           "max accuracy": best["accuracy"], "gap": best["accuracy"] - worst["accuracy"]})
+group_extremes = pd.DataFrame(group_rows, columns=["regime", "target", "head", "worst group", "min accuracy",
+                                                   "best group", "max accuracy", "gap"])
+if len(group_extremes):
+    write_csv(group_extremes, paths.results_dir(profile) / "04_group_accuracy.csv")
+else:
+    (paths.results_dir(profile) / "04_group_accuracy.csv").unlink(missing_ok=True)
+group_extremes.set_index(["regime", "head"])
+
+# %% [markdown]
 # ## Race classification: per-class recall
 # The recall of each race label per head (notebook 03 draws it, `03_per_race_final`, beside the confusion
 # matrices that explain it) and its disparity across races. A lower recall for a race means its label is
@@ -236,8 +302,8 @@ for target in targets:
 
 # %% [markdown]
 # ## LFW verification fairness, NIST FRVT Part 3 style
-# The course report compared error rates of the two genders at each head's own threshold on the 500 + 500
-# listed DevTest pairs (40 female impostor pairs, no intervals). Here, as in NIST's demographic study
+# Neither course report looked at verification errors by group: the SphereFace report scored only the 500 + 500
+# listed DevTest pairs, at a fixed cosine threshold, for everyone at once. Here, as in NIST's demographic study
 # (Grother, Ngan, Hanaoka, *FRVT Part 3: Demographic Effects*, NISTIR 8280, 2019):
 #
 # * **all-vs-all**: every image is compared with every other image of the set — every genuine pair (two
@@ -567,12 +633,13 @@ verification_summary = "\n\n".join(verification_summary)
 display(Markdown(verification_summary or "No verification audit ran in this profile."))
 
 # %% [markdown]
-# ## Conclusion
-# Notebook 03's verdicts, word for word (written from the same saved table), then what this notebook adds.
+# ## Findings
+# The question, the answer in each regime, how sure and what it does not show, in plain words. Every number is
+# read from the saved tables (notebook 03's comparisons, `04_group_accuracy.csv`, the `04_frvt_*` audits) and
+# checked again when the report is rendered; the generated lists of verdicts are in the appendix at the end.
 
 # %%
-display(Markdown(analysis.conclusion(comparisons, status, gap_tests=gap_tests)))
-display(Markdown(verification_summary))
+findings.fairness_findings(paths.results_dir(profile), profile, synthetic=lfw_source == "synthetic")
 
 # %% [markdown]
 # ## References
@@ -592,3 +659,11 @@ display(Markdown(verification_summary))
 #
 # Full list, complete, with what each source contributes: the report's [references page](references.html)
 # (generated from `lib/references.py`, like the *References* section of `README.md`).
+
+# %% [markdown]
+# ## Appendix: every verdict, generated from the saved tables
+# Notebook 03's from-scratch verdicts, word for word (written from the same saved table), then the permutation
+# tests (the verification audits' lists are in their sections above).
+
+# %%
+display(Markdown(analysis.conclusion(comparisons, status, gap_tests=gap_tests)))

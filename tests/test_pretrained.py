@@ -72,6 +72,10 @@ def test_cache_is_keyed_by_content_and_model(tmp_path):
     np.testing.assert_allclose(first.vectors[:, :3], [expected_mean(red), expected_mean(blue), expected_mean(red)],
                                atol=1e-4)
     assert first.n_fallback == 0 and first.aligned_by.tolist() == [0, 0, 0]
+    # The summary accounts for every image: the copy is neither "from cache" nor "computed" (issue 24).
+    summary = first.summary()
+    assert (summary["images"], summary["byte-identical copies (embedded once)"], summary["from cache"],
+            summary["computed"]) == (3, 1, 0, 2)
 
     again = MeanColourEncoder()
     second = pretrained.embed_images(again, [blue, red], workers=1, cache_dir=cache, progress=False)

@@ -1,0 +1,260 @@
+"""Findings whose numbers come from the saved result tables (lib.findings) and the render's check of them.
+
+The committed real tables (data/results/real/) are read where a test needs realistic tables; a test that
+changes a table works on a copy under tmp_path.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from lib import findings, notebooks, paths
+
+REAL = paths.ROOT / "data" / "results" / "real"
+REAL_TABLES = ["02_heads.csv", "02_comparisons.csv", "03_comparisons.csv", "03_frozen_comparisons.csv",
+               "04_frvt_trained_ratios.csv", "04_frvt_dlib_ratios.csv", "04_frvt_dlib_rates.csv"]
+needs_real = pytest.mark.skipif(not all((REAL / t).is_file() for t in REAL_TABLES),
+                                reason="the committed real result tables are not in this checkout")
+
+
+def _copy_real(folder: Path, tables=REAL_TABLES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        shutil.copy(REAL / table, folder / table)
+    return folder
+
+
+def _cell(folder: Path, table: str, where: dict, column: str) -> str:
+    """The cell as the csv module reads it: an independent reader of the same file."""
+    with open(folder / table, newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if all(row[k] == v for k, v in where.items())]
+    assert len(rows) == 1, (table, where)
+    return rows[0][column]
+
+
+def _set_cell(folder: Path, table: str, where: dict, column: str, value) -> None:
+    frame = pd.read_csv(folder / table, dtype=str, keep_default_na=False)
+    mask = pd.Series(True, index=frame.index)
+    for key, wanted in where.items():
+        mask &= frame[key] == wanted
+    assert mask.sum() == 1
+    frame.loc[mask, column] = str(value)
+    frame.to_csv(folder / table, index=False)
+
+
+def test_number_is_formatted_from_its_row_and_column(tmp_path):
+    (tmp_path / "t.csv").write_text("head,target,acc\nsoftmax,race,0.79733333\ncosface,race,0.8443\n"
+                                    "cosface,gender,0.5\n")
+    f = findings.Findings(tmp_path)
+    assert f.number("cosface race accuracy", "t.csv", {"head": "cosface", "target": "race"}, "acc") == "0.844"
+    assert f.number("a difference", "t.csv", {"head": "softmax"}, "acc", "difference") == "+0.797"
+    assert [q.name for q in f.quotes] == ["cosface race accuracy", "a difference"]
+    assert f.quotes[0].value == "0.8443" and f.quotes[0].table == "t.csv" and f.quotes[0].column == "acc"
+
+
+@pytest.mark.parametrize("where, message", [({"head": "arcface"}, "no row"), ({"head": "cosface"}, "2 rows")])
+def test_missing_or_ambiguous_row_names_the_number_and_the_table(tmp_path, where, message):
+    (tmp_path / "t.csv").write_text("head,target,acc\ncosface,race,0.8\ncosface,gender,0.5\n")
+    with pytest.raises(findings.FindingsError, match=rf"'the accuracy'.*t\.csv.*{message}"):
+        findings.Findings(tmp_path).number("the accuracy", "t.csv", where, "acc")
+
+
+def test_missing_table_names_the_number_and_the_table(tmp_path):
+    with pytest.raises(findings.FindingsError, match=r"'the accuracy'.*absent\.csv is missing"):
+        findings.Findings(tmp_path).number("the accuracy", "absent.csv", {"head": "x"}, "acc")
+
+
+def test_missing_column_names_the_number(tmp_path):
+    (tmp_path / "t.csv").write_text("head,acc\ncosface,0.8\n")
+    with pytest.raises(findings.FindingsError, match=r"'the gap'.*no column.*\['gap'\]"):
+        findings.Findings(tmp_path).number("the gap", "t.csv", {"head": "cosface"}, "gap")
+
+
+def test_a_word_is_chosen_from_the_data_and_rechecked(tmp_path):
+    (tmp_path / "t.csv").write_text("pair,verdict,low\na,lower,-0.2\n")
+    f = findings.Findings(tmp_path)
+    assert f.choose("verdict of a", "t.csv", {"pair": "a"}, "verdict", {"lower": "lower", "higher": "higher"}) == "lower"
+    assert f.choose("a excludes 0", "t.csv", {"pair": "a"}, "low", lambda v: "yes" if v > 0 else "no") == "no"
+    assert findings.check_quotes(f.quotes, tmp_path) == []
+    (tmp_path / "t.csv").write_text("pair,verdict,low\na,higher,0.1\n")
+    problems = findings.check_quotes(f.quotes, tmp_path)
+    assert len(problems) == 2 and "'verdict of a'" in problems[0] and "'higher'" in problems[0]
+    with pytest.raises(findings.FindingsError, match="no words for"):
+        findings.Findings(tmp_path).choose("verdict of a", "t.csv", {"pair": "a"}, "verdict", {"lower": "lower"})
+
+
+@needs_real
+def test_every_quote_of_every_findings_text_is_its_table_cell():
+    """Each quoted value is the cell an independent CSV reader finds at the quote's row and column."""
+    texts = [fn(REAL, "real") for stem, fn in findings.NOTEBOOK_FINDINGS.items() if stem != "01_data_audit"]
+    texts.append(findings.series_findings(REAL, "real", stems=list(findings.NOTEBOOK_FINDINGS)))
+    for text in texts:
+        assert text.quotes
+        for quote in text.quotes:
+            assert _cell(REAL, quote.table, quote.where, quote.column) == quote.value, quote.name
+        assert findings.check_quotes(text.quotes, REAL) == []
+
+
+@needs_real
+def test_findings_text_shows_each_number_as_its_table_holds_it():
+    """The 02 text quotes sphereface's DevTest accuracy and its paired difference, as in the tables."""
+    text = findings.sphereface_findings(REAL, "real").markdown
+    heads = pd.read_csv(REAL / "02_heads.csv").set_index("head")
+    assert f"{heads.loc['sphereface', 'acc_10fold']:.3f}" in text
+    diff = pd.read_csv(REAL / "02_comparisons.csv").set_index("comparison").loc["sphereface − softmax", "mean difference"]
+    assert f"{diff:+.3f}".replace("-", "−") in text
+
+
+@needs_real
+def test_series_findings_are_five_to_eight_sentences_per_regime():
+    text = findings.series_findings(REAL, "real", stems=list(findings.NOTEBOOK_FINDINGS)).markdown
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    assert 5 <= len(paragraphs) <= 8
+    assert "from scratch (notebook 03)" in text and "on frozen dlib face features (notebook 03)" in text
+
+
+@needs_real
+def test_verdict_and_its_consequence_follow_the_table(tmp_path):
+    """A stale verdict cannot be shown: flip the from-scratch race verdict and the answer changes with it."""
+    folder = _copy_real(tmp_path / "results")
+    where = {"target": "race", "quantity": "accuracy", "group": "", "head_key": "cosrelu",
+             "reference_key": "cosine_softmax"}
+    for verdict in ("lower", "higher"):
+        _set_cell(folder, "03_comparisons.csv", where, "verdict", verdict)
+        frozen = _cell(folder, "03_frozen_comparisons.csv", where, "verdict")
+        text = findings.cosrelu_findings(folder, "real").markdown
+        answer = next(p for p in text.split("\n\n") if p.startswith("**The answer.**"))
+        assert f"On race, CosReLU against the course's softmax is **{verdict}** from scratch" in answer
+        assert ("the regime changes the answer" in answer.split(";")[0]) == (verdict != frozen)
+
+
+def test_devtest_sentence_reads_the_tuning_table(tmp_path):
+    f = findings.Findings(tmp_path)
+    assert "does not show which of its settings" in findings._devtest_sentence(f)
+    columns = "setting,value,current,n_trials,score,chosen\n"
+    (tmp_path / findings.SETTING_CHOICE).write_text(columns)
+    assert "tunes no setting" in findings._devtest_sentence(findings.Findings(tmp_path))
+    (tmp_path / findings.SETTING_CHOICE).write_text(
+        columns + "epochs,40,True,2,0.8,True\nalignment,center,True,2,0.80,False\nalignment,aligned,False,2,0.82,True\n")
+    text = findings._devtest_sentence(findings.Findings(tmp_path))
+    assert "`center` faces **lost**" in text and "(`crop`) is not among the settings tuned" in text
+    assert "Chosen on the validation pairs, by the rule on the page: `epochs`." in text
+    (tmp_path / findings.SETTING_CHOICE).write_text(
+        columns + "epochs,40,True,2,0.8,True\nalignment,aligned,True,2,0.82,True\nalignment,center,False,2,0.80,False\n"
+        "align_margin,0.0,True,2,0.82,\nalign_margin,0.1,False,0,,\n")
+    text = findings._devtest_sentence(findings.Findings(tmp_path))
+    assert "The face crop was chosen on the validation pairs: this run's `aligned` faces won" in text
+    assert "Still undecided (trials missing), so this run's value was not chosen on the validation pairs: " \
+           "`align_margin`" in text and "lost" not in text
+    (tmp_path / findings.SETTING_CHOICE).write_text(columns + "alignment,center,True,1,0.80,\nalignment,aligned,False,0,,\n")
+    assert "were not chosen on them" in findings._devtest_sentence(findings.Findings(tmp_path))
+
+
+# ------------------------------------------------------------------------------ render-time check
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    for name in ("PARAMS", "NOTEBOOKS", "REPORTS", "FIGURES", "RESULTS"):
+        folder = tmp_path / name.lower()
+        folder.mkdir()
+        monkeypatch.setattr(paths, name, folder)
+    (tmp_path / "params" / "tiny.yaml").write_text("common:\n  lfw_source: shared\n  fairface_source: shared\n")
+    return tmp_path
+
+
+def _executed_02(project: Path, text: findings.FindingsText) -> None:
+    (project / "notebooks" / "02_sphereface.py").write_text("# %%\n1 + 1\n")
+    out = project / "reports" / "tiny"
+    out.mkdir(parents=True)
+    markdown, metadata = text._repr_markdown_()
+    # As IPython files a _repr_markdown_'s (data, metadata): the metadata under the MIME type.
+    output = new_output("execute_result", data={"text/markdown": markdown, "text/plain": "findings"},
+                        metadata={"text/markdown": metadata}, execution_count=1)
+    notebook = new_notebook(cells=[new_markdown_cell("# 02 · SphereFace\n\nIntro."),
+                                   new_code_cell("findings", outputs=[output])])
+    nbformat.write(notebook, out / "02_sphereface.ipynb")
+
+
+@needs_real
+def test_render_checks_the_page_and_writes_the_index_findings(project):
+    folder = _copy_real(project / "results" / "tiny", ["02_heads.csv", "02_comparisons.csv"])
+    _executed_02(project, findings.sphereface_findings(folder, "tiny"))
+    index = notebooks.render("tiny").read_text(encoding="utf-8")
+    accuracy = pd.read_csv(folder / "02_heads.csv").set_index("head").loc["course_sphereface", "acc_10fold"]
+    assert "<h2>Findings</h2>" in index and f"reaches {accuracy:.3f}" in index
+    assert index.index("<h2>Findings</h2>") < index.index("<h2>Run</h2>")
+
+
+@needs_real
+def test_render_stops_on_a_page_that_quotes_a_stale_value(project):
+    folder = _copy_real(project / "results" / "tiny", ["02_heads.csv", "02_comparisons.csv"])
+    _executed_02(project, findings.sphereface_findings(folder, "tiny"))
+    _set_cell(folder, "02_heads.csv", {"head": "sphereface"}, "acc_10fold", 0.5)  # the table changed after the run
+    with pytest.raises(SystemExit, match=r"DevTest accuracy of sphereface.*02_heads\.csv.*stale"):
+        notebooks.render("tiny")
+    assert not (project / "reports" / "tiny" / "index.html").exists()
+
+
+@needs_real
+def test_render_stops_when_a_quoted_table_is_missing(project):
+    folder = _copy_real(project / "results" / "tiny", ["02_heads.csv", "02_comparisons.csv"])
+    _executed_02(project, findings.sphereface_findings(folder, "tiny"))
+    (folder / "02_comparisons.csv").unlink()
+    with pytest.raises(SystemExit, match=r"02: sphereface − softmax.*02_comparisons\.csv is missing"):
+        notebooks.render("tiny")
+
+
+def test_notebook_02_verdict_comes_from_the_verdict_column_when_the_table_has_one(tmp_path):
+    heads = "head,seeds,acc_10fold,ci_low,ci_high,acc_fixed_0.5\nsoftmax,3,0.79,0.77,0.82,0.64\ncosface,3,0.84,0.81,0.87,0.58\n"
+    (tmp_path / "02_heads.csv").write_text(heads)
+    (tmp_path / "02_comparisons.csv").write_text(
+        "comparison,seeds,mean difference,95% CI low,95% CI high,excludes 0\ncosface − softmax,3,0.05,0.01,0.09,True\n")
+    assert "cosface − softmax +0.050 [+0.010, +0.090], **higher** (its interval excludes 0)" in \
+        findings.sphereface_findings(tmp_path).markdown
+    # A corrected table: its verdict decides, even where the uncorrected interval excludes 0.
+    (tmp_path / "02_comparisons.csv").write_text(
+        "comparison,seeds,mean difference,95% CI low,95% CI high,p_value,p_adjusted,interval,verdict\n"
+        "cosface − softmax,3,0.05,0.01,0.09,0.03,0.09,95% over seeds and pairs; Holm,not resolved\n")
+    text = findings.sphereface_findings(tmp_path).markdown
+    assert "cosface − softmax +0.050 [+0.010, +0.090], not resolved" in text
+    assert "Intervals: 95% over seeds and pairs; Holm." in text and "not corrected" not in text
+
+
+def test_gap_answer_says_what_the_verdicts_add_up_to():
+    assert "no margin head changes the gap" in findings._gap_answer(["not resolved"] * 3, "from scratch")
+    assert "every resolved one narrower" in findings._gap_answer(["narrower", "not resolved"], "frozen")
+    assert "in both directions" in findings._gap_answer(["narrower", "wider", "wider"], "frozen")
+    assert findings._gap_answer([], "frozen") == ""
+
+
+@needs_real
+def test_dlib_audit_findings_per_comparator_when_the_tables_name_one(tmp_path):
+    """A dlib audit saved with a comparator column (two comparators): one paragraph per comparator, dlib's
+    own (Euclidean) first, each number from its comparator's rows."""
+    folder = _copy_real(tmp_path / "results")
+    for table in ("04_frvt_dlib_rates.csv", "04_frvt_dlib_ratios.csv"):
+        cosine = pd.read_csv(folder / table, dtype=str, keep_default_na=False)
+        euclidean = cosine.copy()
+        euclidean["fmr" if "fmr" in cosine.columns else "estimate"] = "0.5"
+        pd.concat([cosine.assign(comparator="cosine"), euclidean.assign(comparator="euclidean")]).to_csv(
+            folder / table, index=False)
+    text = findings.fairness_findings(folder, "real").markdown
+    euclid, cos = text.index("Euclidean distance of the raw descriptors"), text.index("cosine of the L2-normalized")
+    assert euclid < cos
+    assert "Male: FMR 0.5" in text[euclid:cos] and "Male: FMR 0.5" not in text[cos:]
+    assert "FMR ratio Female/Male: 0.50" in text[euclid:cos]
+
+
+def test_an_empty_cell_is_shown_as_no_interval(tmp_path):
+    """One seed: the table leaves the interval empty, and the finding says there is none."""
+    (tmp_path / "t.csv").write_text("pair,difference,lower,upper\na,0.02,,\n")
+    f = findings.Findings(tmp_path)
+    assert f.interval("a", "t.csv", {"pair": "a"}, "lower", "upper") == "(no interval)"
+    assert f.number("a", "t.csv", {"pair": "a"}, "difference", "difference") == "+0.020"
+    assert findings.check_quotes(f.quotes, tmp_path) == []
