@@ -15,7 +15,8 @@ Which test answers which question:
 * "do heads A and B differ, overall or within a group?" — :func:`mcnemar_exact`,
   :func:`mcnemar_by_group` (Holm-corrected across groups);
 * "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference` (one trained model each);
-  across training seeds, :mod:`lib.head_comparison`;
+  across training seeds and test images, :mod:`lib.head_comparison`;
+* "how accurate is each group, across seeds and images?" — :func:`group_accuracy_over_seeds` with ``sample``;
 * several tests at once — :func:`adjust_p_values` (Holm 1979; Benjamini & Hochberg 1995).
 """
 
@@ -29,7 +30,14 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_curve
 
-from lib.verification import as_binary, as_scores, check_same_length, check_threshold, summarize_interval
+from lib.verification import (
+    as_binary,
+    as_scores,
+    check_same_length,
+    check_threshold,
+    interval_over_seeds_and_samples,
+    summarize_interval,
+)
 
 __all__ = [
     "wilson_interval",
@@ -430,15 +438,21 @@ def group_accuracy_over_seeds(
     y_pred: str = "y_pred",
     group: str = "group",
     seed: str = "seed",
+    sample: str | None = None,
     alpha: float = 0.05,
     order=None,
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
 ) -> pd.DataFrame:
     """Per-group accuracy from a long table of predictions of several training seeds.
 
-    ``how="average"`` (recommended): accuracy per group and seed, then mean, ddof=1 std and a
-    Student-t interval over seeds (:func:`lib.verification.summarize_interval`), clipped to [0, 1]. The
-    interval reflects training-seed variability of the group's accuracy; with two seeds (t = 12.7) it is
-    nearly uninformative, so prefer three or more. Columns:
+    ``how="average"`` (recommended): accuracy per group and seed, then the mean and ddof=1 std over seeds.
+    With ``sample`` (the column naming the test image, e.g. ``"id"``; every seed must score the same images)
+    the interval covers the seeds **and** the sampling of the images, resampled within each group
+    (:func:`lib.verification.interval_over_seeds_and_samples`), so a small group gets the wider interval
+    its size implies. Without it, the interval is a Student-t interval over seeds alone
+    (:func:`lib.verification.summarize_interval`), conditional on the images; with two seeds (t = 12.7)
+    it is nearly uninformative. Bounds are clipped to [0, 1]. Columns:
     ``group, n_seeds, n, accuracy, std, lower, upper, error`` (n = samples per seed, averaged).
 
     ``how="pool"``: all seeds' rows pooled as if they were one sample, with a Wilson interval. The point
@@ -446,7 +460,7 @@ def group_accuracy_over_seeds(
     narrow: the rows are the same test images seen by correlated models, not independent draws.
     Columns as :func:`group_accuracy` plus ``n_seeds``.
     """
-    _check_columns(predictions, [y_true, y_pred, group, seed])
+    _check_columns(predictions, [y_true, y_pred, group, seed] + ([sample] if sample is not None else []))
     if how == "pool":
         table = group_accuracy(predictions[y_true], predictions[y_pred], predictions[group], alpha, order)
         table.insert(1, "n_seeds", predictions[seed].nunique())
@@ -460,10 +474,24 @@ def group_accuracy_over_seeds(
         ]
     )
     names, _ = _group_codes(predictions[group], order)
+    bounds = {}
+    if sample is not None:
+        correct = predictions.assign(_correct=(predictions[y_true] == predictions[y_pred]).astype(float))
+        if correct.duplicated([seed, sample]).any():
+            raise ValueError(f"a (seed, {sample}) pair occurs twice: `{sample}` must name each test image once per seed")
+        wide = correct.pivot(index=seed, columns=sample, values="_correct")
+        if wide.isna().to_numpy().any():
+            raise ValueError(f"the seeds score different images: every seed must have a row for every `{sample}`")
+        sample_groups = predictions.drop_duplicates(sample).set_index(sample).loc[wide.columns, group].to_numpy()
+        result = interval_over_seeds_and_samples(wide.to_numpy(), groups=sample_groups, order=list(names),
+                                                 statistic=lambda means: means[..., 0], n_boot=n_boot,
+                                                 confidence=1 - alpha, seed=bootstrap_seed)
+        bounds = {name: (result.lower[g], result.upper[g]) for g, name in enumerate(result.groups)}
     records = []
     for name in names:  # loop over groups
         rows = per_seed[per_seed["group"] == name]
         summary = summarize_interval(rows["accuracy"], confidence=1 - alpha)
+        lower, upper = bounds.get(name, (summary.lower, summary.upper))
         records.append(
             {
                 "group": name,
@@ -472,8 +500,8 @@ def group_accuracy_over_seeds(
                 "accuracy": summary.mean,
                 "std": summary.std,
                 # An accuracy lies in [0, 1]; a t-interval over few seeds can reach past it.
-                "lower": max(0.0, summary.lower) if np.isfinite(summary.lower) else summary.lower,
-                "upper": min(1.0, summary.upper) if np.isfinite(summary.upper) else summary.upper,
+                "lower": max(0.0, lower) if np.isfinite(lower) else lower,
+                "upper": min(1.0, upper) if np.isfinite(upper) else upper,
                 "error": 1.0 - summary.mean,
             }
         )

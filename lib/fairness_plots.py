@@ -311,8 +311,9 @@ def difference_forest(
     ax.grid(axis="y", visible=False)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:+g}" if value else "0"))
     correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(rows["correction"].iloc[0], rows["correction"].iloc[0])
-    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {rows['interval'].iloc[0]}\n"
-                  f"verdict: {correction}-corrected t-test")
+    covered, _, family = rows["interval"].iloc[0].partition("; ")
+    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {covered}\n"
+                  f"{family or f'verdict: {correction}-corrected test'}")
     ax.set_title(title or "Head − reference differences")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
