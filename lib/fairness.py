@@ -57,6 +57,7 @@ __all__ = [
     "permutation_test_gap",
     "group_accuracy_over_seeds",
     "disparity_over_seeds",
+    "disparity_over_seeds_and_images",
     "MIXED",
     "pair_groups",
     "VerificationErrorRates",
@@ -525,6 +526,64 @@ def disparity_over_seeds(
         summary = disparity_summary(group_accuracy(frame[y_true], frame[y_pred], frame[group], order=order))
         rows.append({seed: seed_value, **asdict(summary)})
     return pd.DataFrame(rows)
+
+
+def disparity_over_seeds_and_images(
+    predictions: pd.DataFrame,
+    *,
+    y_true: str = "y_true",
+    y_pred: str = "y_pred",
+    group: str = "group",
+    seed: str = "seed",
+    sample: str = "id",
+    order=None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
+) -> dict:
+    """Gap, ratio, STD and SER (:class:`DisparitySummary`) as the mean over seeds, each with an interval over
+    the seeds and the test images (``sample`` names the image; images resampled within each group:
+    :func:`lib.verification.interval_over_seeds_and_samples`), as a dict of the summary's fields with
+    ``<metric>_lower``/``<metric>_upper`` bounds and ``n_seeds`` — one row for
+    :func:`lib.fairness_plots.disparity_table`. SER is NaN (no interval) when a group made no errors in some
+    seed, and its bounds NaN when a resample can make a group error-free. A max − min gap is biased upward,
+    more for small groups: its interval says how precisely that biased quantity is measured, not that a gap
+    exists (:func:`permutation_test_gap` answers that)."""
+    _check_columns(predictions, [y_true, y_pred, group, seed, sample])
+    per_seed = disparity_over_seeds(predictions, y_true=y_true, y_pred=y_pred, group=group, seed=seed, order=order)
+    correct = predictions.assign(_correct=(predictions[y_true] == predictions[y_pred]).astype(float))
+    wide = correct.pivot(index=seed, columns=sample, values="_correct")
+    if wide.isna().to_numpy().any():
+        raise ValueError(f"the seeds score different images: every seed must have a row for every `{sample}`")
+    sample_groups = predictions.drop_duplicates(sample).set_index(sample).loc[wide.columns, group].to_numpy()
+    names, _ = _group_codes(sample_groups, order)
+
+    def statistic(means):
+        accuracy = means[..., 0]
+        error = 1.0 - accuracy
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = accuracy.min(-1) / accuracy.max(-1)
+            ser = np.where(error.min(-1) > 0, error.max(-1) / error.min(-1), np.nan)
+        return np.stack([_gap(accuracy), ratio, accuracy.std(-1), ser], axis=-1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN SER replicates: reported as NaN bounds below
+        result = interval_over_seeds_and_samples(wide.to_numpy(), groups=sample_groups, order=list(names),
+                                                 statistic=statistic, n_boot=n_boot, confidence=confidence,
+                                                 seed=bootstrap_seed)
+    row = {"n_seeds": len(wide), **per_seed.iloc[0][["n_groups"]].to_dict()}
+    for index, metric in enumerate(("gap", "ratio", "std", "ser")):
+        values = per_seed[metric].to_numpy(dtype=np.float64)
+        defined = not np.isnan(values).any() and np.isfinite(result.se[index])
+        row[metric] = float(values.mean())
+        row[f"{metric}_lower"] = float(result.lower[index]) if defined else float("nan")
+        row[f"{metric}_upper"] = float(result.upper[index]) if defined else float("nan")
+    undefined = int(per_seed["ser"].isna().sum())
+    row["ser_note"] = f"undefined in {undefined} of {len(per_seed)} seeds (a group had no errors)" if undefined else ""
+    for column in ("worst_group", "best_group"):
+        counts = per_seed[column].astype(str).value_counts()
+        row[column] = counts.index[0] if len(per_seed) == 1 else f"{counts.index[0]} ({counts.iloc[0]} of {len(per_seed)} seeds)"
+    return row
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ Conventions:
 * with three or more seeds, per-group accuracies are averaged over seeds with an interval over the seeds
   and the validation images, resampled within each group (so a small group gets a wide interval); with
   fewer, the seeds' predictions are pooled with a Wilson interval over images (labelled so); disparities
-  are averaged over seeds with a t-interval over seeds (conditional on the images, labelled so);
+  are averaged over seeds with an interval over the seeds and the images as well;
 * which heads are collapsed or identical, and every head-vs-head verdict, come from the tables notebook
   03 saved (:mod:`lib.head_comparison`), read here, never recomputed differently.
 """
@@ -112,10 +112,15 @@ def per_group_accuracy(predictions: pd.DataFrame, group: str, order=None) -> pd.
     ], ignore_index=True)
 
 
+DISPARITY_INTERVAL = "mean over seeds; 95 % interval over seeds and validation images, resampled within each race"
+
+
 def disparities(predictions: pd.DataFrame, group: str, order=None) -> pd.DataFrame:
-    """Gap, ratio, STD and SER per head: mean over seeds with a t-interval (one row per head)."""
+    """Gap, ratio, STD and SER per head (one row per head): the mean over seeds with an interval over the seeds
+    and the validation images (:func:`lib.fairness.disparity_over_seeds_and_images`; see
+    :data:`DISPARITY_INTERVAL`)."""
     return disparity_table({
-        head: fairness.disparity_over_seeds(rows, group=group, order=order)
+        head: fairness.disparity_over_seeds_and_images(rows, group=group, sample="id", order=order)
         for head, rows in predictions.groupby("head", sort=False)
     })
 

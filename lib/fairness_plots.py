@@ -368,7 +368,8 @@ def _disparity_row(head, value, confidence: float) -> dict:
     _require_columns(records, DISPARITY_METRICS, f"disparity of head {head!r}")
     if len(records) == 0:
         raise ValueError(f"disparity of head {head!r} has no rows")
-    row = {"head": head, "n_seeds": len(records)}
+    seeds_given = len(records) == 1 and "n_seeds" in records.columns  # one summary over several seeds
+    row = {"head": head, "n_seeds": int(records["n_seeds"].iloc[0]) if seeds_given else len(records)}
     for metric in DISPARITY_METRICS:
         values = records[metric].to_numpy(dtype=np.float64)
         if len(values) == 1:  # one summary: keep intervals it brings (e.g. a bootstrap's), else none

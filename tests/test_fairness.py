@@ -22,6 +22,7 @@ from lib.fairness import (
     benjamini_hochberg_adjust,
     disparity_summary,
     disparity_over_seeds,
+    disparity_over_seeds_and_images,
     group_accuracy,
     group_accuracy_over_seeds,
     holm_adjust,
@@ -324,6 +325,23 @@ def test_group_intervals_over_seeds_and_images_account_for_group_sizes():
         assert table.loc[name, "upper"] == pytest.approx(upper, abs=0.1 * (upper - lower))
     with pytest.raises(ValueError, match="different images"):
         group_accuracy_over_seeds(frame.iloc[:-1], sample="id")
+
+
+def test_disparity_intervals_cover_the_images_too():
+    # Identical seeds: the mean over seeds is each seed's disparity, and the interval still has the width of the
+    # image sampling (a t-interval over seeds would have none).
+    rng = np.random.default_rng(6)
+    groups = np.repeat(["Group A", "Group B", "Group C"], [600, 300, 100])
+    y_true = rng.integers(0, 2, 1000)
+    y_pred = np.where(rng.random(1000) < np.select([groups == "Group A", groups == "Group B"], [0.9, 0.8], 0.7),
+                      y_true, 1 - y_true)
+    frame = pd.concat([pd.DataFrame({"id": np.arange(1000), "y_true": y_true, "y_pred": y_pred, "group": groups,
+                                     "seed": seed}) for seed in range(3)], ignore_index=True)
+    row = disparity_over_seeds_and_images(frame, n_boot=1000)
+    expected = disparity_summary(group_accuracy(y_true, y_pred, groups))
+    assert row["gap"] == pytest.approx(expected.gap) and row["n_seeds"] == 3
+    assert row["ser"] == pytest.approx(expected.ser) and row["ratio"] == pytest.approx(expected.ratio)
+    assert row["gap_lower"] < expected.gap < row["gap_upper"] and row["gap_upper"] - row["gap_lower"] > 0.05
 
 
 def test_disparity_over_seeds():
