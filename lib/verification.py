@@ -8,6 +8,10 @@ Conventions used by every function here:
   :func:`best_threshold` lie between observed scores, so the strictness only matters for a
   hand-picked threshold that equals a score exactly.
 
+The project's one uncertainty model for results of several training seeds scored on one test set,
+:func:`interval_over_seeds_and_samples` (seeds and test samples, paired), lives here too; notebooks 02–04
+build every interval and verdict on it.
+
 The LFW protocol (Huang et al., LFW tech. report 07-49, 2007): for each of the 10 folds pick the accuracy-maximizing threshold on the
 other 9 folds, apply it to the held-out fold, report mean ± standard error.
 """
@@ -387,7 +391,7 @@ def angular_fisher_score(features, labels, normalize: bool = False) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# Intervals over folds or seeds
+# Intervals over folds, seeds and test samples
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IntervalSummary:
