@@ -15,7 +15,8 @@ Which test answers which question:
 * "do heads A and B differ, overall or within a group?" — :func:`mcnemar_exact`,
   :func:`mcnemar_by_group` (Holm-corrected across groups);
 * "is A's gap smaller than B's?" — :func:`paired_bootstrap_gap_difference` (one trained model each);
-  across training seeds, :mod:`lib.head_comparison`;
+  across training seeds and test images, :mod:`lib.head_comparison`;
+* "how accurate is each group, across seeds and images?" — :func:`group_accuracy_over_seeds` with ``sample``;
 * several tests at once — :func:`adjust_p_values` (Holm 1979; Benjamini & Hochberg 1995).
 """
 
@@ -29,7 +30,14 @@ import pandas as pd
 from scipy import stats
 from sklearn.metrics import roc_curve
 
-from lib.verification import as_binary, as_scores, check_same_length, check_threshold, summarize_interval
+from lib.verification import (
+    as_binary,
+    as_scores,
+    check_same_length,
+    check_threshold,
+    interval_over_seeds_and_samples,
+    summarize_interval,
+)
 
 __all__ = [
     "wilson_interval",
@@ -49,6 +57,7 @@ __all__ = [
     "permutation_test_gap",
     "group_accuracy_over_seeds",
     "disparity_over_seeds",
+    "disparity_over_seeds_and_images",
     "MIXED",
     "pair_groups",
     "VerificationErrorRates",
@@ -430,15 +439,21 @@ def group_accuracy_over_seeds(
     y_pred: str = "y_pred",
     group: str = "group",
     seed: str = "seed",
+    sample: str | None = None,
     alpha: float = 0.05,
     order=None,
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
 ) -> pd.DataFrame:
     """Per-group accuracy from a long table of predictions of several training seeds.
 
-    ``how="average"`` (recommended): accuracy per group and seed, then mean, ddof=1 std and a
-    Student-t interval over seeds (:func:`lib.verification.summarize_interval`), clipped to [0, 1]. The
-    interval reflects training-seed variability of the group's accuracy; with two seeds (t = 12.7) it is
-    nearly uninformative, so prefer three or more. Columns:
+    ``how="average"`` (recommended): accuracy per group and seed, then the mean and ddof=1 std over seeds.
+    With ``sample`` (the column naming the test image, e.g. ``"id"``; every seed must score the same images)
+    the interval covers the seeds **and** the sampling of the images, resampled within each group
+    (:func:`lib.verification.interval_over_seeds_and_samples`), so a small group gets the wider interval
+    its size implies. Without it, the interval is a Student-t interval over seeds alone
+    (:func:`lib.verification.summarize_interval`), conditional on the images; with two seeds (t = 12.7)
+    it is nearly uninformative. Bounds are clipped to [0, 1]. Columns:
     ``group, n_seeds, n, accuracy, std, lower, upper, error`` (n = samples per seed, averaged).
 
     ``how="pool"``: all seeds' rows pooled as if they were one sample, with a Wilson interval. The point
@@ -446,7 +461,7 @@ def group_accuracy_over_seeds(
     narrow: the rows are the same test images seen by correlated models, not independent draws.
     Columns as :func:`group_accuracy` plus ``n_seeds``.
     """
-    _check_columns(predictions, [y_true, y_pred, group, seed])
+    _check_columns(predictions, [y_true, y_pred, group, seed] + ([sample] if sample is not None else []))
     if how == "pool":
         table = group_accuracy(predictions[y_true], predictions[y_pred], predictions[group], alpha, order)
         table.insert(1, "n_seeds", predictions[seed].nunique())
@@ -460,10 +475,24 @@ def group_accuracy_over_seeds(
         ]
     )
     names, _ = _group_codes(predictions[group], order)
+    bounds = {}
+    if sample is not None:
+        correct = predictions.assign(_correct=(predictions[y_true] == predictions[y_pred]).astype(float))
+        if correct.duplicated([seed, sample]).any():
+            raise ValueError(f"a (seed, {sample}) pair occurs twice: `{sample}` must name each test image once per seed")
+        wide = correct.pivot(index=seed, columns=sample, values="_correct")
+        if wide.isna().to_numpy().any():
+            raise ValueError(f"the seeds score different images: every seed must have a row for every `{sample}`")
+        sample_groups = predictions.drop_duplicates(sample).set_index(sample).loc[wide.columns, group].to_numpy()
+        result = interval_over_seeds_and_samples(wide.to_numpy(), groups=sample_groups, order=list(names),
+                                                 statistic=lambda means: means[..., 0], n_boot=n_boot,
+                                                 confidence=1 - alpha, seed=bootstrap_seed)
+        bounds = {name: (result.lower[g], result.upper[g]) for g, name in enumerate(result.groups)}
     records = []
     for name in names:  # loop over groups
         rows = per_seed[per_seed["group"] == name]
         summary = summarize_interval(rows["accuracy"], confidence=1 - alpha)
+        lower, upper = bounds.get(name, (summary.lower, summary.upper))
         records.append(
             {
                 "group": name,
@@ -472,8 +501,8 @@ def group_accuracy_over_seeds(
                 "accuracy": summary.mean,
                 "std": summary.std,
                 # An accuracy lies in [0, 1]; a t-interval over few seeds can reach past it.
-                "lower": max(0.0, summary.lower) if np.isfinite(summary.lower) else summary.lower,
-                "upper": min(1.0, summary.upper) if np.isfinite(summary.upper) else summary.upper,
+                "lower": max(0.0, lower) if np.isfinite(lower) else lower,
+                "upper": min(1.0, upper) if np.isfinite(upper) else upper,
                 "error": 1.0 - summary.mean,
             }
         )
@@ -497,6 +526,64 @@ def disparity_over_seeds(
         summary = disparity_summary(group_accuracy(frame[y_true], frame[y_pred], frame[group], order=order))
         rows.append({seed: seed_value, **asdict(summary)})
     return pd.DataFrame(rows)
+
+
+def disparity_over_seeds_and_images(
+    predictions: pd.DataFrame,
+    *,
+    y_true: str = "y_true",
+    y_pred: str = "y_pred",
+    group: str = "group",
+    seed: str = "seed",
+    sample: str = "id",
+    order=None,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
+) -> dict:
+    """Gap, ratio, STD and SER (:class:`DisparitySummary`) as the mean over seeds, each with an interval over
+    the seeds and the test images (``sample`` names the image; images resampled within each group:
+    :func:`lib.verification.interval_over_seeds_and_samples`), as a dict of the summary's fields with
+    ``<metric>_lower``/``<metric>_upper`` bounds and ``n_seeds`` — one row for
+    :func:`lib.fairness_plots.disparity_table`. SER is NaN (no interval) when a group made no errors in some
+    seed, and its bounds NaN when a resample can make a group error-free. A max − min gap is biased upward,
+    more for small groups: its interval says how precisely that biased quantity is measured, not that a gap
+    exists (:func:`permutation_test_gap` answers that)."""
+    _check_columns(predictions, [y_true, y_pred, group, seed, sample])
+    per_seed = disparity_over_seeds(predictions, y_true=y_true, y_pred=y_pred, group=group, seed=seed, order=order)
+    correct = predictions.assign(_correct=(predictions[y_true] == predictions[y_pred]).astype(float))
+    wide = correct.pivot(index=seed, columns=sample, values="_correct")
+    if wide.isna().to_numpy().any():
+        raise ValueError(f"the seeds score different images: every seed must have a row for every `{sample}`")
+    sample_groups = predictions.drop_duplicates(sample).set_index(sample).loc[wide.columns, group].to_numpy()
+    names, _ = _group_codes(sample_groups, order)
+
+    def statistic(means):
+        accuracy = means[..., 0]
+        error = 1.0 - accuracy
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = accuracy.min(-1) / accuracy.max(-1)
+            ser = np.where(error.min(-1) > 0, error.max(-1) / error.min(-1), np.nan)
+        return np.stack([_gap(accuracy), ratio, accuracy.std(-1), ser], axis=-1)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NaN SER replicates: reported as NaN bounds below
+        result = interval_over_seeds_and_samples(wide.to_numpy(), groups=sample_groups, order=list(names),
+                                                 statistic=statistic, n_boot=n_boot, confidence=confidence,
+                                                 seed=bootstrap_seed)
+    row = {"n_seeds": len(wide), **per_seed.iloc[0][["n_groups"]].to_dict()}
+    for index, metric in enumerate(("gap", "ratio", "std", "ser")):
+        values = per_seed[metric].to_numpy(dtype=np.float64)
+        defined = not np.isnan(values).any() and np.isfinite(result.se[index])
+        row[metric] = float(values.mean())
+        row[f"{metric}_lower"] = float(result.lower[index]) if defined else float("nan")
+        row[f"{metric}_upper"] = float(result.upper[index]) if defined else float("nan")
+    undefined = int(per_seed["ser"].isna().sum())
+    row["ser_note"] = f"undefined in {undefined} of {len(per_seed)} seeds (a group had no errors)" if undefined else ""
+    for column in ("worst_group", "best_group"):
+        counts = per_seed[column].astype(str).value_counts()
+        row[column] = counts.index[0] if len(per_seed) == 1 else f"{counts.index[0]} ({counts.iloc[0]} of {len(per_seed)} seeds)"
+    return row
 
 
 # --------------------------------------------------------------------------------------------------

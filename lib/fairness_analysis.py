@@ -6,9 +6,10 @@ Conventions:
 * predictions (notebook 03): one row per ``(target, head, seed, id)`` with ``y_true, y_pred, correct``
   and the metadata ``race, gender, age, service_test``; pair scores (notebook 02): one row per
   ``(head, seed, pair)`` with ``file1, file2, same, score, threshold_10fold``;
-* with three or more seeds, per-group accuracies are averaged over seeds with a Student-t interval
-  (training-seed variability); with fewer, the seeds' predictions are pooled with a Wilson interval over
-  images (labelled so); disparities are always averaged over seeds;
+* with three or more seeds, per-group accuracies are averaged over seeds with an interval over the seeds
+  and the validation images, resampled within each group (so a small group gets a wide interval); with
+  fewer, the seeds' predictions are pooled with a Wilson interval over images (labelled so); disparities
+  are averaged over seeds with an interval over the seeds and the images as well;
 * which heads are collapsed or identical, and every head-vs-head verdict, come from the tables notebook
   03 saved (:mod:`lib.head_comparison`), read here, never recomputed differently.
 """
@@ -96,7 +97,7 @@ def interval_label(predictions: pd.DataFrame) -> str:
     """How :func:`per_group_accuracy` builds its intervals for these predictions."""
     n_seeds = predictions["seed"].nunique()
     if n_seeds >= MIN_SEEDS_FOR_T:
-        return "95% t-interval over seeds"
+        return "95% over seeds (Student-t) and validation images (bootstrap within each group)"
     if n_seeds == 1:
         return "95% Wilson interval (one seed)"
     return f"95% Wilson interval, {n_seeds} seeds pooled (ignores seed-to-seed variability)"
@@ -105,15 +106,21 @@ def interval_label(predictions: pd.DataFrame) -> str:
 def per_group_accuracy(predictions: pd.DataFrame, group: str, order=None) -> pd.DataFrame:
     """Per head and group: accuracy with its interval (see the module docstring), stacked with ``head``."""
     return pd.concat([
-        fairness.group_accuracy_over_seeds(rows, how=_how(predictions), group=group, order=order).assign(head=head)
+        fairness.group_accuracy_over_seeds(rows, how=_how(predictions), group=group, sample="id", order=order
+                                           ).assign(head=head)
         for head, rows in predictions.groupby("head", sort=False)
     ], ignore_index=True)
 
 
+DISPARITY_INTERVAL = "mean over seeds; 95 % interval over seeds and validation images, resampled within each race"
+
+
 def disparities(predictions: pd.DataFrame, group: str, order=None) -> pd.DataFrame:
-    """Gap, ratio, STD and SER per head: mean over seeds with a t-interval (one row per head)."""
+    """Gap, ratio, STD and SER per head (one row per head): the mean over seeds with an interval over the seeds
+    and the validation images (:func:`lib.fairness.disparity_over_seeds_and_images`; see
+    :data:`DISPARITY_INTERVAL`)."""
     return disparity_table({
-        head: fairness.disparity_over_seeds(rows, group=group, order=order)
+        head: fairness.disparity_over_seeds_and_images(rows, group=group, sample="id", order=order)
         for head, rows in predictions.groupby("head", sort=False)
     })
 

@@ -311,8 +311,9 @@ def difference_forest(
     ax.grid(axis="y", visible=False)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda value, _: f"{value:+g}" if value else "0"))
     correction = {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(rows["correction"].iloc[0], rows["correction"].iloc[0])
-    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {rows['interval'].iloc[0]}\n"
-                  f"verdict: {correction}-corrected t-test")
+    covered, _, family = rows["interval"].iloc[0].partition("; ")
+    ax.set_xlabel(f"{xlabel}\ndot: mean over seeds · whiskers: {covered}\n"
+                  f"{family or f'verdict: {correction}-corrected test'}")
     ax.set_title(title or "Head − reference differences")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
     return ax
@@ -367,7 +368,8 @@ def _disparity_row(head, value, confidence: float) -> dict:
     _require_columns(records, DISPARITY_METRICS, f"disparity of head {head!r}")
     if len(records) == 0:
         raise ValueError(f"disparity of head {head!r} has no rows")
-    row = {"head": head, "n_seeds": len(records)}
+    seeds_given = len(records) == 1 and "n_seeds" in records.columns  # one summary over several seeds
+    row = {"head": head, "n_seeds": int(records["n_seeds"].iloc[0]) if seeds_given else len(records)}
     for metric in DISPARITY_METRICS:
         values = records[metric].to_numpy(dtype=np.float64)
         if len(values) == 1:  # one summary: keep intervals it brings (e.g. a bootstrap's), else none

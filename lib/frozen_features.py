@@ -38,7 +38,7 @@ from lib.fairface_experiment import (
 from lib.losses import make_head
 from lib.settings import RunSettings, data_digest
 from lib.training import fit, seed_everything
-from lib.verification import summarize_interval
+from lib.verification import interval_over_seeds_and_samples, summarize_interval
 
 LINEAR_PROBE = "softmax"  # lib.losses' plain softmax classifier, z_j = w_j·x: a linear probe without bias
 
@@ -159,22 +159,40 @@ def train_grid_on_features(heads, seeds, data: FrozenData, *, head_hparams: dict
 
 
 def regime_table(predictions: dict[str, pd.DataFrame], groups, confidence: float = 0.95,
-                 flags: dict | None = None) -> pd.DataFrame:
-    """Accuracy overall and per group (``race``) of every (regime, head): mean over seeds with a
-    Student-t interval over seeds, as ``"mean [lower, upper]"`` cells; ``predictions`` maps a regime name
-    to a prediction table (``head, seed, race, correct``); ``flags`` maps (regime, head) to a warning
-    shown in a ``flag`` column (collapse and identical models: :mod:`lib.head_comparison`)."""
+                 flags: dict | None = None, *, sample: str = "id") -> pd.DataFrame:
+    """Accuracy overall and per group (``race``) of every (regime, head): mean over seeds with a 95 %
+    interval, as ``"mean [lower, upper]"`` cells; ``predictions`` maps a regime name to a prediction table
+    (``head, seed, race, correct``, and ``sample`` naming the image); ``flags`` maps (regime, head) to a
+    warning shown in a ``flag`` column (collapse and identical models: :mod:`lib.head_comparison`).
+
+    With the ``sample`` column the interval covers the seeds and the sampling of the validation images
+    (resampled within each group: :func:`lib.verification.interval_over_seeds_and_samples`); without it, a
+    Student-t interval over seeds alone, conditional on the images."""
     rows = []
     for regime, table in predictions.items():
         for head, by_head in table.groupby("head", sort=False):
             row = {"regime": regime, "head": head, "seeds": by_head["seed"].nunique()}
             if flags is not None:
                 row["flag"] = flags.get((regime, head), "")
-            per_seed = by_head.groupby("seed")["correct"].mean()
-            row["overall"] = _cell(per_seed.to_numpy(), confidence)
-            for group in groups:
-                members = by_head[by_head["race"].astype(str) == group]
-                row[group] = _cell(members.groupby("seed")["correct"].mean().to_numpy(), confidence) if len(members) else ""
+            present = [group for group in groups if (by_head["race"].astype(str) == group).any()]
+            if sample in by_head.columns and row["seeds"] > 1:
+                wide = by_head.pivot(index="seed", columns=sample, values="correct").astype(float)
+                image_groups = by_head.drop_duplicates(sample).set_index(sample).loc[wide.columns, "race"].astype(str)
+                shares = image_groups.value_counts(normalize=True).reindex(present).to_numpy()
+                result = interval_over_seeds_and_samples(
+                    wide.to_numpy(), groups=image_groups.to_numpy(), order=present, confidence=confidence,
+                    statistic=lambda m: np.concatenate([m[..., 0] @ shares[:, None], m[..., 0]], axis=-1))
+                cells = [f"{value:.3f} [{max(0, low):.3f}, {min(1, high):.3f}]"
+                         for value, low, high in zip(result.estimate, result.lower, result.upper)]
+                row["overall"] = cells[0]
+                row.update({group: cells[1 + index] for index, group in enumerate(present)})
+                row.update({group: "" for group in groups if group not in present})
+            else:
+                row["overall"] = _cell(by_head.groupby("seed")["correct"].mean().to_numpy(), confidence)
+                for group in groups:
+                    members = by_head[by_head["race"].astype(str) == group]
+                    row[group] = (_cell(members.groupby("seed")["correct"].mean().to_numpy(), confidence)
+                                  if len(members) else "")
             rows.append(row)
     return pd.DataFrame(rows).set_index(["regime", "head"])
 

@@ -15,11 +15,13 @@ head, seed and image: ``target, head, seed, id, y_true, y_pred, correct``, the g
    reported once under one label such as ``cosrelu = cosface``. :func:`relabel` applies those labels
    to any table, so every table and figure shows the same names and flags.
 3. :func:`compare_heads` — per pair (head, reference) and target: the difference of overall accuracy,
-   of the race gap (max − min group accuracy) and of each group's accuracy, paired by seed (the two
-   heads of one seed share initialisation, batches and validation images). Each is the mean over seeds
-   with a Student-t interval over seeds, so it includes training-seed variation; it is conditional on
-   the one validation set. The verdict comes from the same t-test, Holm- (or Benjamini–Hochberg-)
-   adjusted across the comparisons of one kind, from three seeds on; collapsed heads are left out.
+   of the race gap (max − min group accuracy) and of each group's accuracy, paired by seed and image (the
+   two heads of one seed share initialisation, batches and validation images). Each is the mean over
+   seeds with an interval over seeds **and** validation images (:func:`head_differences`, built on
+   :func:`lib.verification.interval_over_seeds_and_samples`: all seeds are scored on the same images, so
+   a t-interval over seeds alone would miss which images were drawn). The verdict comes from the matching
+   test, Holm- (or Benjamini–Hochberg-) adjusted across the comparisons of one kind, from three seeds on;
+   collapsed heads are left out. The ``interval`` column says all this, family size included.
 
 :func:`summary_text` writes the conclusion from the comparison table. Notebook 03 calls it on the table
 it saves and notebook 04 on the table it reads back, so the two notebooks cannot disagree.
@@ -31,10 +33,10 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lib import tables
 from lib.fairness import adjust_p_values, wilson_interval
+from lib.verification import interval_over_seeds_and_samples
 
 __all__ = [
     "COLLAPSE_BRANCH_SHARE",
@@ -51,7 +53,8 @@ __all__ = [
     "representatives",
     "label_of",
     "MIN_SEEDS_FOR_VERDICT",
-    "paired_t",
+    "head_differences",
+    "interval_description",
     "compare_heads",
     "comparison_style",
     "summary_text",
@@ -270,36 +273,70 @@ def relabel(frame: pd.DataFrame, status: pd.DataFrame, target: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
-# 3. Paired differences over seeds, corrected verdicts
+# 3. Paired differences over seeds and validation images, corrected verdicts
 # --------------------------------------------------------------------------------------------------
-def paired_t(differences, confidence: float = 0.95) -> dict:
-    """Mean, ddof=1 std, Student-t interval and two-sided one-sample t-test p-value of per-seed paired
-    differences (``n − 1`` degrees of freedom). NaN interval and p with one seed; with zero spread the
-    p-value is 0 for a non-zero mean and 1 for a zero mean."""
-    d = np.asarray(differences, dtype=np.float64)
-    n = len(d)
-    if n == 0:
-        raise ValueError("no paired seeds to compare")
-    mean = float(d.mean())
-    if n == 1:
-        return {"seeds": 1, "difference": mean, "std": math.nan, "lower": math.nan, "upper": math.nan,
-                "p_value": math.nan}
-    std = float(d.std(ddof=1))
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * std / math.sqrt(n)
-    if std == 0:
-        p = 0.0 if mean != 0 else 1.0
-    else:
-        p = float(2 * stats.t.sf(abs(mean) / (std / math.sqrt(n)), n - 1))
-    return {"seeds": n, "difference": mean, "std": std, "lower": mean - half, "upper": mean + half, "p_value": p}
+def _gap(means: np.ndarray) -> np.ndarray:
+    return means.max(axis=-1) - means.min(axis=-1)
 
 
-def _per_seed_values(predictions: pd.DataFrame, group: str, order) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
-    """Per (head, seed): overall accuracy, gap (max − min group accuracy) and accuracy per group."""
-    overall = predictions.groupby(["head", "seed"], sort=False)["correct"].mean()
-    by_group = predictions.groupby(["head", "seed", group], sort=False)["correct"].mean().unstack(group)
-    by_group = by_group[[g for g in order if g in by_group.columns]] if order is not None else by_group
-    gap = by_group.max(axis=1) - by_group.min(axis=1)
-    return overall, gap, by_group
+def head_differences(correct_a, correct_b, *, groups, order=None, n_boot: int = 2000, confidence: float = 0.95,
+                     seed: int = 0) -> pd.DataFrame:
+    """Differences between two heads scored on the same images with the same seeds (head a − head b): overall
+    accuracy, gap (max − min group accuracy) and each group's accuracy, with the interval of
+    :func:`lib.verification.interval_over_seeds_and_samples` (seeds, and images resampled within their
+    group, the same resample for both heads and every seed).
+
+    ``correct_a``, ``correct_b``: arrays (seeds, images) of 0/1 correctness, rows paired by seed and columns by
+    image; ``groups`` (keyword-only): the group of each image. One row per ``quantity`` and ``group``
+    (empty for accuracy and gap) with ``head_value, reference_value`` (means over seeds), ``difference, std``
+    (over seeds), ``seed_se, image_se, lower, upper, p_value`` and the seeds-only Student-t
+    ``seeds_only_lower, seeds_only_upper, seeds_only_p_value``."""
+    a, b = np.asarray(correct_a, dtype=float), np.asarray(correct_b, dtype=float)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"correct_a and correct_b must be (seeds, images) arrays of one shape, got {a.shape} and {b.shape}")
+
+    def statistic(means):  # (..., G, 2) → overall, gap, each group: head a − head b
+        difference = means[..., 0] - means[..., 1]
+        overall = np.tensordot(means, shares, axes=([-2], [0]))
+        return np.concatenate([(overall[..., 0] - overall[..., 1])[..., None],
+                               (_gap(means[..., 0]) - _gap(means[..., 1]))[..., None], difference], axis=-1)
+
+    names = [name for name in (order if order is not None else sorted(set(groups), key=str)) if name in set(groups)]
+    sizes = pd.Series(np.asarray(groups)).value_counts().reindex(names).to_numpy(dtype=float)
+    shares = sizes / sizes.sum()
+    result = interval_over_seeds_and_samples(np.stack([a, b], axis=-1), groups=groups, order=names,
+                                             statistic=statistic, n_boot=n_boot, confidence=confidence, seed=seed)
+    per_seed_a = np.stack([np.mean(a, axis=1), _gap(_group_means(a, groups, names))] +
+                          [a[:, np.asarray(groups) == name].mean(axis=1) for name in names], axis=1)
+    per_seed_b = np.stack([np.mean(b, axis=1), _gap(_group_means(b, groups, names))] +
+                          [b[:, np.asarray(groups) == name].mean(axis=1) for name in names], axis=1)
+    n_seeds = a.shape[0]
+    std = result.seed_estimates.std(axis=0, ddof=1) if n_seeds > 1 else np.full(len(result.estimate), math.nan)
+    keys = [("accuracy", ""), ("gap", "")] + [("group accuracy", name) for name in names]
+    return pd.DataFrame({
+        "quantity": [k[0] for k in keys], "group": [k[1] for k in keys], "seeds": n_seeds,
+        "head_value": per_seed_a.mean(axis=0), "reference_value": per_seed_b.mean(axis=0),
+        "difference": result.estimate, "std": std, "seed_se": result.seed_se, "image_se": result.sample_se,
+        # A difference of two accuracies (or gaps) lies in [−1, 1]; few seeds can reach past it.
+        "lower": np.maximum(result.lower, -1.0), "upper": np.minimum(result.upper, 1.0), "p_value": result.p_value,
+        "seeds_only_lower": np.maximum(result.seeds_lower, -1.0), "seeds_only_upper": np.minimum(result.seeds_upper, 1.0),
+        "seeds_only_p_value": result.seeds_p_value,
+    })
+
+
+def _group_means(correct: np.ndarray, groups, names) -> np.ndarray:
+    groups = np.asarray(groups)
+    return np.stack([correct[:, groups == name].mean(axis=1) for name in names], axis=-1)
+
+
+def interval_description(n_comparisons: int, *, confidence: float = 0.95, correction: str = "holm",
+                         samples: str = "validation images, resampled within each race") -> str:
+    """What the intervals and verdicts of a comparison table cover, in words (its ``interval`` column)."""
+    name = {"holm": "Holm", "bh": "Benjamini–Hochberg"}.get(correction, correction)
+    covered = f"{confidence:.0%} over seeds (Student-t) and {samples} (bootstrap), paired"
+    if n_comparisons == 0:
+        return f"{covered}; no verdict"
+    return f"{covered}; verdict {name} over {n_comparisons} comparison{'s' if n_comparisons != 1 else ''}"
 
 
 def _direction(quantity: str, difference: float) -> str:
@@ -309,30 +346,30 @@ def _direction(quantity: str, difference: float) -> str:
 
 
 def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, group: str = "race", order=None,
-                  confidence: float = 0.95, correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
+                  confidence: float = 0.95, correction: str = "holm", alpha: float = 0.05, n_boot: int = 2000,
+                  seed: int = 0) -> pd.DataFrame:
     """Effect sizes and verdicts for each ``(head, reference)`` in ``pairs`` and each target.
 
     Heads are replaced by the head representing their identical group; a pair inside one group, or with
     a head not trained for a target, is skipped; duplicates are dropped. Per pair, three kinds of
-    difference (head − reference), paired by seed: ``accuracy`` (overall), ``gap`` (max − min of the
-    ``group`` accuracies: for race classification a gap of per-class recall) and ``group accuracy`` (one
-    row per group). Columns: ``target, quantity, group, head, reference`` (labels), ``head_key,
-    reference_key, seeds, head_value, reference_value`` (means over seeds), ``difference, std, lower,
-    upper`` (Student-t ``confidence`` interval over seeds, clipped to [−1, 1]), ``p_value`` (the matching
-    t-test),
-    ``p_adjusted`` (``correction`` across the rows of one target and quantity that could be tested),
-    ``interval, correction`` (what they are) and ``verdict``: higher / lower (wider / narrower for a
-    gap) when ``p_adjusted < alpha``, else ``not resolved``. Rows ``not compared: … collapsed``, ``no
-    interval (one seed)`` and ``no verdict`` (fewer than :data:`MIN_SEEDS_FOR_VERDICT` seeds) are left
-    out of the correction.
+    difference (head − reference), paired by seed and image (:func:`head_differences`): ``accuracy``
+    (overall), ``gap`` (max − min of the ``group`` accuracies: for race classification a gap of per-class
+    recall) and ``group accuracy`` (one row per group). Columns: ``target, quantity, group, head,
+    reference`` (labels), ``head_key, reference_key, seeds, head_value, reference_value`` (means over
+    seeds), ``difference, std`` (over seeds), ``seed_se, image_se, lower, upper, p_value`` (the interval over
+    seeds and validation images and its test), ``seeds_only_lower, seeds_only_upper, seeds_only_p_value``
+    (the Student-t interval over seeds alone, conditional on these images; shown for comparison, no
+    verdict uses it), ``p_adjusted`` (``correction`` across the rows of one target and quantity that could
+    be tested), ``interval`` (what the interval and the verdict cover, family size included),
+    ``correction`` and ``verdict``: higher / lower (wider / narrower for a gap) when ``p_adjusted <
+    alpha``, else ``not resolved``. Rows ``not compared: … collapsed``, ``no interval (one seed)`` and ``no
+    verdict`` (fewer than :data:`MIN_SEEDS_FOR_VERDICT` seeds) are left out of the correction.
     """
     _require(predictions, ["target", "head", "seed", "id", "correct", group], "predictions")
-    level = f"{confidence:.0%} t-interval over seeds"
     rows = []
     for target in _in_order(predictions["target"]):
         mine = predictions[predictions["target"] == target]
         st = status[status["target"] == target].set_index("head")
-        overall, gap, by_group = _per_seed_values(mine, group, order)
         compared = []
         for head, reference in pairs:
             if head not in st.index or reference not in st.index:
@@ -342,41 +379,48 @@ def compare_heads(predictions: pd.DataFrame, status: pd.DataFrame, pairs, *, gro
                 compared.append((a, b))
         for a, b in compared:
             flagged = [key for key in (a, b) if st.loc[key, "collapsed"]]
-            quantities = [("accuracy", "", overall), ("gap", "", gap)]
-            quantities += [("group accuracy", g, by_group[g]) for g in by_group.columns]
-            for quantity, group_name, values in quantities:
-                va, vb = values.xs(a, level="head"), values.xs(b, level="head")
-                seeds = va.index.intersection(vb.index)
-                if len(seeds) == 0:
-                    raise ValueError(f"{a!r} and {b!r} share no seed for target {target!r}")
-                test = paired_t(va.loc[seeds].to_numpy() - vb.loc[seeds].to_numpy(), confidence)
-                # A difference of two accuracies (or gaps) lies in [−1, 1]; few seeds can reach past it.
-                test["lower"], test["upper"] = max(test["lower"], -1.0), min(test["upper"], 1.0)
-                if flagged:
-                    verdict = "not compared: " + " and ".join(st.loc[key, "label"] for key in flagged)
-                    test["p_value"] = math.nan
-                elif test["seeds"] < 2:
-                    verdict = ONE_SEED
-                elif test["seeds"] < MIN_SEEDS_FOR_VERDICT:
-                    verdict = TOO_FEW_SEEDS
-                else:
-                    verdict = ""  # decided after the correction
-                rows.append({"target": target, "quantity": quantity, "group": group_name,
-                             "head": st.loc[a, "label"], "reference": st.loc[b, "label"], "head_key": a,
-                             "reference_key": b, "head_value": float(va.loc[seeds].mean()),
-                             "reference_value": float(vb.loc[seeds].mean()), **test, "verdict": verdict})
-    table = pd.DataFrame(rows, columns=["target", "quantity", "group", "head", "reference", "head_key",
-                                        "reference_key", "seeds", "head_value", "reference_value", "difference",
-                                        "std", "lower", "upper", "p_value", "verdict"])
+            correct = {key: mine[mine["head"] == key].pivot(index="seed", columns="id", values="correct")
+                       for key in (a, b)}
+            seeds = correct[a].index.intersection(correct[b].index)
+            if len(seeds) == 0:
+                raise ValueError(f"{a!r} and {b!r} share no seed for target {target!r}")
+            images = correct[a].columns.intersection(correct[b].columns)
+            image_groups = mine.drop_duplicates("id").set_index("id").loc[images, group].to_numpy()
+            groups_here = [g for g in order if g in set(image_groups)] if order is not None else None
+            table = head_differences(correct[a].loc[seeds, images].to_numpy(float),
+                                     correct[b].loc[seeds, images].to_numpy(float), groups=image_groups,
+                                     order=groups_here, n_boot=n_boot, confidence=confidence, seed=seed)
+            if flagged:
+                verdict = "not compared: " + " and ".join(st.loc[key, "label"] for key in flagged)
+                table["p_value"] = math.nan
+            elif len(seeds) < 2:
+                verdict = ONE_SEED
+            elif len(seeds) < MIN_SEEDS_FOR_VERDICT:
+                verdict = TOO_FEW_SEEDS
+            else:
+                verdict = ""  # decided after the correction
+            if len(seeds) < 2:  # one seed: no interval, as the verdict says
+                table[["lower", "upper", "p_value"]] = math.nan
+            rows.append(table.assign(target=target, head=st.loc[a, "label"], reference=st.loc[b, "label"],
+                                     head_key=a, reference_key=b, verdict=verdict))
+    columns = ["target", "quantity", "group", "head", "reference", "head_key", "reference_key", "seeds",
+               "head_value", "reference_value", "difference", "std", "seed_se", "image_se", "lower", "upper",
+               "p_value", "seeds_only_lower", "seeds_only_upper", "seeds_only_p_value", "verdict"]
+    table = pd.concat(rows, ignore_index=True)[columns] if rows else pd.DataFrame(columns=columns)
     table.insert(table.columns.get_loc("verdict"), "p_adjusted", math.nan)
+    table.insert(table.columns.get_loc("verdict"), "interval", "")
+    table.insert(table.columns.get_loc("verdict"), "correction", correction)
     testable = table["verdict"] == ""
-    for _, index in table[testable].groupby(["target", "quantity"], sort=False).groups.items():
-        table.loc[index, "p_adjusted"] = adjust_p_values(table.loc[index, "p_value"].to_numpy(float), correction)
+    for (target, quantity), family in table.groupby(["target", "quantity"], sort=False):
+        index = family.index[testable.loc[family.index]]
+        if len(index):
+            table.loc[index, "p_adjusted"] = adjust_p_values(table.loc[index, "p_value"].to_numpy(float), correction)
+        table.loc[family.index, "interval"] = interval_description(len(index), confidence=confidence,
+                                                                   correction=correction,
+                                                                   samples=f"validation images, resampled within each {group}")
     resolved = testable & (table["p_adjusted"] < alpha)
     table.loc[resolved, "verdict"] = [_direction(q, d) for q, d in table.loc[resolved, ["quantity", "difference"]].to_numpy()]
     table.loc[testable & ~resolved, "verdict"] = NOT_RESOLVED
-    table.insert(table.columns.get_loc("verdict"), "interval", level)
-    table.insert(table.columns.get_loc("verdict"), "correction", correction)
     return table
 
 
@@ -428,10 +472,11 @@ def summary_text(comparisons: pd.DataFrame, status: pd.DataFrame, alpha: float =
                                                                                rows["correction"].iloc[0])
             lines.append(
                 f"**{title}.** Differences between heads (head − reference), mean over {seeds} "
-                f"seed{'s' if seeds != 1 else ''} on the same validation images, with the unadjusted "
-                f"{rows['interval'].iloc[0]}; the verdict is the matching t-test at the {alpha:.0%} level after "
-                f"{correction} correction across the comparisons of each kind, so an interval that barely "
-                f"excludes 0 can still be *not resolved*."
+                f"seed{'s' if seeds != 1 else ''} on the same validation images, with its unadjusted interval "
+                f"({rows['interval'].iloc[0].split(';')[0]}), which covers both the training seeds and "
+                f"the sampling of the validation images; the verdict is the matching test at the {alpha:.0%} "
+                f"level after {correction} correction across the comparisons of each kind, so an interval that "
+                f"barely excludes 0 can still be *not resolved*."
                 + (f" With {seeds} seed{'s' if seeds != 1 else ''} no verdict is drawn (it needs "
                    f"{MIN_SEEDS_FOR_VERDICT} or more)." if seeds < MIN_SEEDS_FOR_VERDICT else ""))
             overall = rows[rows["quantity"] == "accuracy"]

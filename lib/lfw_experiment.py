@@ -29,6 +29,7 @@ import torch
 
 from lib import lfw as lfw_data
 from lib.alignment import FaceAligner, alignment_problems
+from lib.fairness import adjust_p_values
 from lib.imagecache import ImageCache
 from lib.losses import make_head
 from lib.models import make_model
@@ -38,7 +39,8 @@ from lib.training import embed, fit, resolve_device, resolve_precision, seed_eve
 from lib.verification import (
     FoldedAccuracy,
     angular_fisher_score,
-    bootstrap_over_seeds_and_pairs,
+    interval_over_seeds_and_pairs,
+    interval_over_seeds_and_samples,
     cosine_scores,
     cross_validated_accuracy,
     fixed_threshold_accuracy,
@@ -447,13 +449,13 @@ def _correct_matrix(runs: list[HeadRun], head: str) -> tuple[list[int], np.ndarr
 
 
 def seed_summary(runs: list[HeadRun], *, n_boot: int = 2000, confidence: float = 0.95) -> pd.DataFrame:
-    """Per head, DevTest 10-fold accuracy over seeds: mean, std over seeds, and a two-level bootstrap
-    interval (seeds x pairs: :func:`lib.verification.bootstrap_over_seeds_and_pairs`), which includes both
-    training-seed variation and the sampling of the DevTest pairs."""
+    """Per head, DevTest 10-fold accuracy over seeds: mean, std over seeds, and an interval over seeds and
+    pairs (:func:`lib.verification.interval_over_seeds_and_pairs`), which includes both training-seed
+    variation and the sampling of the DevTest pairs."""
     rows = []
     for head in dict.fromkeys(run.head for run in runs):
         seeds, correct = _correct_matrix(runs, head)
-        interval = bootstrap_over_seeds_and_pairs(correct, n_boot=n_boot, confidence=confidence)
+        interval = interval_over_seeds_and_pairs(correct, n_boot=n_boot, confidence=confidence)
         per_seed = {run.seed: run.result.cv.mean for run in runs if run.head == head}
         rows.append({"head": head, "seeds": len(seeds), "acc_10fold": interval.mean,
                      "std over seeds": interval.std, "ci_low": interval.lower, "ci_high": interval.upper,
@@ -464,9 +466,9 @@ def seed_summary(runs: list[HeadRun], *, n_boot: int = 2000, confidence: float =
 def reference_summary(name: str, result: VerificationResult, *, n_boot: int = 2000,
                       confidence: float = 0.95) -> pd.DataFrame:
     """One row in :func:`seed_summary`'s format for a single fixed model (e.g. a pretrained encoder scored
-    on the same pairs): ``seeds`` = 1, the interval from the same bootstrap with one seed, i.e. over the
+    on the same pairs): ``seeds`` = 1, the interval of the same model with one seed, i.e. over the
     pairs only, and the per-seed range collapsed to its one value."""
-    interval = bootstrap_over_seeds_and_pairs(result.cv.correct[None, :], n_boot=n_boot, confidence=confidence)
+    interval = interval_over_seeds_and_pairs(result.cv.correct[None, :], n_boot=n_boot, confidence=confidence)
     return pd.DataFrame([{"head": name, "seeds": 1, "acc_10fold": interval.mean, "std over seeds": np.nan,
                           "ci_low": interval.lower, "ci_high": interval.upper,
                           "min over seeds": result.cv.mean, "max over seeds": result.cv.mean}]).set_index("head")
@@ -474,9 +476,9 @@ def reference_summary(name: str, result: VerificationResult, *, n_boot: int = 20
 
 def paired_difference(runs: list[HeadRun], head_a: str, head_b: str, *, n_boot: int = 2000,
                       confidence: float = 0.95):
-    """Mean DevTest accuracy difference ``a − b`` over the seeds both heads were trained with (paired by
-    seed and by pair: same initial seed, same batches, same pairs and folds), with a two-level bootstrap
-    interval over seeds x pairs."""
+    """DevTest accuracy difference ``a − b`` over the seeds both heads were trained with, paired by seed and
+    by pair (same initial seed, same batches, same pairs and folds): a
+    :class:`lib.verification.SeedsAndSamplesInterval` over seeds and pairs (one statistic: the mean)."""
     seeds_a, correct_a = _correct_matrix(runs, head_a)
     seeds_b, correct_b = _correct_matrix(runs, head_b)
     common = sorted(set(seeds_a) & set(seeds_b))
@@ -484,22 +486,41 @@ def paired_difference(runs: list[HeadRun], head_a: str, head_b: str, *, n_boot: 
         raise ValueError(f"{head_a!r} and {head_b!r} share no seed")
     rows_a = correct_a[[seeds_a.index(s) for s in common]].astype(float)
     rows_b = correct_b[[seeds_b.index(s) for s in common]].astype(float)
-    return bootstrap_over_seeds_and_pairs(rows_a - rows_b, n_boot=n_boot, confidence=confidence)
+    return interval_over_seeds_and_samples(rows_a - rows_b, n_boot=n_boot, confidence=confidence)
 
 
-def comparison_table(runs: list[HeadRun], comparisons, *, n_boot: int = 2000) -> pd.DataFrame:
-    """:func:`paired_difference` for each ``(a, b)`` both of whose heads were trained; empty (with the
-    columns) when none was."""
+COMPARISON_COLUMNS = ["comparison", "seeds", "mean difference", "95% CI low", "95% CI high", "p_value", "p_adjusted",
+                      "verdict", "seeds-only t 95% CI low", "seeds-only t 95% CI high", "interval"]
+
+
+def comparison_table(runs: list[HeadRun], comparisons, *, n_boot: int = 2000, alpha: float = 0.05) -> pd.DataFrame:
+    """:func:`paired_difference` for each ``(a, b)`` both of whose heads were trained (empty, with the
+    columns, when none was): the mean difference, its 95 % interval over seeds and DevTest pairs, the matching
+    p-value, Holm-adjusted across the comparisons of the table (``p_adjusted``), the ``verdict`` (higher /
+    lower when ``p_adjusted < alpha``, else ``not resolved``; ``no verdict (one seed)`` with one seed), the
+    Student-t interval over seeds alone (conditional on the pairs; for comparison, no verdict uses it) and
+    ``interval``, which says what the interval and the verdict cover."""
     trained = {run.head for run in runs}
     rows = []
     for a, b in comparisons:
         if a in trained and b in trained:
             diff = paired_difference(runs, a, b, n_boot=n_boot)
-            rows.append({"comparison": f"{a} − {b}", "seeds": diff.n, "mean difference": diff.mean,
-                         "95% CI low": diff.lower, "95% CI high": diff.upper,
-                         "excludes 0": not (diff.lower <= 0 <= diff.upper)})
-    columns = ["comparison", "seeds", "mean difference", "95% CI low", "95% CI high", "excludes 0"]
-    return pd.DataFrame(rows, columns=columns).set_index("comparison")
+            # A difference of two accuracies lies in [−1, 1]; few seeds can reach past it.
+            rows.append({"comparison": f"{a} − {b}", "seeds": diff.n_seeds, "mean difference": float(diff.estimate[0]),
+                         "95% CI low": max(-1.0, float(diff.lower[0])), "95% CI high": min(1.0, float(diff.upper[0])),
+                         "p_value": float(diff.p_value[0]) if diff.n_seeds > 1 else np.nan,
+                         "seeds-only t 95% CI low": max(-1.0, float(diff.seeds_lower[0])),
+                         "seeds-only t 95% CI high": min(1.0, float(diff.seeds_upper[0]))})
+    table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    tested = table["p_value"].notna()
+    table["p_adjusted"] = adjust_p_values(table["p_value"].to_numpy(float), "holm")
+    table["verdict"] = np.where(~tested, "no verdict (one seed)",
+                                np.where(table["p_adjusted"] < alpha,
+                                         np.where(table["mean difference"] > 0, "higher", "lower"), "not resolved"))
+    family = int(tested.sum())
+    table["interval"] = ("95% over seeds (Student-t) and DevTest pairs (bootstrap), paired by seed and pair; verdict "
+                         + (f"Holm over {family} comparison{'s' if family != 1 else ''}" if family else "none"))
+    return table[COMPARISON_COLUMNS].set_index("comparison")
 
 
 def pair_score_table(data: View1Data, runs: list[HeadRun]) -> pd.DataFrame:
@@ -583,7 +604,7 @@ def _correct_by_seed(scores: pd.DataFrame, head: str) -> dict[int, np.ndarray]:
 
 def alignment_gain(folder, *, n_boot: int = 2000, confidence: float = 0.95) -> tuple[pd.DataFrame | None, str]:
     """Per head, DevTest 10-fold accuracy with aligned faces minus with the centre crop, paired by seed and
-    by pair, with the two-level bootstrap interval (seeds × pairs) of :func:`paired_difference`.
+    by pair, with the interval over seeds and pairs of :func:`paired_difference`.
 
     Reads the two files of :func:`alignment_scores_file` in ``folder``; a head is compared only when both
     hold it, on the seeds both hold, and when its other settings are the same in both (the ``settings``
@@ -618,7 +639,7 @@ def alignment_gain(folder, *, n_boot: int = 2000, confidence: float = 0.95) -> t
         if center_correct.shape != aligned_correct.shape:
             notes.append(f"`{head}`: the two files score different pair sets, not compared")
             continue
-        diff = bootstrap_over_seeds_and_pairs(aligned_correct - center_correct, n_boot=n_boot, confidence=confidence)
+        diff = interval_over_seeds_and_pairs(aligned_correct - center_correct, n_boot=n_boot, confidence=confidence)
         rows.append({"head": head, "seeds": len(seeds), "centre crop": float(center_correct.mean()),
                      "aligned": float(aligned_correct.mean()), "aligned − centre": diff.mean,
                      "95% CI low": diff.lower, "95% CI high": diff.upper,

@@ -216,7 +216,8 @@ SECTIONS: list[tuple[str, list[Reference]]] = [
         Reference(
             "holm", "S. Holm", "A Simple Sequentially Rejective Multiple Test Procedure",
             "Scandinavian Journal of Statistics 6(2), pp. 65–70", "1979",
-            "The correction of the head-vs-head verdicts (`lib.head_comparison`).",
+            "The correction of the head-vs-head verdicts in notebooks 02 (`lib.lfw_experiment`), 03 and 04 "
+            "(`lib.head_comparison`).",
             url="https://www.jstor.org/stable/4615733"),
         Reference(
             "bh", "Y. Benjamini, Y. Hochberg",
@@ -227,9 +228,16 @@ SECTIONS: list[tuple[str, list[Reference]]] = [
         Reference(
             "efron", "B. Efron", "Bootstrap Methods: Another Look at the Jackknife",
             "The Annals of Statistics 7(1), pp. 1–26", "1979",
-            "The bootstraps over seeds × pairs (notebook 02) and over identities (`lib.frvt`), percentile "
-            "intervals.",
+            "The bootstrap over the test images or pairs in every interval of notebooks 02–04 "
+            "(`lib.verification.interval_over_seeds_and_samples`) and over identities (`lib.frvt`, percentile "
+            "intervals).",
             doi="10.1214/aos/1176344552"),
+        Reference(
+            "satterthwaite", "F. E. Satterthwaite", "An Approximate Distribution of Estimates of Variance Components",
+            "Biometrics Bulletin 2(6), pp. 110–114", "1946",
+            "The degrees of freedom of an interval whose variance adds the seeds' spread (estimated from a few "
+            "seeds) to the test-sampling variance (`lib.verification.interval_over_seeds_and_samples`).",
+            url="https://www.jstor.org/stable/3002019"),
     ]),
     ("Software the tests compare against", [
         Reference(

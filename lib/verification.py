@@ -8,6 +8,10 @@ Conventions used by every function here:
   :func:`best_threshold` lie between observed scores, so the strictness only matters for a
   hand-picked threshold that equals a score exactly.
 
+The project's one uncertainty model for results of several training seeds scored on one test set,
+:func:`interval_over_seeds_and_samples` (seeds and test samples, paired), lives here too; notebooks 02–04
+build every interval and verdict on it.
+
 The LFW protocol (Huang et al., LFW tech. report 07-49, 2007): for each of the 10 folds pick the accuracy-maximizing threshold on the
 other 9 folds, apply it to the held-out fold, report mean ± standard error.
 """
@@ -34,7 +38,9 @@ __all__ = [
     "angular_fisher_score",
     "IntervalSummary",
     "summarize_interval",
-    "bootstrap_over_seeds_and_pairs",
+    "SeedsAndSamplesInterval",
+    "interval_over_seeds_and_samples",
+    "interval_over_seeds_and_pairs",
 ]
 
 
@@ -385,7 +391,7 @@ def angular_fisher_score(features, labels, normalize: bool = False) -> float:
 
 
 # --------------------------------------------------------------------------------------------------
-# Intervals over folds or seeds
+# Intervals over folds, seeds and test samples
 # --------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IntervalSummary:
@@ -417,30 +423,158 @@ def summarize_interval(values, confidence: float = 0.95) -> IntervalSummary:
     return IntervalSummary(mean, std, n, mean - half_width, mean + half_width, confidence)
 
 
-def bootstrap_over_seeds_and_pairs(correct, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0):
-    """Mean of a per-(seed, pair) quantity with a two-level bootstrap interval: each replicate draws the
-    seeds with replacement and, independently, the pairs with replacement (the same pairs for every seed,
-    since all models are scored on one pair set), and averages. The interval therefore includes both
-    training-seed variation and test-set sampling.
+@dataclass(frozen=True)
+class SeedsAndSamplesInterval:
+    """Intervals of ``Q`` statistics estimated from several training seeds scored on one test set.
 
-    ``correct``: array (S seeds, P pairs) — e.g. 0/1 correctness of one model, or the difference of two
-    models' correctness paired by seed and pair. Returns an :class:`IntervalSummary` (``std`` = the
-    standard deviation over seeds of the per-seed means; ``n`` = S) with the percentile interval.
+    Every array has one entry per statistic (``seed_estimates``: one row per seed). ``estimate`` is the mean
+    over seeds of the per-seed statistic; ``lower, upper, p_value`` are the interval and the two-sided
+    test of "the statistic is 0" that include **both** sources of variation (``seed_se`` and ``sample_se``,
+    combined into ``se`` with ``df`` degrees of freedom); ``seeds_lower, seeds_upper, seeds_p_value`` are
+    the Student-t interval and t-test over seeds alone, conditional on the one test set (NaN with one seed),
+    kept for comparison only. ``groups`` names the strata in the order the statistic received them."""
+
+    estimate: np.ndarray
+    seed_estimates: np.ndarray = field(repr=False)
+    seed_se: np.ndarray
+    sample_se: np.ndarray
+    se: np.ndarray
+    df: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    p_value: np.ndarray
+    seeds_lower: np.ndarray
+    seeds_upper: np.ndarray
+    seeds_p_value: np.ndarray
+    n_seeds: int
+    n_samples: int
+    groups: tuple
+    confidence: float
+
+
+def _two_sided_t(estimate: np.ndarray, se: np.ndarray, df, confidence: float):
+    """Interval ``estimate ± t_df · se`` and the matching two-sided p-value; with ``se`` = 0 the interval is
+    the point and p is 0 for a non-zero estimate, 1 for a zero one."""
+    quantile = stats.t.ppf((1 + confidence) / 2, df)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = 2 * stats.t.sf(np.abs(estimate) / se, df)
+    p = np.where(se == 0, np.where(estimate != 0, 0.0, 1.0), p)
+    p = np.where(np.isnan(se), np.nan, p)
+    return estimate - quantile * se, estimate + quantile * se, p
+
+
+def interval_over_seeds_and_samples(values, *, groups=None, order=None, statistic=None, n_boot: int = 2000,
+                                    confidence: float = 0.95, seed: int = 0) -> SeedsAndSamplesInterval:
+    """The project's one uncertainty model: an interval for statistics of S training seeds scored on the
+    **same** N test samples (images or pairs) that covers both where the seeds fall and which test samples
+    were drawn, paired wherever the values are (pass the two heads' values side by side, or their difference).
+
+    ``values``: array (S, N) or (S, N, K) — e.g. 0/1 correctness per seed and sample, with K = 2 for two
+    heads trained with the same seeds. ``groups`` (keyword-only, length N): strata such as race; samples are
+    resampled **within** each group, so every replicate keeps the group sizes and a small group gets the
+    wide interval its size implies. ``statistic``: maps per-group means, an array (..., G, K) with G groups
+    in ``order`` (default sorted; G = 1 without groups), to (..., Q) — e.g. a gap difference
+    ``gap(m[..., 0]) − gap(m[..., 1])``; the default is each column's mean over all samples.
+
+    The statistic is computed per seed and averaged over seeds (``estimate``). Two components of its
+    variance:
+
+    * **seeds** — ``seed_se`` = std over seeds (ddof=1) / √S, the Student-t standard error of a mean of S
+      seeds; with the one test set fixed it contains the seed-to-seed variation and each seed's own
+      sample noise;
+    * **test samples** — ``sample_se`` = the standard deviation of the seed-averaged statistic over
+      ``n_boot`` bootstrap resamples of the samples (Efron & Tibshirani 1993), the **same** resample for
+      every seed and column, since all of them were scored on those samples: this is the part the seeds
+      share and a t-interval over seeds cannot see.
+
+    ``se = √(seed_se² + sample_se²)`` with Welch–Satterthwaite degrees of freedom
+    ``df = se⁴ / (seed_se⁴ / (S − 1))`` (the bootstrap component counts as known): with three seeds and
+    seed noise dominating, the interval is the t-interval with 2 degrees of freedom; when sample noise
+    dominates, it tends to the normal bootstrap interval. The interval is ``estimate ± t_df · se`` and
+    ``p_value`` the matching test, so a 95 % interval excludes 0 exactly when p < 0.05. The seeds are
+    not resampled: a bootstrap of three seeds has ten distinct outcomes and understates their spread by a
+    factor (S − 1)/S. The sum counts the seed × sample interaction twice (once in each part), which errs
+    on the wide side. With one seed the interval covers the samples only.
     """
-    values = np.asarray(correct, dtype=float)
-    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 2:
-        raise ValueError(f"correct must be (seeds, pairs) with at least 2 pairs, got shape {values.shape}")
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 2:
+        v = v[:, :, None]
+    if v.ndim != 3 or v.shape[0] < 1 or v.shape[1] < 2:
+        raise ValueError(f"values must be (seeds, samples) or (seeds, samples, k) with at least 2 samples, "
+                         f"got shape {np.shape(values)}")
+    if not np.isfinite(v).all():
+        raise ValueError("values contain NaN or infinite entries; drop or fill them first")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    n_seeds, n_pairs = values.shape
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2, got {n_boot}")
+    n_seeds, n_samples, _ = v.shape
+    if groups is None:
+        names, codes = ("all",), np.zeros(n_samples, dtype=np.int64)
+    else:
+        groups = np.asarray(groups, dtype=object)
+        check_same_length(values=v[0, :, 0], groups=groups)
+        present = set(groups.tolist())
+        if order is None:
+            names = tuple(sorted(present, key=str))
+        else:
+            unknown = sorted(present - set(order), key=str)
+            if unknown:
+                raise ValueError(f"groups {unknown[:5]} are not in `order` {list(order)}")
+            names = tuple(name for name in order if name in present)
+        lookup = {name: index for index, name in enumerate(names)}
+        codes = np.array([lookup[name] for name in groups.tolist()], dtype=np.int64)
+    sizes = np.bincount(codes, minlength=len(names)).astype(np.float64)
+    if statistic is None:
+        shares = sizes / sizes.sum()
+
+        def statistic(means):
+            return np.tensordot(means, shares, axes=([-2], [0]))  # (..., K): the mean over all samples
+
+    def per_seed(means: np.ndarray) -> np.ndarray:
+        out = np.asarray(statistic(means), dtype=np.float64)
+        return out[..., None] if out.ndim == means.ndim - 2 else out
+
+    observed = np.stack([v[:, codes == g, :].mean(axis=1) for g in range(len(names))], axis=1)  # (S, G, K)
+    seed_estimates = per_seed(observed)  # (S, Q)
+    estimate = seed_estimates.mean(axis=0)
+
     rng = np.random.default_rng(seed)
-    # Pair resampling as counts (multinomial), so a replicate is a weighted mean, not a gather of S x P values.
-    pair_weights = rng.multinomial(n_pairs, np.full(n_pairs, 1.0 / n_pairs), size=n_boot) / n_pairs  # (B, P)
-    per_seed = pair_weights @ values.T  # (B, S): each seed's mean over the resampled pairs
-    seed_draws = rng.integers(0, n_seeds, size=(n_boot, n_seeds))
-    replicates = np.take_along_axis(per_seed, seed_draws, axis=1).mean(axis=1)
-    alpha = (1 - confidence) / 2
-    lower, upper = np.quantile(replicates, [alpha, 1 - alpha])
-    seed_means = values.mean(axis=1)
-    std = float(seed_means.std(ddof=1)) if n_seeds > 1 else float("nan")
-    return IntervalSummary(float(values.mean()), std, n_seeds, float(lower), float(upper), confidence)
+    boot_means = np.empty((n_boot, n_seeds, len(names), v.shape[2]))
+    for g in range(len(names)):  # loop over groups; each group's resamples are drawn in one call
+        members = v[:, codes == g, :]  # (S, n_g, K)
+        n_g = members.shape[1]
+        draws = rng.integers(0, n_g, size=(n_boot, n_g))
+        counts = np.bincount((draws + n_g * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * n_g)
+        boot_means[:, :, g, :] = np.einsum("bn,snk->bsk", counts.reshape(n_boot, n_g), members) / n_g
+    replicates = per_seed(boot_means).mean(axis=1)  # (B, Q): the seed-averaged statistic per resample
+    sample_se = replicates.std(axis=0, ddof=1)
+
+    if n_seeds > 1:
+        seed_se = seed_estimates.std(axis=0, ddof=1) / np.sqrt(n_seeds)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            se = np.sqrt(seed_se**2 + sample_se**2)
+            df = np.where(seed_se > 0, se**4 / (seed_se**4 / (n_seeds - 1)), np.inf)
+        seeds_lower, seeds_upper, seeds_p = _two_sided_t(estimate, seed_se, n_seeds - 1, confidence)
+    else:
+        seed_se = np.full_like(estimate, np.nan)
+        se, df = sample_se, np.full_like(estimate, np.inf)
+        seeds_lower = seeds_upper = seeds_p = np.full_like(estimate, np.nan)
+    lower, upper, p_value = _two_sided_t(estimate, se, df, confidence)
+    return SeedsAndSamplesInterval(estimate, seed_estimates, seed_se, sample_se, se, df, lower, upper, p_value,
+                                   seeds_lower, seeds_upper, seeds_p, n_seeds, n_samples, names, confidence)
+
+
+def interval_over_seeds_and_pairs(correct, *, n_boot: int = 2000, confidence: float = 0.95,
+                                  seed: int = 0) -> IntervalSummary:
+    """Mean of a per-(seed, pair) quantity — e.g. 0/1 correctness of one model, or the difference of two
+    models' correctness paired by seed and pair — with :func:`interval_over_seeds_and_samples`' interval
+    over seeds and pairs. ``correct``: array (S seeds, P pairs). Returns an :class:`IntervalSummary`
+    (``std`` = the std over seeds of the per-seed means, ``n`` = S)."""
+    values = np.asarray(correct, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"correct must be (seeds, pairs) with at least 2 pairs, got shape {values.shape}")
+    result = interval_over_seeds_and_samples(values, n_boot=n_boot, confidence=confidence, seed=seed)
+    std = float(values.mean(axis=1).std(ddof=1)) if values.shape[0] > 1 else float("nan")
+    return IntervalSummary(float(result.estimate[0]), std, values.shape[0], float(result.lower[0]),
+                           float(result.upper[0]), confidence)

@@ -112,8 +112,9 @@ display(Markdown(
     "Largest and smallest group share per split: "
     + "; ".join(f"{split}: {shares[split].idxmax()} {shares[split].max():.1%} vs "
                 f"{shares[split].idxmin()} {shares[split].min():.1%}" for split in shares.columns)
-    + ". Per-group accuracies later are therefore measured on groups of different sizes, so a smaller group's "
-    "accuracy is less certain; notebooks 03 and 04 say what each of their intervals covers."
+    + ". Per-group accuracies later are therefore measured on groups of different sizes: the per-group "
+    "intervals in notebooks 03 and 04 account for that, since they resample each group's own validation images "
+    "(besides the training seeds), so a smaller group gets a wider interval."
 ))
 
 # %% [markdown]

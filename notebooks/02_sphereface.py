@@ -375,7 +375,8 @@ plt.show()
 # %% [markdown]
 # ## Final results on DevTest
 # Each final model is scored once on the 1,000 DevTest pairs. Per head: the mean over seeds of the 10-fold
-# accuracy, with a 95 % interval from a two-level bootstrap that resamples the seeds and the pairs, so it
+# accuracy, with a 95 % interval over the seeds and the pairs (the seeds' spread with Student-t degrees of
+# freedom, plus a bootstrap over the pairs; the model is described under *Paired differences* below), so it
 # contains both training randomness and the sampling of the test pairs; the per-seed range beside it.
 
 # %%
@@ -425,8 +426,21 @@ per_run.set_index(["head", "seed"])
 # %% [markdown]
 # ### Paired differences between heads
 # Heads trained with the same seed share their initialisation and every batch, and all are scored on the same
-# pairs with the same folds; the difference of two heads is therefore paired by seed and by pair, and its
-# interval comes from the same seeds × pairs bootstrap.
+# pairs with the same folds; the difference of two heads is therefore paired by seed and by pair. Its 95 %
+# interval covers both sources of chance, as every interval in notebooks 02–04 does
+# (`lib.verification.interval_over_seeds_and_samples`):
+#
+# * **the seeds**: the spread of the per-seed differences, a Student-t standard error over seeds;
+# * **the test pairs**: the standard deviation of the seed-averaged difference over bootstrap resamples of the
+#   DevTest pairs, the same resample for both heads and every seed. All seeds are scored on the same pairs, so
+#   the seeds' spread alone cannot show how much the result depends on which pairs were drawn.
+#
+# The two are added as variances, with Welch–Satterthwaite degrees of freedom: with three seeds and seed noise
+# dominating, the interval is a t-interval with two degrees of freedom; with pair sampling dominating, it is the
+# normal bootstrap interval. The verdict (higher / lower, else *not resolved*) is the matching test,
+# **Holm-corrected across the comparisons of this table** (Holm 1979), as in notebooks 03 and 04. The Student-t
+# interval over seeds alone is shown beside it for comparison; no verdict rests on it. The `interval` column
+# says what each interval covers.
 
 # %%
 comparisons = experiment.comparison_table(runs, [("sphereface", "softmax"), ("cosface", "softmax"),
@@ -490,7 +504,7 @@ print(f"notebook time {(time.perf_counter() - notebook_start) / 60:.1f} min; tra
 # ## What face alignment bought
 # The same heads and seeds trained on centre crops and on aligned faces, everything else equal, scored on the
 # same DevTest pairs with the same folds: per head, the accuracy of each variant (mean over seeds) and the
-# difference aligned − centre, paired by seed and by pair, with its seeds × pairs bootstrap interval. Each
+# difference aligned − centre, paired by seed and by pair, with its interval over seeds and pairs. Each
 # variant's scores are saved when this notebook runs with it (`02_lfw_pair_scores-<alignment>.csv`), so the
 # table appears once the notebook has run with both (this run's file was written just above).
 
@@ -566,7 +580,7 @@ for name in reference:
     lines.append(f"The pretrained encoder {name} reaches {table.loc[name, 'acc_10fold']:.3f} "
                  f"(95 % CI {table.loc[name, 'ci_low']:.3f}–{table.loc[name, 'ci_high']:.3f}, over the pairs) on the same pairs.")
 for name, row in comparisons.iterrows():
-    verdict = "an interval that excludes 0" if row["excludes 0"] else "an interval that includes 0 (no difference shown)"
     lines.append(f"{name}: {row['mean difference']:+.3f} (95 % CI {row['95% CI low']:+.3f} to "
-                 f"{row['95% CI high']:+.3f}), {verdict}.")
+                 f"{row['95% CI high']:+.3f}, over seeds and pairs): {row['verdict']}"
+                 + (" after Holm's correction." if row["verdict"] in ("higher", "lower", "not resolved") else "."))
 display(Markdown(" ".join(lines)))

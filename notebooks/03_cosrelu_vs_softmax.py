@@ -400,9 +400,9 @@ for target in targets:
 # ## Race classification: per-class recall, explained by the confusion matrix
 # The accuracy on the images of one race is the recall of that race label. A low value says the label is
 # often confused with another one (which one: the confusion matrix below), not that the people of that
-# group get a worse service. Intervals: see the axis label (a t-interval over seeds with three or more
-# seeds, else a Wilson interval over the images with seeds pooled); the dotted line is chance (1/7). Notebook
-# 04 analyses the gaps; gender per race, the experiment about people, is its main section.
+# group get a worse service. Intervals: see the axis label (over seeds and the validation images of each race,
+# with three or more seeds; else a Wilson interval over the images with seeds pooled); the dotted line is
+# chance (1/7). Notebook 04 analyses the gaps; gender per race, the experiment about people, is its main section.
 
 # %%
 if "race" in targets:
@@ -461,23 +461,34 @@ for target in targets:
         display(Markdown(head_comparison.describe_clamp_agreement(agreement, clamped)))
 
 # %% [markdown]
-# ## Is any difference between heads larger than seed-to-seed noise?
+# ## Is any difference between heads larger than seed-to-seed noise and the sampling of the images?
 # For each compared pair of heads (a head and its reference, as listed in the table below) and each target: the difference of overall accuracy, of
-# the race gap (max − min accuracy across races) and of each race's accuracy, paired by seed (the two heads
-# of a seed share initialisation, batches and validation images). Mean over seeds with a Student-t 95 %
-# interval over seeds: it contains the training-seed variation and is conditional on this validation set.
-# The verdict is the matching t-test, corrected across the comparisons of one kind (Holm's method by default,
-# Benjamini–Hochberg on request), and needs
-# three or more seeds (with two, the test rests on one degree of freedom); collapsed heads are not compared,
-# identical ones are one model.
+# the race gap (max − min accuracy across races) and of each race's accuracy, paired by seed and by image (the
+# two heads of a seed share initialisation, batches and validation images). Mean over seeds with a 95 %
+# interval that covers two sources of chance (`lib.verification.interval_over_seeds_and_samples`, the model
+# every interval of notebooks 02–04 uses): the seeds' spread (a Student-t standard error over seeds), and the
+# sampling of the validation images (a bootstrap of the images, resampled within each race so group sizes stay
+# fixed, the same resample for both heads and every seed). All seeds are scored on the same images, so the
+# seeds' spread alone cannot show how much a result depends on which images were drawn; the two parts are
+# added as variances, with Welch–Satterthwaite degrees of freedom (a t-interval with two degrees of freedom
+# when three seeds' noise dominates, the normal bootstrap interval when image sampling does). The verdict is
+# the matching test, corrected across the comparisons of one kind (Holm's method by default,
+# Benjamini–Hochberg on request), and needs three or more seeds; collapsed heads are not compared, identical
+# ones are one model. The `interval` column says what each row's interval and verdict cover, family size
+# included; the Student-t interval over seeds alone (`seeds_only_lower`, `seeds_only_upper`) is kept in the
+# saved table for comparison, and no verdict uses it.
 
 # %%
 groups = datasets[targets[0]].groups
 comparisons = head_comparison.compare_heads(predictions, status, head_pairs, group="race", order=groups,
                                             correction=correction)
 columns = ["head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]
-head_comparison.comparison_style(comparisons[comparisons["quantity"] != "group accuracy"]
-                                  .set_index(["target", "quantity", "head", "reference"])[columns])
+shown_comparisons = comparisons[comparisons["quantity"] != "group accuracy"]
+if len(shown_comparisons):
+    display(Markdown("Intervals and verdicts: " + "; ".join(
+        f"{quantity}: {interval}" for quantity, interval
+        in shown_comparisons.groupby("quantity", sort=False)["interval"].first().items()) + "."))
+head_comparison.comparison_style(shown_comparisons.set_index(["target", "quantity", "head", "reference"])[columns])
 
 # %% [markdown]
 # ## Saved for notebook 04
@@ -519,7 +530,7 @@ print(f"wrote {len(predictions):,} predictions; notebook time {(time.perf_counte
 # Two targets, both scored per race group: **race** (the report's task; per-race accuracy is the recall of
 # each race label, i.e. how the classifier confuses the labels) and **gender** (FairFace's own protocol for
 # how well people of each group are served: is the perceived gender of a person of group g read correctly?).
-# Intervals: Student-t over this regime's seeds (five by default).
+# Intervals: over this regime's seeds (five by default) and the validation images, as for the from-scratch runs.
 
 # %%
 frozen_runs, frozen_predictions = {}, {}
@@ -542,10 +553,11 @@ else:
                      f"in {(time.perf_counter() - frozen_start) / 60:.1f} min ({frozen_epochs} epochs each)."))
 
 # %% [markdown]
-# Accuracy overall and per race group, mean over seeds [95 % t-interval over seeds], the from-scratch regime
-# of this notebook beside the frozen-embedding regime, for each target. With frozen features a seed only
-# changes the head's initialisation and batch order, so these intervals are narrow: they cover training
-# noise, not the sampling of the validation images (its Wilson half-width is printed under each table).
+# Accuracy overall and per race group, mean over seeds [95 % interval over seeds and validation images, as
+# above], the from-scratch regime of this notebook beside the frozen-embedding regime, for each target. With
+# frozen features a seed only changes the head's initialisation and batch order, so almost all of the width
+# comes from the sampling of the validation images (its Wilson half-width at one head's accuracy is printed
+# under each table for comparison).
 # Collapse and identical models are judged as for the from-scratch runs above (`lib.head_comparison`): a
 # collapsed head carries "(collapsed)" in its name, and heads with identical predictions are one row
 # ("cosrelu = cosface").
@@ -597,8 +609,12 @@ for frozen_target, by_regime in regime_predictions.items():
 
 # %% [markdown]
 # Does a margin change accuracy, or the gap between race groups, when the representation is pretrained?
-# Each head against the report's "softmax" (`cosine_softmax`) and against the linear probe, paired by seed;
-# and each head's race gap (best − worst group accuracy, mean over seeds with its t-interval).
+# Each head against the report's "softmax" (`cosine_softmax`) and against the linear probe, paired by seed and
+# image; and each head's race gap (best − worst group accuracy), with the same intervals over seeds and
+# validation images as above and Holm's correction across the comparisons of one kind. Here the seeds barely
+# differ (only the head's initialisation and batch order change), so a t-interval over seeds alone would be a
+# few thousandths wide and call almost every difference resolved; it is the sampling of the validation images
+# that decides how sure a difference is.
 
 # %%
 frozen_summary_lines, frozen_comparisons = [], {}
@@ -611,9 +627,10 @@ for frozen_target, runs_t in frozen_runs.items():
     compared = head_comparison.compare_heads(table, frozen_status[frozen_target], frozen_pairs, group="race",
                                              order=groups, correction=correction)
     frozen_comparisons[frozen_target] = compared
-    display(Markdown(f"**Target `{frozen_target}`** ({compared['interval'].iloc[0]}, "
-                     f"{head_comparison.CORRECTION_NAMES.get(correction, correction)} across the "
-                     f"comparisons of one kind)" if len(compared) else f"**Target `{frozen_target}`**"),
+    intervals = compared[compared["quantity"] != "group accuracy"].groupby("quantity", sort=False)["interval"].first()
+    display(Markdown(f"**Target `{frozen_target}`** (intervals and verdicts: "
+                     + "; ".join(f"{quantity}: {interval}" for quantity, interval in intervals.items()) + ")"
+                     if len(compared) else f"**Target `{frozen_target}`**"),
             head_comparison.comparison_style(compared[compared["quantity"] != "group accuracy"]
                                              .set_index(["quantity", "head", "reference"])[columns]))
     frozen_summary_lines.append(f"Frozen {pretrained_encoder} embeddings, target `{frozen_target}`: "

@@ -31,14 +31,18 @@
 #   get confused, not how well a group is served, and is analysed second.
 # * **Effect sizes come first**: differences between a head and its reference — overall accuracy, the race
 #   gap (max − min accuracy across races) and each race's accuracy — as the mean over training seeds
-#   with a Student-t 95 % interval over seeds (paired by seed; the seeds share the validation images, so
-#   the interval is conditional on them). A verdict comes only from the matching t-test, Holm-corrected
-#   across the comparisons of one kind, and only with three or more seeds. These numbers are notebook 03's
-#   saved table, so the two notebooks state the same conclusion.
-# * Per group: accuracy with a 95 % interval — over training seeds (Student-t) with three or more seeds,
-#   else a Wilson interval over images with the seeds pooled (labelled so, since it ignores seed variation).
-#   Across groups: the gap, the ratio (min / max), the standard deviation of the group accuracies (RFW's
-#   STD) and the skewed error ratio SER = max error / min error, each the mean over seeds with a t-interval.
+#   with a 95 % interval over the seeds **and** the validation images, paired by seed and image (the model
+#   of every interval in notebooks 02–04, `lib.verification.interval_over_seeds_and_samples`: the seeds'
+#   spread with Student-t degrees of freedom, plus a bootstrap of the images resampled within each race,
+#   since all seeds are scored on the same images). A verdict comes only from the matching test,
+#   Holm-corrected across the comparisons of one kind, and only with three or more seeds; each table says
+#   what its intervals cover and the size of its Holm family. These numbers are notebook 03's saved table, so
+#   the two notebooks state the same conclusion.
+# * Per group: accuracy with a 95 % interval — over the seeds and the group's validation images with three
+#   or more seeds, so a smaller group gets a wider interval; else a Wilson interval over images with the
+#   seeds pooled (labelled so, since it ignores seed variation). Across groups: the gap, the ratio
+#   (min / max), the standard deviation of the group accuracies (RFW's STD) and the skewed error ratio
+#   SER = max error / min error, each the mean over seeds with the same kind of interval.
 # * Verification: one global threshold for everyone, then false-match and false-non-match rates per group.
 #
 # A caution: a max − min gap is biased upward (noise alone spreads the groups apart), so its size alone is
@@ -118,9 +122,12 @@ status.set_index(["target", "head"])[["label", "same_as", "seeds", "collapsed_se
 # ## Effect sizes: each head against its reference
 # Overall accuracy and race gap, head − reference, as fractions like the table below (0.01 = one percentage
 # point); dots are means over seeds,
-# whiskers the 95 % t-interval over seeds. Filled dots: a difference resolved after the correction; hollow:
-# not resolved; grey: a collapsed head (not compared) or too few seeds for a verdict. For race
-# classification the gap is one of per-class recall (label confusion).
+# whiskers the 95 % interval over seeds and validation images (unadjusted; the axis label and the line above
+# the table say which Holm family each verdict belongs to). Filled dots: a difference resolved after the
+# correction; hollow: not resolved; grey: a collapsed head (not compared) or too few seeds for a verdict. For
+# race classification the gap is one of per-class recall (label confusion). Every seed is scored on the same
+# validation images: a t-interval over the seeds alone would leave out which images were drawn, which matters
+# most where the seeds agree closely (notebook 03's frozen-embedding regime).
 
 # %%
 QUANTITY_NAMES = {"accuracy": "overall accuracy", "gap": "race gap"}
@@ -137,15 +144,22 @@ if len(main):
     plt.show()
 else:
     display(Markdown("No pair of heads to compare: notebook 03's parameters name none."))
-head_comparison.comparison_style(
-    comparisons[comparisons["quantity"] != "group accuracy"].set_index(["target", "quantity", "head", "reference"])[
-        ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]])
+main_rows = comparisons[comparisons["quantity"] != "group accuracy"]
+if len(main_rows):
+    display(Markdown("Intervals and verdicts: " + "; ".join(
+        f"{quantity}: {interval}" for quantity, interval
+        in main_rows.groupby("quantity", sort=False)["interval"].first().items()) + "."))
+head_comparison.comparison_style(main_rows.set_index(["target", "quantity", "head", "reference"])[
+    ["seeds", "head_value", "reference_value", "difference", "lower", "upper", "p_value", "p_adjusted", "verdict"]])
 
 # %% [markdown]
 # ## Gender classification: how well is each group served?
 # ### Per race: gender accuracy of each head against its reference
-# The same differences for each race's images (head − reference, as fractions, 95 % t-interval over
-# seeds; verdicts Holm-corrected across all races and pairs of the target).
+# The same differences for each race's images (head − reference, as fractions, 95 % interval over seeds
+# and that race's validation images; verdicts Holm-corrected across all races and pairs of the target, the
+# family named above the table). A race has a fraction of the validation images, so one image moves its
+# accuracy more: the per-race intervals are wider than the overall ones for that reason, not only because of
+# the seeds.
 
 # %%
 if "gender" in targets:
@@ -156,6 +170,7 @@ if "gender" in targets:
                                          title="Gender accuracy per race: head − reference")
         plots.save_figure(fig, "04_gender_differences_by_race", profile)
         plt.show()
+        display(Markdown(f"Intervals and verdicts: {per_race['interval'].iloc[0]}."))
         display(head_comparison.comparison_style(per_race.set_index(["group", "head", "reference"])[
             ["head_value", "reference_value", "difference", "lower", "upper", "p_adjusted", "verdict"]]))
 else:
@@ -179,7 +194,7 @@ if "gender" in targets:
     display(gender_by_race.pivot(index="group", columns="head", values="accuracy").loc[races, shown["gender"]])
     display(fairness_plots.style_disparity_table(analysis.disparities(by_target["gender"], "race", order=races),
                                                  caption="Gender accuracy across races: disparity of each head "
-                                                         "(mean over seeds, 95 % t-interval over seeds)"))
+                                                         f"({analysis.DISPARITY_INTERVAL})"))
 
 # %%
 # Generated groups have a planted difficulty, a known answer to check the analysis against; real groups have
@@ -285,8 +300,11 @@ if "race" in targets:
     display(per_group["race"].pivot(index="group", columns="head", values="accuracy").loc[races, shown["race"]])
     display(fairness_plots.style_disparity_table(analysis.disparities(by_target["race"], "race", order=races),
                                                  caption="Race classification: disparity of per-class recall "
-                                                         "(mean over seeds, 95 % t-interval over seeds)"))
+                                                         f"({analysis.DISPARITY_INTERVAL})"))
     recall_differences = comparisons[(comparisons["target"] == "race") & (comparisons["quantity"] == "group accuracy")]
+    if len(recall_differences):
+        display(Markdown(f"Per-class recall, head − reference. Intervals and verdicts: "
+                         f"{recall_differences['interval'].iloc[0]}."))
     display(head_comparison.comparison_style(recall_differences.set_index(["group", "head", "reference"])[
         ["difference", "lower", "upper", "p_adjusted", "verdict"]]))
 

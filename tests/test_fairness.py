@@ -22,6 +22,7 @@ from lib.fairness import (
     benjamini_hochberg_adjust,
     disparity_summary,
     disparity_over_seeds,
+    disparity_over_seeds_and_images,
     group_accuracy,
     group_accuracy_over_seeds,
     holm_adjust,
@@ -301,6 +302,46 @@ def test_seed_averaging_and_pooling():
         group_accuracy_over_seeds(frame, "median")
     with pytest.raises(ValueError, match="lack column"):
         group_accuracy_over_seeds(frame.drop(columns="seed"))
+
+
+def test_group_intervals_over_seeds_and_images_account_for_group_sizes():
+    # Three seeds with identical predictions on the same images: a t-interval over seeds has zero width; with
+    # `sample` the interval is the image-sampling one, ±1.96·√(p(1−p)/n) per group (statsmodels' normal
+    # interval), so the group of 50 images gets a wider interval than the group of 800.
+    rng = np.random.default_rng(5)
+    groups = np.array(["Group A"] * 800 + ["Group B"] * 50)
+    y_true = rng.integers(0, 3, 850)
+    y_pred = np.where(rng.random(850) < np.where(groups == "Group A", 0.8, 0.7), y_true, (y_true + 1) % 3)
+    frame = pd.concat([pd.DataFrame({"id": np.arange(850), "y_true": y_true, "y_pred": y_pred, "group": groups,
+                                     "seed": seed}) for seed in range(3)], ignore_index=True)
+    conditional = group_accuracy_over_seeds(frame).set_index("group")
+    np.testing.assert_allclose(conditional["upper"], conditional["lower"], atol=1e-12)  # seeds alone: no width
+    table = group_accuracy_over_seeds(frame, sample="id", n_boot=4000).set_index("group")
+    for name, n in (("Group A", 800), ("Group B", 50)):
+        k = int((y_true == y_pred)[groups == name].sum())
+        lower, upper = proportion_confint(k, n, method="normal")
+        assert table.loc[name, "accuracy"] == pytest.approx(k / n)
+        assert table.loc[name, "lower"] == pytest.approx(lower, abs=0.1 * (upper - lower))
+        assert table.loc[name, "upper"] == pytest.approx(upper, abs=0.1 * (upper - lower))
+    with pytest.raises(ValueError, match="different images"):
+        group_accuracy_over_seeds(frame.iloc[:-1], sample="id")
+
+
+def test_disparity_intervals_cover_the_images_too():
+    # Identical seeds: the mean over seeds is each seed's disparity, and the interval still has the width of the
+    # image sampling (a t-interval over seeds would have none).
+    rng = np.random.default_rng(6)
+    groups = np.repeat(["Group A", "Group B", "Group C"], [600, 300, 100])
+    y_true = rng.integers(0, 2, 1000)
+    y_pred = np.where(rng.random(1000) < np.select([groups == "Group A", groups == "Group B"], [0.9, 0.8], 0.7),
+                      y_true, 1 - y_true)
+    frame = pd.concat([pd.DataFrame({"id": np.arange(1000), "y_true": y_true, "y_pred": y_pred, "group": groups,
+                                     "seed": seed}) for seed in range(3)], ignore_index=True)
+    row = disparity_over_seeds_and_images(frame, n_boot=1000)
+    expected = disparity_summary(group_accuracy(y_true, y_pred, groups))
+    assert row["gap"] == pytest.approx(expected.gap) and row["n_seeds"] == 3
+    assert row["ser"] == pytest.approx(expected.ser) and row["ratio"] == pytest.approx(expected.ratio)
+    assert row["gap_lower"] < expected.gap < row["gap_upper"] and row["gap_upper"] - row["gap_lower"] > 0.05
 
 
 def test_disparity_over_seeds():

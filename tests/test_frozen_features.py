@@ -72,6 +72,24 @@ def test_regime_table_cells():
     assert row["G1"].startswith("0.833 [")
 
 
+def test_regime_table_intervals_cover_the_validation_images():
+    # Identical seeds: over seeds alone the interval has no width; with the image ids it is the image-sampling
+    # one (±1.96·√(p(1−p)/n) per group, here n = 400 and 100).
+    rng = np.random.default_rng(0)
+    race = np.array(["G1"] * 400 + ["G2"] * 100)
+    correct = rng.random(500) < 0.8
+    frame = pd.concat([pd.DataFrame({"head": "h", "seed": seed, "id": np.arange(500), "race": race,
+                                     "correct": correct}) for seed in range(3)], ignore_index=True)
+    row = frozen_features.regime_table({"frozen": frame}, ("G1", "G2")).loc[("frozen", "h")]
+    for group, n in (("G1", 400), ("G2", 100)):
+        p = correct[race == group].mean()
+        low, high = (float(x) for x in row[group].split("[")[1].rstrip("]").split(", "))
+        assert (high - low) / 2 == pytest.approx(1.96 * np.sqrt(p * (1 - p) / n), rel=0.15)
+    seeds_only = frozen_features.regime_table({"frozen": frame.drop(columns="id")}, ("G1", "G2")).loc[("frozen", "h")]
+    assert seeds_only["G1"] == f"{correct[race == 'G1'].mean():.3f} [{correct[race == 'G1'].mean():.3f}, " \
+                               f"{correct[race == 'G1'].mean():.3f}]"
+
+
 def _regime(accuracy: dict) -> pd.DataFrame:
     """Two seeds per head, 10 images each; ``accuracy[head]`` = (seed 0, seed 1) share correct."""
     rows = []

@@ -127,16 +127,39 @@ def test_collapsed_in_some_seeds_is_labelled_with_the_count():
     assert status.loc["arcface", "collapsed"] and status.loc["arcface", "collapsed_seeds"] == 1
 
 
-def test_paired_t_matches_scipy_and_statsmodels():
-    d = np.array([0.012, -0.004, 0.020, 0.007])
-    result = hc.paired_t(d)
-    assert result["p_value"] == pytest.approx(stats.ttest_1samp(d, 0).pvalue)
-    lower, upper = DescrStatsW(d).tconfint_mean(alpha=0.05)
-    assert (result["lower"], result["upper"]) == (pytest.approx(lower), pytest.approx(upper))
-    assert result["std"] == pytest.approx(np.std(d, ddof=1)) and result["seeds"] == 4
-    one = hc.paired_t([0.3])
-    assert one["difference"] == 0.3 and math.isnan(one["lower"]) and math.isnan(one["p_value"])
-    assert hc.paired_t([0.1, 0.1])["p_value"] == 0.0 and hc.paired_t([0.0, 0.0])["p_value"] == 1.0
+def test_intervals_include_the_sampling_of_the_validation_images():
+    # Every seed makes the same predictions (no head-initialisation noise): cosrelu gets 14 images right that
+    # cosine_softmax gets wrong, and 10 wrong that it gets right, of 900. A t-interval over seeds has zero
+    # width and "resolves" +4/900; which images were drawn decides those 24, and over seeds and images the
+    # difference is not resolved, with the half-width of a paired bootstrap of the images, 1.96·√(24/900 −
+    # (4/900)²)/√900.
+    base = make_predictions({"cosine_softmax": 0.8}, seeds=(0,), n=900)
+    wrong = np.flatnonzero(~base["correct"].to_numpy())[:14]
+    right = np.flatnonzero(base["correct"].to_numpy())[:10]
+    other = {"Male": "Female", "Female": "Male"}
+    better = base.copy()
+    better.loc[wrong, "y_pred"] = better.loc[wrong, "y_true"]
+    better.loc[right, "y_pred"] = better.loc[right, "y_true"].map(other)
+    better["correct"] = better["y_true"] == better["y_pred"]
+    runs = [frame.assign(head=head, seed=run_seed) for run_seed in (0, 1, 2)
+            for head, frame in (("cosine_softmax", base), ("cosrelu", better))]
+    predictions = pd.concat(runs, ignore_index=True)
+    table = hc.compare_heads(predictions, hc.head_status(predictions), PAIRS, order=GROUPS)
+    row = table[table["quantity"] == "accuracy"].iloc[0]
+    assert row["difference"] == pytest.approx(4 / 900)
+    assert row["seeds_only_lower"] == row["seeds_only_upper"] == pytest.approx(4 / 900)  # what the old verdict used
+    assert row["verdict"] == "not resolved" and row["lower"] < 0 < row["upper"]
+    half_width = 1.96 * math.sqrt(24 / 900 - (4 / 900) ** 2) / math.sqrt(900)
+    assert (row["upper"] - row["lower"]) / 2 == pytest.approx(half_width, rel=0.1)
+
+
+def test_interval_column_names_what_the_intervals_cover():
+    predictions = make_predictions({"cosine_softmax": 0.7, "cosrelu": 0.8, "arcface": 0.7})
+    table = hc.compare_heads(predictions, hc.head_status(predictions), PAIRS, order=GROUPS)
+    covered = "95% over seeds (Student-t) and validation images, resampled within each race (bootstrap), paired"
+    by_quantity = table.groupby("quantity")["interval"].unique()
+    assert list(by_quantity["accuracy"]) == [f"{covered}; verdict Holm over 2 comparisons"]
+    assert list(by_quantity["group accuracy"]) == [f"{covered}; verdict Holm over 6 comparisons"]
 
 
 def test_compare_heads_effect_sizes_and_holm_family():
@@ -161,7 +184,10 @@ def test_compare_heads_effect_sizes_and_holm_family():
                                                                         - gap["cosine_softmax"].min(axis=1))
     row = table[(table["head_key"] == "cosrelu") & (table["quantity"] == "gap")].iloc[0]
     assert row["difference"] == pytest.approx(d_gap.mean())
-    assert row["p_value"] == pytest.approx(stats.ttest_1samp(d_gap, 0).pvalue)
+    assert row["seeds_only_p_value"] == pytest.approx(stats.ttest_1samp(d_gap, 0).pvalue)  # kept for comparison
+    lower, upper = DescrStatsW(d_gap.to_numpy()).tconfint_mean(alpha=0.05)
+    assert (row["seeds_only_lower"], row["seeds_only_upper"]) == (pytest.approx(lower), pytest.approx(upper))
+    assert row["std"] == pytest.approx(np.std(d_gap, ddof=1)) and row["seeds"] == 4
     assert row["verdict"] == "narrower" and row["upper"] < 0
     d_c = per_seed("cosrelu", "C") - per_seed("cosine_softmax", "C")
     row_c = table[(table["head_key"] == "cosrelu") & (table["group"] == "C")].iloc[0]
@@ -178,7 +204,7 @@ def test_compare_heads_effect_sizes_and_holm_family():
     bh = hc.compare_heads(predictions, status, PAIRS, order=GROUPS, correction="bh")
     for quantity, family in bh.groupby("quantity"):
         np.testing.assert_allclose(family["p_adjusted"], multipletests(family["p_value"], method="fdr_bh")[1])
-    assert set(bh["correction"]) == {"bh"} and set(bh["interval"]) == {"95% t-interval over seeds"}
+    assert set(bh["correction"]) == {"bh"} and bh["interval"].str.endswith("Benjamini–Hochberg over 2 comparisons").any()
 
 
 def test_collapsed_heads_and_one_seed_get_no_verdict():

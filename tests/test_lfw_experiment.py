@@ -13,7 +13,8 @@ from scipy import stats
 
 from lib import lfw, lfw_experiment as experiment, paths, synthetic
 from lib.settings import RunSettings
-from lib.verification import bootstrap_over_seeds_and_pairs
+from lib.verification import interval_over_seeds_and_pairs
+from statsmodels.stats.multitest import multipletests
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,29 +173,29 @@ def test_train_head_settings_reach_the_checkpoint(smoke_view1, tmp_path):
 # --------------------------------------------------------------------------------------------------
 # Seeds x pairs intervals
 # --------------------------------------------------------------------------------------------------
-def test_two_level_bootstrap_with_one_seed_is_the_pair_bootstrap():
+def test_seeds_and_pairs_interval_with_one_seed_is_the_pair_bootstrap():
     rng = np.random.default_rng(0)
     correct = (rng.random((1, 800)) < 0.8).astype(float)
-    ours = bootstrap_over_seeds_and_pairs(correct, n_boot=4000, seed=1)
+    ours = interval_over_seeds_and_pairs(correct, n_boot=4000, seed=1)
     reference = stats.bootstrap((correct[0],), np.mean, n_resamples=4000, method="percentile", random_state=2)
     assert ours.mean == pytest.approx(correct.mean())
     assert ours.lower == pytest.approx(reference.confidence_interval.low, abs=0.006)
     assert ours.upper == pytest.approx(reference.confidence_interval.high, abs=0.006)
 
 
-def test_two_level_bootstrap_widens_with_seed_variation():
+def test_seeds_and_pairs_interval_widens_with_seed_variation():
     rng = np.random.default_rng(0)
     pairs = (rng.random(1000) < 0.8).astype(float)
     identical_seeds = np.stack([pairs] * 3)
     shifted = identical_seeds.copy()
     shifted[0, :100] = 1.0  # seeds that disagree on a tenth of the pairs
     shifted[2, :100] = 0.0
-    narrow = bootstrap_over_seeds_and_pairs(identical_seeds, seed=0)
-    wide = bootstrap_over_seeds_and_pairs(shifted, seed=0)
+    narrow = interval_over_seeds_and_pairs(identical_seeds, seed=0)
+    wide = interval_over_seeds_and_pairs(shifted, seed=0)
     assert narrow.std == pytest.approx(0, abs=1e-12) and wide.std > 0.05
     assert (wide.upper - wide.lower) > 1.5 * (narrow.upper - narrow.lower)
     with pytest.raises(ValueError, match="seeds, pairs"):
-        bootstrap_over_seeds_and_pairs(pairs)
+        interval_over_seeds_and_pairs(pairs)
 
 
 class _Run:
@@ -216,13 +217,42 @@ def test_paired_difference_pairs_by_seed_and_pair():
     better[:, :40] = True  # b is right wherever a is, and on 40 more pairs at most
     runs = [_Run("softmax", s, base[s]) for s in range(3)] + [_Run("sphereface", s, better[s]) for s in range(3)]
     diff = experiment.paired_difference(runs, "sphereface", "softmax")
-    assert diff.mean == pytest.approx((better.mean() - base.mean()))
-    assert diff.lower > 0  # every seed and pair favours sphereface, so the interval excludes 0
+    assert diff.estimate[0] == pytest.approx((better.mean() - base.mean()))
+    assert diff.lower[0] > 0  # every seed and pair favours sphereface, so the interval excludes 0
     table = experiment.comparison_table(runs, [("sphereface", "softmax"), ("cosface", "softmax")])
-    assert list(table.index) == ["sphereface − softmax"] and bool(table["excludes 0"].iloc[0])
+    assert list(table.index) == ["sphereface − softmax"] and table["verdict"].iloc[0] == "higher"
     assert experiment.comparison_table(runs[:3], [("sphereface", "softmax")]).empty
     summary = experiment.seed_summary(runs)
     assert summary.loc["softmax", "seeds"] == 3 and summary.loc["softmax", "acc_10fold"] == pytest.approx(base.mean())
+
+
+def test_comparison_table_is_holm_corrected_and_says_what_its_intervals_cover():
+    # Notebook 02's paired differences: one family, Holm-adjusted like statsmodels does it; a small
+    # difference that is the same in every seed is not resolved once the pairs' sampling is counted.
+    rng = np.random.default_rng(3)
+    base = rng.random(600) < 0.7
+    heads = {"softmax": base, "sphereface": base.copy(), "cosface": base.copy(), "normsoftmax": base.copy()}
+    wrong = np.flatnonzero(~base)
+    heads["sphereface"][wrong[:90]] = True  # +0.15
+    heads["cosface"][wrong[0]] = True  # one pair better, in every seed
+    heads["normsoftmax"][wrong[:30]] = True
+    runs = [_Run(head, s, np.where(rng.random(600) < 0.02, ~correct, correct))
+            for head, correct in heads.items() for s in range(3)]
+    runs_by = {(run.head, run.seed): run.result.cv.correct for run in runs}
+    comparisons = [("sphereface", "softmax"), ("cosface", "softmax"), ("normsoftmax", "softmax")]
+    table = experiment.comparison_table(runs, comparisons)
+    np.testing.assert_allclose(table["p_adjusted"], multipletests(table["p_value"], method="holm")[1])
+    assert table.loc["sphereface − softmax", "verdict"] == "higher"
+    assert table.loc["cosface − softmax", "verdict"] == "not resolved"
+    assert (table["interval"] == "95% over seeds (Student-t) and DevTest pairs (bootstrap), paired by seed and "
+                                 "pair; verdict Holm over 3 comparisons").all()
+    # The seeds-only t-interval stays beside it, labelled so: scipy's t-interval of the per-seed differences.
+    per_seed = np.array([[runs_by[("sphereface", s)].mean() - runs_by[("softmax", s)].mean()] for s in range(3)])[:, 0]
+    expected = stats.t.interval(0.95, 2, loc=per_seed.mean(), scale=stats.sem(per_seed))
+    row = table.loc["sphereface − softmax"]
+    assert (row["seeds-only t 95% CI low"], row["seeds-only t 95% CI high"]) == pytest.approx(expected)
+    one_seed = experiment.comparison_table([run for run in runs if run.seed == 0], comparisons)
+    assert (one_seed["verdict"] == "no verdict (one seed)").all() and one_seed["p_adjusted"].isna().all()
 
 
 # --------------------------------------------------------------------------------------------------

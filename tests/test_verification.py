@@ -17,6 +17,7 @@ from lib.verification import (
     cross_validated_accuracy,
     fixed_threshold_accuracy,
     fuse_flip,
+    interval_over_seeds_and_samples,
     roc_metrics,
     summarize_interval,
     ten_fold_accuracy,
@@ -344,3 +345,96 @@ def test_summarize_interval_matches_scipy():
     assert summary.std == pytest.approx(statistics.stdev(values.tolist()))
     single = summarize_interval([0.7])
     assert single.mean == 0.7 and math.isnan(single.std) and math.isnan(single.lower)
+
+
+# --------------------------------------------------------------------------------------------------
+# The one uncertainty model: seeds and test samples
+# --------------------------------------------------------------------------------------------------
+def _coverage(simulate, n_datasets=300, n_seeds=3):
+    """Share of simulated datasets whose 95 % interval contains the true value 0: the new interval over seeds
+    and samples, and the old Student-t interval over the per-seed means (what notebooks 03 and 04 used)."""
+    rng = np.random.default_rng(7)
+    new = old = 0
+    for index in range(n_datasets):
+        values = simulate(rng)
+        result = interval_over_seeds_and_samples(values, n_boot=200, seed=index)
+        new += result.lower[0] <= 0 <= result.upper[0]
+        means = values.mean(axis=1)
+        half = stats.t.ppf(0.975, n_seeds - 1) * means.std(ddof=1) / np.sqrt(n_seeds)
+        old += means.mean() - half <= 0 <= means.mean() + half
+    return new / n_datasets, old / n_datasets
+
+
+def test_interval_covers_when_image_sampling_dominates_seed_noise():
+    # Two heads' paired correctness difference on 300 images: which head gets an image right is mostly a property
+    # of the image (shared by all three seeds), plus a little seed-to-seed noise. The true difference is 0.
+    def simulate(rng):
+        per_image = rng.choice([-1.0, 0.0, 1.0], p=[0.15, 0.7, 0.15], size=300)
+        return np.where(rng.random((3, 300)) < 0.03, 0.0, per_image)
+
+    new, old = _coverage(simulate)
+    assert 0.92 <= new <= 0.98  # nominal 95 %
+    assert old < 0.6  # the t-interval over seeds sees only the seeds and misses which images were drawn
+
+
+def test_interval_covers_when_seed_noise_dominates():
+    # Seed offsets much larger than image noise: the interval must behave like the t-interval with 2 df.
+    def simulate(rng):
+        return rng.normal(0, 0.05, (3, 1)) + rng.normal(0, 0.02, 300) + rng.normal(0, 0.02, (3, 300))
+
+    new, old = _coverage(simulate)
+    assert 0.92 <= new <= 0.99 and 0.92 <= old <= 0.99
+
+
+def test_interval_with_one_seed_is_the_bootstrap_over_samples():
+    rng = np.random.default_rng(0)
+    values = (rng.random((1, 500)) < 0.7).astype(float)
+    result = interval_over_seeds_and_samples(values, n_boot=4000, seed=1)
+    reference = stats.bootstrap((values[0],), np.mean, n_resamples=4000, method="percentile", random_state=2)
+    assert result.estimate[0] == pytest.approx(values.mean())
+    assert result.sample_se[0] == pytest.approx(reference.standard_error, rel=0.05)
+    assert np.isnan(result.seeds_lower[0]) and np.isinf(result.df[0])
+    z = stats.norm.ppf(0.975)
+    assert result.upper[0] - result.lower[0] == pytest.approx(2 * z * result.sample_se[0])
+
+
+def test_interval_resamples_within_groups_and_keeps_their_sizes():
+    # Per-group accuracy of one seed: the bootstrap SE within a group of n images is the binomial √(p(1−p)/n),
+    # so the small group gets the wide interval; a statistic of the group means (the gap) is carried through.
+    rng = np.random.default_rng(2)
+    groups = np.array(["big"] * 2000 + ["small"] * 100)
+    correct = (rng.random((1, 2100)) < np.where(groups == "big", 0.8, 0.6)).astype(float)
+    result = interval_over_seeds_and_samples(correct, groups=groups, order=["small", "big"],
+                                             statistic=lambda m: m[..., 0], n_boot=3000, seed=0)
+    assert result.groups == ("small", "big")
+    p = np.array([correct[0, groups == "small"].mean(), correct[0, groups == "big"].mean()])
+    np.testing.assert_allclose(result.estimate, p)
+    np.testing.assert_allclose(result.sample_se, np.sqrt(p * (1 - p) / np.array([100, 2000])), rtol=0.08)
+    gap = interval_over_seeds_and_samples(correct, groups=groups, statistic=lambda m: m[..., 0].max(-1) - m[..., 0].min(-1),
+                                          n_boot=500)
+    assert gap.estimate[0] == pytest.approx(abs(p[0] - p[1]))
+
+
+def test_interval_p_value_matches_the_interval_and_seeds_only_matches_scipy():
+    rng = np.random.default_rng(4)
+    values = rng.normal(0.02, 0.05, (4, 200)) + rng.normal(0, 0.01, (4, 1))
+    result = interval_over_seeds_and_samples(values, n_boot=500)
+    means = values.mean(axis=1)
+    assert result.seeds_p_value[0] == pytest.approx(stats.ttest_1samp(means, 0).pvalue)
+    low, high = stats.t.interval(0.95, 3, loc=means.mean(), scale=stats.sem(means))
+    assert (result.seeds_lower[0], result.seeds_upper[0]) == (pytest.approx(low), pytest.approx(high))
+    t = stats.t.ppf(0.975, result.df[0])
+    assert result.upper[0] == pytest.approx(result.estimate[0] + t * result.se[0])
+    assert result.p_value[0] == pytest.approx(2 * stats.t.sf(abs(result.estimate[0]) / result.se[0], result.df[0]))
+    assert result.se[0] == pytest.approx(np.hypot(result.seed_se[0], result.sample_se[0]))
+
+
+def test_interval_rejects_bad_input():
+    with pytest.raises(ValueError, match="seeds, samples"):
+        interval_over_seeds_and_samples(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        interval_over_seeds_and_samples(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="not in `order`"):
+        interval_over_seeds_and_samples(np.zeros((2, 3)), groups=["a", "b", "c"], order=["a", "b"])
+    with pytest.raises(ValueError, match="same length|length"):
+        interval_over_seeds_and_samples(np.zeros((2, 3)), groups=["a", "b"])
