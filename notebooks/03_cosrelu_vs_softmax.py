@@ -663,7 +663,7 @@ if set(groups) <= set(synthetic.GROUP_DIFFICULTY):
         for regime, target, frame in regimes], ignore_index=True)
     planted_order = planted_order[["regime", "target", *[c for c in planted_order.columns if c not in ("regime", "target")]]]
     print("wrote", paths.shown(write_csv(planted_order, planted_file)))
-    display(planted_order.set_index(["regime", "target", "head"]).style.format(precision=2))
+    display(planted_order.set_index(["regime", "target", "head"]))
 else:
     planted_file.unlink(missing_ok=True)
 

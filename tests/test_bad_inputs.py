@@ -615,7 +615,7 @@ CASES = [
     parameter_case("02_sphereface", "erase", -0.1, "must be >= 0 and <= 1"),
     parameter_case("02_sphereface", "dropout", 1.0, "< 1"),
     parameter_case("02_sphereface", "max_shift", -1, "must be >= 0"),
-    parameter_case("02_sphereface", "max_shift", 96, "moves the whole 96 px image out of view"),
+    parameter_case("02_sphereface", "max_shift", 48, "moves the whole 48 px image out of view"),
     parameter_case("02_sphereface", "schedule", "linear", "'cosine' | 'step'"),
     parameter_case("02_sphereface", "amp", "fp32", "'bf16'"),
     parameter_case("02_sphereface", "amp", 1, "not one of the accepted values"),
