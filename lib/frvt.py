@@ -652,6 +652,16 @@ class _Replicator:
         return rows
 
 
+def _replicate_weights(counts: AllPairsCounts, weights, n_boot: int, seed: int) -> np.ndarray:
+    """The identity-bootstrap weights (n_boot, identities): ``weights`` checked, or drawn when None."""
+    if weights is None:
+        weights = identity_weights(len(counts.identities), n_boot, seed)
+    weights = np.asarray(weights)
+    if weights.ndim != 2 or weights.shape[1] != len(counts.identities):
+        raise ValueError(f"weights must be (n_boot, {len(counts.identities)} identities), got {weights.shape}")
+    return weights
+
+
 def bootstrap(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5), *, n_boot: int = 1000, seed: int = 0,
               weights: np.ndarray | None = None) -> pd.DataFrame:
     """Error rates of ``n_boot`` replicates that resample identities with replacement.
@@ -662,11 +672,7 @@ def bootstrap(counts: AllPairsCounts, target_fmrs=(1e-3, 1e-4, 1e-5), *, n_boot:
     floats (weighted).
     """
     targets = _check_targets(target_fmrs)
-    if weights is None:
-        weights = identity_weights(len(counts.identities), n_boot, seed)
-    weights = np.asarray(weights)
-    if weights.ndim != 2 or weights.shape[1] != len(counts.identities):
-        raise ValueError(f"weights must be (n_boot, {len(counts.identities)} identities), got {weights.shape}")
+    weights = _replicate_weights(counts, weights, n_boot, seed)
     replicator = _Replicator(counts)
     rows = [{"replicate": r, **row} for r, w in enumerate(weights) for row in replicator.rates(w, targets)]
     return pd.DataFrame(rows, columns=["replicate", *RATE_COLUMNS])
@@ -678,11 +684,7 @@ def bootstrap_at(counts: AllPairsCounts, thresholds, *, n_boot: int = 1000, seed
     edges), as :func:`bootstrap` does at thresholds fixed by target FMRs; here the threshold does not vary.
     Columns: ``replicate`` and those of :func:`error_rates_at`."""
     thresholds = _check_thresholds(thresholds)
-    if weights is None:
-        weights = identity_weights(len(counts.identities), n_boot, seed)
-    weights = np.asarray(weights)
-    if weights.ndim != 2 or weights.shape[1] != len(counts.identities):
-        raise ValueError(f"weights must be (n_boot, {len(counts.identities)} identities), got {weights.shape}")
+    weights = _replicate_weights(counts, weights, n_boot, seed)
     replicator = _Replicator(counts)
     bins = [counts.threshold_bin(t) for t in thresholds]
     rows = []
