@@ -353,7 +353,7 @@ def sphereface_findings(folder, profile: str = "", *, synthetic: bool = False) -
     answer = (f"**The answer.** The most accurate trained head is `{best}`, "
               f"{f.number(f'02: DevTest accuracy of {best}', heads, {'head': best}, 'acc_10fold')} "
               f"{f.interval(f'02: DevTest accuracy of {best}', heads, {'head': best}, 'ci_low', 'ci_high', 'accuracy')} "
-              f"(mean over {seeds} seeds; 95 % interval over the seeds and the pairs).")
+              f"(mean over {seeds} seed{'' if str(seeds) == '1' else 's'}; 95 % interval over the seeds and the pairs).")
     lines = []
     for row in f.table(comparisons)["comparison"]:
         where = {"comparison": row}
