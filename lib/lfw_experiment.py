@@ -19,6 +19,7 @@ threshold is reported beside it, labelled as such.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,8 +156,16 @@ def _cached(paths, size, crop, key, progress, aligner, counts: dict) -> torch.Te
         counts[key] = {"images": len(images), "landmarks by the detector": len(images) - cache.record["fallback"],
                        "detector missed: fallback box": cache.record["fallback"],
                        "crops over 25 % outside the photo": cache.record["outside_photo"],
-                       "examples outside": "; ".join(cache.record["outside_photo_examples"])}
+                       "examples outside": "; ".join(_photo_name(example)
+                                                     for example in cache.record["outside_photo_examples"])}
     return images
+
+
+def _photo_name(example: str) -> str:
+    """``image 7, image file /any/folder/Name/Name_0001.jpg (28%)`` as a page shows it: the photo's LFW name
+    (person folder and file), not the reader-irrelevant absolute path of this machine's data folder."""
+    return re.sub(r"image file (\S+)", lambda m: "photo " + "/".join(m.group(1).replace("\\", "/").split("/")[-2:]),
+                  example)
 
 
 def _pair_set(paths, identity, pair_index, same, size, crop, key, progress, aligner=None, counts=None) -> PairSet:

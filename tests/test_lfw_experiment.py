@@ -488,3 +488,14 @@ def test_choice_table_names_a_constant_schedule_instead_of_nan():
     rendered = style(table).to_html()
     assert ">none (constant)<" in rendered and ">0.0005<" in rendered
     assert "nan" not in rendered.lower() and "0.000500" not in rendered
+
+
+@pytest.mark.parametrize("stored, shown", [
+    ("image 2107, image file /work/shared/data/lfw/lfw-deepfunneled/Elena_de_Chavez/Elena_de_Chavez_0001.jpg (28%)",
+     "image 2107, photo Elena_de_Chavez/Elena_de_Chavez_0001.jpg (28%)"),
+    ("image 3, image file C:\\data\\lfw\\A_B\\A_B_0001.jpg (30%)", "image 3, photo A_B/A_B_0001.jpg (30%)"),
+    ("image 3, in-memory image (30 bytes, blake2b ab) (30%)", "image 3, in-memory image (30 bytes, blake2b ab) (30%)"),
+])
+def test_the_alignment_table_names_photos_without_this_machines_folder(stored, shown):
+    """The page's 'examples outside' column names LFW photos by person and file, not by an absolute path."""
+    assert experiment._photo_name(stored) == shown
