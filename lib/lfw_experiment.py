@@ -514,12 +514,15 @@ def comparison_table(runs: list[HeadRun], comparisons, *, n_boot: int = 2000, al
     for a, b in comparisons:
         if a in trained and b in trained:
             diff = paired_difference(runs, a, b, n_boot=n_boot)
-            # A difference of two accuracies lies in [−1, 1]; few seeds can reach past it.
+            # A difference of two accuracies lies in [−1, 1]; few seeds can reach past it. np.clip keeps a
+            # missing bound missing (one seed has no seeds-only interval); max(-1.0, nan) would show -1.
+            def bound(value) -> float:
+                return float(np.clip(float(value), -1.0, 1.0))
             rows.append({"comparison": f"{a} − {b}", "seeds": diff.n_seeds, "mean difference": float(diff.estimate[0]),
-                         "95% CI low": max(-1.0, float(diff.lower[0])), "95% CI high": min(1.0, float(diff.upper[0])),
+                         "95% CI low": bound(diff.lower[0]), "95% CI high": bound(diff.upper[0]),
                          "p_value": float(diff.p_value[0]) if diff.n_seeds > 1 else np.nan,
-                         "seeds-only t 95% CI low": max(-1.0, float(diff.seeds_lower[0])),
-                         "seeds-only t 95% CI high": min(1.0, float(diff.seeds_upper[0]))})
+                         "seeds-only t 95% CI low": bound(diff.seeds_lower[0]),
+                         "seeds-only t 95% CI high": bound(diff.seeds_upper[0])})
     table = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     tested = table["p_value"].notna()
     table["p_adjusted"] = adjust_p_values(table["p_value"].to_numpy(float), "holm")

@@ -253,6 +253,8 @@ def test_comparison_table_is_holm_corrected_and_says_what_its_intervals_cover():
     assert (row["seeds-only t 95% CI low"], row["seeds-only t 95% CI high"]) == pytest.approx(expected)
     one_seed = experiment.comparison_table([run for run in runs if run.seed == 0], comparisons)
     assert (one_seed["verdict"] == "no verdict (one seed)").all() and one_seed["p_adjusted"].isna().all()
+    # one seed has no seeds-only interval: missing (shown as a dash), not clipped to [-1, 1]
+    assert one_seed[["seeds-only t 95% CI low", "seeds-only t 95% CI high"]].isna().all().all()
 
 
 # --------------------------------------------------------------------------------------------------
