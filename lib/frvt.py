@@ -884,6 +884,26 @@ def det_plot(curves: pd.DataFrame, operating_points: pd.DataFrame | None = None,
     return ax
 
 
+def _group_rates(block: pd.DataFrame, groups) -> str:
+    """``FMR g1 r [lo, hi], g2 …; FNMR …`` for the groups of ``block`` (indexed by group) in ``groups``' order."""
+    present = [g for g in groups if g in block.index]
+    fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in present)
+    fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in present)
+    return f"FMR {fmr}; FNMR {fnmr}"
+
+
+def _ratio_clauses(ratios: pd.DataFrame) -> str:
+    """``; FMR ratio A/B 1.23 [1.01, 1.50]`` per row of a ratios table (undefined when a group has no errors)."""
+    text = ""
+    for row in ratios.to_dict("records"):
+        if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
+            text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
+                     f"[{row['lower']:.2f}, {row['upper']:.2f}]")
+        else:
+            text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+    return text
+
+
 def _rate_with_interval(row, rate: str) -> str:
     value = row[rate]
     if pd.isna(value):
@@ -928,20 +948,13 @@ def describe(rates: pd.DataFrame, ratios: pd.DataFrame | None = None, groups=Non
         block = block.set_index("group")
         target = key[-1]
         who = f"`{key[0]}` " if len(key) == 2 else ""
-        fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in groups if g in block.index)
-        fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in groups if g in block.index)
         text = (f"{who}at overall FMR {target:g} (threshold {block['threshold'].iloc[0]:.3f}): "
-                f"FMR {fmr}; FNMR {fnmr}")
+                f"{_group_rates(block, groups)}")
         if ratios is not None and len(ratios):
             chosen = ratios[ratios["target_fmr"] == target]
             if len(key) == 2:
                 chosen = chosen[chosen["head"] == key[0]]
-            for row in chosen.to_dict("records"):
-                if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
-                    text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
-                             f"[{row['lower']:.2f}, {row['upper']:.2f}]")
-                else:
-                    text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+            text += _ratio_clauses(chosen)
         sentences.append(text + ".")
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
@@ -1565,17 +1578,10 @@ def describe_fixed(fixed: pd.DataFrame, fixed_ratios: pd.DataFrame | None, group
     sentences = []
     for threshold, block in fixed.groupby("threshold", sort=False):
         block = block.set_index("group")
-        fmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fmr')}" for g in groups if g in block.index)
-        fnmr = ", ".join(f"{g} {_rate_with_interval(block.loc[g], 'fnmr')}" for g in groups if g in block.index)
         text = (f"at the fixed {comparator} threshold {threshold:g} (overall FMR "
-                f"{_rate_with_interval(block.loc['overall'], 'fmr')}): FMR {fmr}; FNMR {fnmr}")
+                f"{_rate_with_interval(block.loc['overall'], 'fmr')}): {_group_rates(block, groups)}")
         if fixed_ratios is not None and len(fixed_ratios):
-            for row in fixed_ratios[fixed_ratios["threshold"] == threshold].to_dict("records"):
-                if pd.notna(row["estimate"]) and np.isfinite(row["estimate"]):
-                    text += (f"; {row['rate'].upper()} ratio {row['ratio']} {row['estimate']:.2f} "
-                             f"[{row['lower']:.2f}, {row['upper']:.2f}]")
-                else:
-                    text += f"; {row['rate'].upper()} ratio {row['ratio']} undefined (no errors in a group)"
+            text += _ratio_clauses(fixed_ratios[fixed_ratios["threshold"] == threshold])
         sentences.append(text + ".")
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
