@@ -84,13 +84,22 @@ def sphereface_comparison(history: pd.DataFrame, summary: pd.DataFrame | None = 
     return table
 
 
-def _results(results_dir: Path, head: str) -> pd.DataFrame:
+def _results(results_dir: Path, head: str, missing_ok: bool = False) -> pd.DataFrame | None:
     from lib.fairface_experiment import result_file_name  # the file names notebook 03 writes
 
     path = Path(results_dir) / result_file_name(head)
     if not path.is_file():
+        if missing_ok:
+            return None
         raise FileNotFoundError(f"{path} does not exist: notebook 03 writes it (run it for this profile first)")
     return pd.read_csv(path)
+
+
+def _require_some(results_dir, heads) -> None:
+    """Stop when none of ``heads`` has a results file (notebook 03 has not run for this profile); a head
+    missing beside others (a run that left it out) only leaves blanks."""
+    if all(_results(results_dir, head, missing_ok=True) is None for head in heads):
+        _results(results_dir, heads[0])  # raises, naming the file and the notebook that writes it
 
 
 def cosrelu_comparison(results_dir, heads=("cosrelu", "cosine_softmax")) -> pd.DataFrame:
@@ -99,21 +108,30 @@ def cosrelu_comparison(results_dir, heads=("cosrelu", "cosine_softmax")) -> pd.D
     Reads notebook 03's ``Results - <HEAD>.csv`` (columns ``epoch, seed, overall``) from
     ``results_dir``; per head the last epoch's accuracy: mean, standard deviation and number of seeds.
     """
+    _require_some(results_dir, heads)
     rows = {}
     for head in heads:
-        results = _results(results_dir, head)
-        final = results[results["epoch"] == results["epoch"].max()]
-        rows[head] = {"course report (FairFace 0.25, 1 run)": COSRELU_VS_SOFTMAX.get(head),
-                      "this run: mean over seeds": final["overall"].mean(),
-                      "std over seeds": final["overall"].std(ddof=1) if len(final) > 1 else float("nan"),
-                      "seeds": final["seed"].nunique(), "epochs": int(results["epoch"].max())}
-    return pd.DataFrame(rows).T.rename_axis("head").astype({"seeds": int, "epochs": int})
+        row = {"course report (FairFace 0.25, 1 run)": COSRELU_VS_SOFTMAX.get(head), "this run: mean over seeds": None,
+               "std over seeds": None, "seeds": 0, "epochs": None}
+        results = _results(results_dir, head, missing_ok=True)
+        if results is not None:  # a head this run did not train keeps the course's number beside blanks
+            final = results[results["epoch"] == results["epoch"].max()]
+            row.update({"this run: mean over seeds": final["overall"].mean(),
+                        "std over seeds": final["overall"].std(ddof=1) if len(final) > 1 else None,
+                        "seeds": final["seed"].nunique(), "epochs": int(results["epoch"].max())})
+        rows[head] = row
+    table = pd.DataFrame(rows).T.rename_axis("head")
+    return table.astype({"course report (FairFace 0.25, 1 run)": float, "this run: mean over seeds": float,
+                         "std over seeds": float, "seeds": int, "epochs": "Int64"})
 
 
 def fairface_curve_comparison(results_dir, heads=("cosrelu", "cosine_softmax")) -> pd.DataFrame:
     """Validation accuracy by epoch: the course report's FairFace 1.25 run beside this run's heads
     (mean over seeds of ``Results - <HEAD>.csv``; this run's padding is whatever its profile used)."""
+    _require_some(results_dir, heads)
     columns = {"course report (FairFace 1.25)": FAIRFACE_125_BY_EPOCH["accuracy"]}
     for head in heads:
-        columns[f"this run: {head}"] = _results(results_dir, head).groupby("epoch")["overall"].mean()
+        results = _results(results_dir, head, missing_ok=True)  # a head this run did not train: no column
+        if results is not None:
+            columns[f"this run: {head}"] = results.groupby("epoch")["overall"].mean()
     return pd.DataFrame(columns).sort_index().rename_axis("epoch")

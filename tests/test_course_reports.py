@@ -80,3 +80,14 @@ def test_fairface_curve_comparison_puts_the_course_curve_beside_ours(tmp_path):
 def test_missing_results_file_says_which_notebook_writes_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="Results - COSRELU.csv.*notebook 03"):
         course_reports.cosrelu_comparison(tmp_path)
+
+
+def test_a_head_this_run_did_not_train_leaves_blanks_beside_the_course_number(tmp_path):
+    """A profile that trains cosine_softmax but not cosrelu still gets both tables (no FileNotFoundError)."""
+    _write_results(tmp_path, "Softmax", [(1, 0, 1.9, 0.45), (2, 0, 1.8, 0.55)])
+    table = course_reports.cosrelu_comparison(tmp_path)
+    assert table.loc["cosrelu", "course report (FairFace 0.25, 1 run)"] == 0.652
+    assert math.isnan(table.loc["cosrelu", "this run: mean over seeds"]) and table.loc["cosrelu", "seeds"] == 0
+    assert pd.isna(table.loc["cosrelu", "epochs"]) and table.loc["cosine_softmax", "epochs"] == 2
+    curve = course_reports.fairface_curve_comparison(tmp_path)
+    assert "this run: cosrelu" not in curve and curve.loc[2, "this run: cosine_softmax"] == pytest.approx(0.55)
