@@ -49,6 +49,7 @@ FORMATS = {
     "rate": lambda v: f"{v:.2g}" if v < 0.01 else f"{v:.3f}",  # an error rate: 0.0044, 0.055
     "count": lambda v: f"{int(round(v)):,}",  # images, pairs, seeds: 13,233
     "rho": lambda v: _signed(v, 2),  # a rank correlation: −0.96
+    "p": lambda v: f"{v:.2g}",  # a p-value, two significant digits: 0.014
     "text": str,  # a label or a verdict, as the table writes it
 }
 
@@ -663,16 +664,135 @@ def _dlib_paragraph(f: Findings, rates_table: str, ratios_table: str, comparator
     text = (f"**LFW verification, dlib's pretrained encoder, scored by "
             f"{COMPARATOR_WORDS.get(comparator, comparator) if comparator else 'the cosine of normalized descriptors'}** "
             f"(all of LFW, one threshold at overall FMR {target}; `{rates_table}`): " + "; ".join(parts) + ".")
-    fmr_ratios = ratio_rows[(ratio_rows["rate"] == "fmr") & (ratio_rows["target_fmr"].astype(float) == float(target))]
-    if len(fmr_ratios) == 1:
-        ratio = fmr_ratios["ratio"].iloc[0]
-        where = {**chosen, "target_fmr": fmr_ratios["target_fmr"].iloc[0], "rate": "fmr"}
-        name = f"{ratios_table}{label}: FMR {ratio} at {target}"
-        text += (f" FMR ratio {ratio}: {_ratio(f, ratios_table, where, name)}"
-                 + f.choose(f"{name} excludes 1", ratios_table, where, "lower",
-                            lambda low: " — its interval excludes 1: one group gets more false matches at the same "
-                                        "threshold." if low > 1 else " — its interval reaches 1."))
+    for rate, errors in (("fmr", "false matches"), ("fnmr", "false non-matches")):
+        rows = ratio_rows[(ratio_rows["rate"] == rate) & (ratio_rows["target_fmr"].astype(float) == float(target))]
+        if len(rows) != 1:
+            continue
+        ratio = rows["ratio"].iloc[0]
+        where = {**chosen, "target_fmr": rows["target_fmr"].iloc[0], "rate": rate}
+        name = f"{ratios_table}{label}: {rate.upper()} {ratio} at {target}"
+        numerator, denominator = ratio.split("/") if "/" in ratio else ("the first group", "the second group")
+        low = f.value(f"{name} (lower bound, for the words)", ratios_table, where, "lower")
+        high = f.value(f"{name} (upper bound, for the words)", ratios_table, where, "upper")
+        text += (f" {rate.upper()} ratio {ratio}: {_ratio(f, ratios_table, where, name)}"
+                 + (f" — its interval lies above 1: the {numerator} group gets more {errors} at the same threshold." if low > 1
+                    else f" — its interval lies below 1: the {denominator} group gets more {errors} at the same threshold."
+                    if high < 1 else " — its interval includes 1."))
     return text
+
+
+RATIO_TESTS = "04_frvt_trained_ratio_tests.csv"
+COMPARATOR_TEST = "04_frvt_dlib_comparator_test.csv"
+DLIB_NORMS = "04_frvt_dlib_norms.csv"
+
+
+def _ratio_test_clauses(f: Findings, target: str) -> list[str]:
+    """The paired identity-bootstrap tests of two heads' FMR ratios at overall FMR ``target`` (the table of
+    :func:`lib.frvt.compare_head_ratios`), one clause each; none when the table is absent."""
+    if not f.has(RATIO_TESTS):
+        return []
+    rows = f.table(RATIO_TESTS)
+    rows = rows[(rows["rate"] == "fmr") & (rows["target_fmr"].astype(float) == float(target))]
+    clauses = []
+    for row in rows.to_dict("records"):
+        where = {"head": row["head"], "reference": row["reference"], "target_fmr": row["target_fmr"], "rate": "fmr"}
+        name = f"{RATIO_TESTS}: {row['head']} vs {row['reference']} FMR ratio at {target}"
+        pair = f"`{row['head']}` against `{row['reference']}`"
+        if row["p_value"] == "":
+            clauses.append(f"{pair}: untestable (no bootstrap replicate with both ratios finite)")
+            continue
+        clauses.append(f"{pair}, ratio of the two ratios {f.number(name, RATIO_TESTS, where, 'ratio_of_ratios', 'ratio')} "
+                       f"{f.interval(name, RATIO_TESTS, where, 'lower', 'upper', 'ratio')}, Holm-adjusted "
+                       f"p = {f.number(name + ' (Holm p)', RATIO_TESTS, where, 'p_adjusted', 'p')}: "
+                       + f.choose(name + " verdict", RATIO_TESTS, where, "verdict",
+                                  {"lower": f"`{row['head']}`'s ratio is the lower",
+                                   "higher": f"`{row['head']}`'s ratio is the higher",
+                                   "not resolved": "not resolved"}))
+    return clauses
+
+
+def _comparator_clause(f: Findings, target: str = "0.001") -> str:
+    """For the index: the paired test of the two comparators' ratios in one clause, and which one counts."""
+    if not f.has(COMPARATOR_TEST):
+        return ""
+    rows = f.table(COMPARATOR_TEST)
+    rows = rows[(rows["rate"] == "fmr") & (rows["target_fmr"].astype(float) == float(target))]
+    if len(rows) != 1:
+        return ""
+    where = {"target_fmr": rows["target_fmr"].iloc[0], "rate": "fmr"}
+    name = f"{COMPARATOR_TEST}: FMR ratio at {target} (index)"
+    return (f"; the two differ by a factor {f.number(name, COMPARATOR_TEST, where, 'ratio_of_ratios', 'ratio')} "
+            f"{f.interval(name, COMPARATOR_TEST, where, 'lower', 'upper', 'ratio')} (paired, Holm-adjusted p = "
+            f"{f.number(name + ' (Holm p)', COMPARATOR_TEST, where, 'p_adjusted', 'p')})"
+            + f.choose(name + " (resolved?)", COMPARATOR_TEST, where, "p_adjusted",
+                       lambda p: ", so the comparator audited changes the answer" if p < 0.05 else
+                       ", a difference the data do not resolve")
+            + "; the audit's conclusion rests on the Euclidean distance, the comparator dlib's users run")
+
+
+def _comparator_paragraph(f: Findings, target: str = "0.001") -> str | None:
+    """Whether dlib's demographic answer depends on the comparator audited (the paired test of
+    :func:`lib.frvt.compare_comparator_ratios`), why (the descriptors' norms per group) and which comparator the
+    page's conclusions rest on."""
+    if not f.has(COMPARATOR_TEST):
+        return None
+    rows = f.table(COMPARATOR_TEST)
+    rows = rows[(rows["rate"] == "fmr") & (rows["target_fmr"].astype(float) == float(target))]
+    if len(rows) != 1 or "euclidean_ratio" not in rows.columns:
+        return None
+    where = {"target_fmr": rows["target_fmr"].iloc[0], "rate": "fmr"}
+    ratio = rows["ratio"].iloc[0]
+    name = f"{COMPARATOR_TEST}: FMR {ratio} at {target}"
+    text = (f"**Does the comparator change dlib's answer?** At overall FMR {target} the FMR ratio {ratio} is "
+            f"{f.number(name + ' (Euclidean)', COMPARATOR_TEST, where, 'euclidean_ratio', 'ratio')} with the Euclidean "
+            f"distance and {f.number(name + ' (cosine)', COMPARATOR_TEST, where, 'cosine_ratio', 'ratio')} with the "
+            f"cosine; the ratio of the two is {f.number(name, COMPARATOR_TEST, where, 'ratio_of_ratios', 'ratio')} "
+            f"{f.interval(name, COMPARATOR_TEST, where, 'lower', 'upper', 'ratio')} (the same people resampled for "
+            f"both, Holm-adjusted p = {f.number(name + ' (Holm p)', COMPARATOR_TEST, where, 'p_adjusted', 'p')}; "
+            f"`{COMPARATOR_TEST}`)"
+            + f.choose(name + " (resolved?)", COMPARATOR_TEST, where, "p_adjusted",
+                       lambda p: ": **which comparator is audited changes the demographic answer**." if p < 0.05
+                       else ": the data do not resolve a difference between the comparators."))
+    if f.has(DLIB_NORMS):
+        norms = f.table(DLIB_NORMS)
+        groups = [g for g in norms["group"] if g != "all"]
+        if len(groups) == 2:
+            means = {g: f.value(f"{DLIB_NORMS}: mean norm of {g}", DLIB_NORMS, {"group": g}, "mean") for g in groups}
+            longer, shorter = sorted(groups, key=means.get, reverse=True)
+            text += (f" {longer} descriptors are longer on average than {shorter} ones (mean norm "
+                     f"{f.number(f'{DLIB_NORMS}: {longer} mean norm', DLIB_NORMS, {'group': longer}, 'mean', 'ratio')} "
+                     f"against {f.number(f'{DLIB_NORMS}: {shorter} mean norm', DLIB_NORMS, {'group': shorter}, 'mean', 'ratio')}; "
+                     f"`{DLIB_NORMS}`), so at the same angle {longer.lower()} pairs lie farther apart: a distance threshold "
+                     f"lets fewer of their impostor pairs through and rejects more of their genuine pairs than the "
+                     f"cosine does.")
+    return text + (" The conclusions about dlib rest on the Euclidean distance, the comparator its users run; the "
+                   "cosine rows only connect it with the trained heads.")
+
+
+DLIB_PROLIFIC = "04_frvt_dlib_prolific.csv"
+
+
+def _prolific_sentence(f: Findings, target: str) -> str:
+    """How much dlib's FNMR ratio (dlib's own comparator) owes to the people with the most genuine pairs: the
+    ratio on all pairs beside the ratio with each person's genuine pairs capped (point estimates)."""
+    if not f.has(DLIB_PROLIFIC):
+        return ""
+    rows = f.table(DLIB_PROLIFIC)
+    rows = rows[(rows["comparator"] == "euclidean") & rows["group"].str.startswith("ratio ")
+                & (rows["operating_point"] == f"overall FMR {target}")]
+    variants = list(rows["variant"])
+    capped = next((v for v in variants if v.startswith("genuine pairs capped")), None)
+    if "all pairs" not in variants or capped is None:
+        return ""
+    group = rows["group"].iloc[0]
+    base = {"comparator": "euclidean", "operating_point": f"overall FMR {target}", "group": group}
+    name = f"{DLIB_PROLIFIC}: Euclidean FNMR {group} at {target}"
+    return (f" **The most prolific people.** All-vs-all genuine pairs grow with the square of a person's image "
+            f"count, so a few people dominate a group's FNMR: dlib's FNMR {group} (Euclidean) is "
+            f"{f.number(name + ', all pairs', DLIB_PROLIFIC, {**base, 'variant': 'all pairs'}, 'fnmr', 'ratio')} on all "
+            f"pairs and {f.number(name + ', capped', DLIB_PROLIFIC, {**base, 'variant': capped}, 'fnmr', 'ratio')} with "
+            f"{capped} (point estimates; `{DLIB_PROLIFIC}`, the people behind it in "
+            f"`04_frvt_dlib_top_identities.csv`).")
 
 
 def _lfw_paragraphs(f: Findings, synthetic: bool) -> list[str]:
@@ -691,11 +811,15 @@ def _lfw_paragraphs(f: Findings, synthetic: bool) -> list[str]:
             f"**LFW verification, trained heads** (DevTest, every pair; one threshold per model at overall FMR "
             f"{target}; `{trained}`, identity-bootstrap 95 % intervals; DET curves in figure "
             f"`04_lfw_*_det_trained`): the false-match-rate ratio {ratio} is "
-            + "; ".join(parts) + ". Intervals that do not overlap suggest a difference between heads; a paired test "
-            "between heads is what would settle it.")
+            + "; ".join(parts) + ". " + (
+                "Do two heads' ratios differ? The same people resampled for both heads (paired identity bootstrap, "
+                f"`{RATIO_TESTS}`): " + "; ".join(tests) + "." if (tests := _ratio_test_clauses(f, target)) else
+                "Intervals that do not overlap suggest a difference between heads; no paired test between heads "
+                f"was run for this profile (`{RATIO_TESTS}` absent)."))
     if f.has(dlib_ratios) and f.has(dlib_rates):
         for comparator in _comparators(f, dlib_rates):
             paragraphs.append(_dlib_paragraph(f, dlib_rates, dlib_ratios, comparator))
+        paragraphs += [text for text in (_comparator_paragraph(f), _prolific_sentence(f, "0.001").strip()) if text]
     return paragraphs
 
 
@@ -813,9 +937,12 @@ def series_findings(folder, profile: str = "", *, stems=(), synthetic: bool = Fa
             parts = [f"`{h}` {_ratio(f, trained, {'head': h, 'target_fmr': target, 'rate': 'fmr'}, f'{trained}: {h} FMR {ratio} at {target}')}"
                      for h in ("softmax", "cosface") if ((fmr["head"] == h) & (fmr["target_fmr"] == target)).any()]
             if parts:
+                tests = _ratio_test_clauses(f, target)
                 sentences.append(f"On LFW at one threshold per model (overall false-match rate {target}), the "
                                  f"{ratio} false-match-rate ratio is " + " vs ".join(parts)
-                                 + " (identity-bootstrap 95 % intervals of each head).")
+                                 + " (identity-bootstrap 95 % intervals of each head)"
+                                 + ("; tested on the same resampled people, " + "; ".join(tests) if tests else "")
+                                 + ".")
         ratios = "04_frvt_dlib_ratios.csv"
         if f.has(ratios):
             parts = []
@@ -831,7 +958,8 @@ def series_findings(folder, profile: str = "", *, stems=(), synthetic: bool = Fa
                                  + (f" by {COMPARATOR_WORDS.get(comparator, comparator).split(',')[0]}" if comparator else ""))
             if parts:
                 sentences.append(f"dlib's pretrained encoder, audited on all of LFW at overall FMR 0.001, gives a "
-                                 f"{fmr['ratio'].iloc[0]} false-match-rate ratio of " + "; ".join(parts) + ".")
+                                 f"{fmr['ratio'].iloc[0]} false-match-rate ratio of " + "; ".join(parts)
+                                 + _comparator_clause(f) + ".")
     if synthetic and "03_cosrelu_vs_softmax" in stems and f.has("03_planted_order.csv"):
         sentences.append(_planted_paragraph(f, "03_planted_order.csv", "race", note=False))
     if len(sentences) > (1 if synthetic else 0):
