@@ -505,6 +505,10 @@ def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> F
                 lines.append(f"*{target}*: {_margin_line(f, table, target, head, reference)}")
                 if (head, reference) == ("cosrelu", COURSE_SOFTMAX):
                     directions[(title, target)] = _direction(f, table, target, head, reference)
+        if not lines:  # e.g. a profile that trains one head: nothing to compare in this regime
+            paragraphs.append(f"**{title}** ({how}): no head pair of this answer was trained (`{table}` holds "
+                              f"{len(f.table(table))} comparisons).")
+            continue
         first = f.table(table).iloc[0]
         where0 = {k: first[k] for k in ("target", "quantity", "group", "head_key", "reference_key")}
         paragraphs.append(f"**{title}** ({how}; `{table}`; {_interval_words(f, table, where0)}):\n\n"

@@ -326,3 +326,14 @@ def test_ratio_words_say_which_group_gets_more_errors(tmp_path):
         said = words if words == "includes 1" else f"lies {words}"
         assert f"[{float(lower):.2f}, {float(upper):.2f}] — its interval {said} at" in markdown or \
             f"[{float(lower):.2f}, {float(upper):.2f}] — its interval {said}." in markdown
+
+
+@needs_real
+def test_03_findings_of_a_profile_that_trains_one_head_say_nothing_was_compared(tmp_path):
+    """A profile with one head writes an empty comparisons table: the Findings say so instead of failing."""
+    folder = _copy_real(tmp_path / "results", ["03_comparisons.csv"])
+    header = (folder / "03_comparisons.csv").read_text(encoding="utf-8").splitlines()[0]
+    (folder / "03_comparisons.csv").write_text(header + "\n", encoding="utf-8")
+    markdown = findings.cosrelu_findings(folder, "real").markdown
+    assert "**From scratch** (" in markdown and "no head pair of this answer was trained" in markdown
+    assert "holds 0 comparisons" in markdown
