@@ -601,10 +601,13 @@ if pretrained_audits is not None:
         if len(members) and group_pairs.get(group, 0) > 0:
             first = members.iloc[0]
             in_top = int(top.loc[top["group"] == group, "genuine_pairs"].sum())
+            top_share = (f"the {frvt.TOP_IDENTITIES} people with the most genuine pairs overall supply {in_top:,} "
+                         f"({in_top / group_pairs[group]:.1%})" if in_top else
+                         f"none of the {frvt.TOP_IDENTITIES} people with the most genuine pairs overall is in this "
+                         f"group, so removing them leaves its genuine pairs as they are")
             lines.append(f"- {group}: {group_pairs[group]:,} genuine pairs; `{first['identity']}` ({first['images']} "
-                         f"images) supplies {first['genuine_pairs']:,} of them ({first['share_of_group']:.1%}); the "
-                         f"{frvt.TOP_IDENTITIES} people with the most genuine pairs overall supply {in_top:,} "
-                         f"({in_top / group_pairs[group]:.1%}).")
+                         f"images) supplies {first['genuine_pairs']:,} of them ({first['share_of_group']:.1%}); "
+                         f"{top_share}.")
     display(Markdown("\n".join(lines)))
     display(ranked.groupby("group", sort=False).head(5).set_index(["group", "identity"]).loc[
         [g for g in audit_order if g in set(ranked["group"])]])
