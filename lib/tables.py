@@ -153,6 +153,7 @@ def result_files(folder: str | os.PathLike, pattern: str = "*.csv") -> list[Path
 MISSING = "—"  # a missing value (a head without a branch, a side without a number): never "NaN"
 _P_VALUE = re.compile(r"^p([ _-]?(value|adjusted|adj))?$|^p[ _-]?value|^p[ _-]adjusted", re.IGNORECASE)
 _DURATION = re.compile(r"minutes|seconds|\bhours\b|wall|_s$", re.IGNORECASE)
+_RATE = re.compile(r"^(fmr|fnmr)([ _-](lower|upper|low|high))?$", re.IGNORECASE)  # error rates, down to 1e-5
 _SETTING = re.compile(r"^(lr|learning[ _]rate|weight[ _]decay|target[ _]fmr|far|fmr target)$", re.IGNORECASE)
 
 
@@ -180,6 +181,13 @@ def _p_value(value) -> str:
     return f"{float(value):#.2g}"  # 2 significant digits: 0.046, 0.00050, 1.0
 
 
+def _rate(value) -> str:
+    """An error rate: three decimals from 0.01 up, else two significant digits (0.0014, 1.2e-05), so the rates
+    at an FMR of 1e-4 or 1e-5 do not all read 0.000."""
+    value = float(value)
+    return f"{value:.3f}" if value == 0 or abs(value) >= 0.01 else f"{value:.2g}"
+
+
 def _duration(value) -> str:
     return f"{float(value):,.1f}"
 
@@ -203,7 +211,8 @@ def _value(value) -> str:
 
 def cell_format(column, values: pd.Series):
     """The formatter (value → text) for one column of a shown table, chosen by its name, then its values:
-    p-values (``p``, ``p_value``, ``p_adjusted``) at two significant digits; durations (``minutes``,
+    p-values (``p``, ``p_value``, ``p_adjusted``) at two significant digits; error rates (``fmr``, ``fnmr``
+    and their bounds) at three decimals from 0.01 up, else two significant digits; durations (``minutes``,
     ``seconds``) at one decimal; settings (``lr``, ``weight_decay``, ``target_fmr``) as written; integers,
     and floats that are all whole numbers with one above 1 (a count turned float by a missing value:
     ``8271.0``), as counts; other floats at three decimals; anything else by its own type. Missing → "—"."""
@@ -212,6 +221,8 @@ def cell_format(column, values: pd.Series):
     if numeric:
         if any(_P_VALUE.search(name) for name in names):
             chosen = _p_value
+        elif any(_RATE.match(name) for name in names):
+            chosen = _rate
         elif any(_DURATION.search(name) for name in names):
             chosen = _duration
         elif any(_SETTING.match(name) for name in names):

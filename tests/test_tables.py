@@ -170,6 +170,19 @@ def test_style_reads_p_values_and_labels_in_multiindex_columns_and_index():
     assert cells[-5:] == ["0.001", "0.612", "0.575", "0.00050", "0.045"]
 
 
+def test_style_shows_small_error_rates_with_two_significant_digits():
+    """04's prolific-identity table read "0.000" for every FMR at 1e-4 and 1e-5: error rates below 0.01 now
+    show two significant digits, those from 0.01 up three decimals, in plain and in pivoted (fmr, group) columns."""
+    from lib.tables import style
+
+    columns = pd.MultiIndex.from_tuples([("fmr", "Male"), ("fnmr", "Male")], names=[None, "group"])
+    frame = pd.DataFrame([[0.0013671, 0.0512], [1.23e-05, 0.267], [0.0, 0.5]], columns=columns)
+    cells = shown_cells(style(frame).to_html())
+    assert cells[-9:] == ["0", "0.0014", "0.051", "1", "1.2e-05", "0.267", "2", "0.000", "0.500"]
+    plain = shown_cells(style(pd.DataFrame({"fmr_lower": [0.00095], "fnmr": [0.11363]})).to_html())
+    assert plain[-2:] == ["0.00095", "0.114"]
+
+
 def test_style_keeps_an_override_and_does_not_change_the_frame():
     from lib.tables import style
 
