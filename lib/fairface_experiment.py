@@ -592,6 +592,20 @@ def longer_run_table(run: ClassifierRun, longer: ClassifierRun, *, threshold: fl
     return table
 
 
+LONGER_RUN_COLUMNS = ["target", "head", "seed", "group", "epochs", "accuracy", "longer epochs", "longer accuracy",
+                      "difference", "beyond threshold"]
+
+
+def longer_run_rows(table: pd.DataFrame, target: str, head: str, seed: int) -> pd.DataFrame:
+    """:func:`longer_run_table` in long form with fixed column names (what ``03_longer_run.csv`` holds and the
+    Findings quote): one row per group (``overall`` first), both runs' epochs and accuracies, the difference."""
+    (short, short_acc), (long, long_acc) = [(int(str(name).split()[0]), table[name]) for name in table.columns[:2]]
+    return pd.DataFrame({"target": target, "head": head, "seed": seed, "group": table.index.astype(str),
+                         "epochs": short, "accuracy": short_acc.to_numpy(float), "longer epochs": long,
+                         "longer accuracy": long_acc.to_numpy(float), "difference": table["difference"].to_numpy(float),
+                         "beyond threshold": table["beyond threshold"].to_numpy(bool)}, columns=LONGER_RUN_COLUMNS)
+
+
 def confusion_by_head(runs: list[ClassifierRun], classes) -> dict[str, tuple[np.ndarray, list[str]]]:
     """Per head, the confusion matrix summed over seeds (rows: true class), for
     :func:`lib.fairness_plots.confusion_matrices`; ``runs`` of one target."""

@@ -534,6 +534,9 @@ def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> F
                           "(`normsoftmax`, or the linear probe on frozen features) the margins are compared in the "
                           "lines above: a margin that beats the unscaled course softmax but not a scaled one owes "
                           "its gain to the scale, not to the margin.")
+    plateau = _plateau_paragraph(f)
+    if plateau:
+        paragraphs.append(plateau)
     paragraphs.append(
         "**What it does not show.** Both regimes are far from the course report's (an ImageNet-pretrained "
         "ResNet-18 fine-tuned at 224 px): from scratch the networks are small-image and random-init; frozen, only "
@@ -543,6 +546,56 @@ def cosrelu_findings(folder, profile: str = "", *, synthetic: bool = False) -> F
     if synthetic and f.has("03_planted_order.csv"):
         paragraphs.append(_planted_paragraph(f, "03_planted_order.csv", "race"))
     return f.text(paragraphs)
+
+
+PLATEAU, LONGER_RUN = "03_plateau.csv", "03_longer_run.csv"
+
+
+def _plateau_paragraph(f: Findings) -> str | None:
+    """Were the from-scratch runs trained to a plateau? The (target, head) combinations still gaining more than
+    0.01 over their last quarter of epochs (``03_plateau.csv``) and what twice the epochs did to the one run
+    trained again (``03_longer_run.csv``)."""
+    if not f.has(PLATEAU) or f.table(PLATEAU).empty:
+        return None
+    rows = f.table(PLATEAU)
+    epochs = "/".join(dict.fromkeys(rows["epochs"]))
+    learning = rows[rows["still learning"] == "True"]
+    largest = max(rows.to_dict("records"), key=lambda r: float(r["last-quarter gain"]) if r["last-quarter gain"]
+                  else float("-inf"))  # a run of one epoch has no gain
+
+    def gain(row) -> str:
+        where = {"target": row["target"], "head": row["head"]}
+        return f.number(f"{PLATEAU}: {row['target']} {row['head']} last-quarter gain", PLATEAU, where,
+                        "last-quarter gain", "difference")
+
+    text = f"**Trained long enough?** (from scratch; `{PLATEAU}`) "
+    if len(learning):
+        text += (f"{len(learning)} of {len(rows)} (target, head) combinations gained more than 0.01 in mean validation "
+                 f"accuracy over the last quarter of their {epochs} epochs: "
+                 + ", ".join(f"{r['target']} `{r['head']}` ({gain(r)})" for r in learning.to_dict("records"))
+                 + "; the comparisons involving them compare heads that were still learning when training stopped.")
+    else:
+        text += (f"Every (target, head) combination gained at most 0.01 in mean validation accuracy over the last "
+                 f"quarter of its {epochs} epochs (the most: {largest['target']} `{largest['head']}`, {gain(largest)}).")
+    if f.has(LONGER_RUN):
+        longer = f.table(LONGER_RUN)
+        overall = longer[longer["group"] == "overall"]
+        if len(overall) == 1:
+            r = overall.iloc[0]
+            where = {"group": "overall"}
+            name = f"{LONGER_RUN}: {r['target']} {r['head']} seed {r['seed']}"
+            text += (f" Trained again with twice the epochs (`{LONGER_RUN}`, figure `03_longer_run`), {r['target']} "
+                     f"`{r['head']}` seed {r['seed']} reaches "
+                     f"{f.number(name + ' longer accuracy', LONGER_RUN, where, 'longer accuracy')} after "
+                     f"{r['longer epochs']} epochs against {f.number(name + ' accuracy', LONGER_RUN, where, 'accuracy')} "
+                     f"after {r['epochs']} ({f.number(name + ' difference', LONGER_RUN, where, 'difference', 'difference')}): "
+                     + f.choose(name + " beyond 0.01", LONGER_RUN, where, "beyond threshold",
+                                {"True": "**more training changes its accuracy by more than 0.01**, so the comparisons "
+                                         "that rest on this head are not settled at this profile's epochs.",
+                                 "False": "more training would not change it by more than 0.01."}, numeric=False))
+        elif longer.empty:
+            text += " No run was trained again with twice the epochs for this profile."
+    return text
 
 
 def _planted_paragraph(f: Findings, table: str, target: str, note: bool = True) -> str:

@@ -506,6 +506,9 @@ written.append(write_csv(history, results_dir / "03_history.csv"))
 written.append(write_csv(plateau.reset_index(), results_dir / "03_plateau.csv"))
 if longer is not None:
     written.append(write_csv(longer.history, results_dir / "03_longer_run_history.csv"))
+written.append(write_csv(experiment.longer_run_rows(longer_table, *key) if longer is not None  # empty: no earlier
+                         else pd.DataFrame(columns=experiment.LONGER_RUN_COLUMNS),  # run's table speaks for this one
+                         results_dir / "03_longer_run.csv"))
 written.append(write_csv(status, results_dir / head_comparison.HEADS_FILE))
 written.append(write_csv(comparisons, results_dir / head_comparison.COMPARISONS_FILE))
 print("\n".join(paths.shown(path) for path in written))

@@ -371,3 +371,16 @@ def test_branch_use_reports_heads_with_a_branch_and_says_when_none_was_used():
     assert arcface["validation: last epoch"] == pytest.approx(0.3)
     assert arcface["validation: largest epoch share"] == pytest.approx(0.3)
     assert (cosrelu["seeds"], cosrelu["epochs"]) == (2, 3)
+
+
+def test_longer_run_rows_name_both_runs_epochs_in_fixed_columns():
+    """03_longer_run.csv: the page's table (columns named by the epochs) in long form, the Findings' source."""
+    table = pd.DataFrame({"12 epochs": [0.488, 0.61], "24 epochs": [0.501, 0.62]}, index=["overall", "White"])
+    table["difference"] = table["24 epochs"] - table["12 epochs"]
+    table["beyond threshold"] = [True, False]
+    rows = fx.longer_run_rows(table, "race", "cosine_softmax", 0)
+    assert list(rows.columns) == fx.LONGER_RUN_COLUMNS
+    assert rows["group"].tolist() == ["overall", "White"]
+    assert rows.loc[0, ["epochs", "longer epochs"]].tolist() == [12, 24]
+    assert rows.loc[0, ["accuracy", "longer accuracy"]].tolist() == [0.488, 0.501]
+    assert rows["beyond threshold"].tolist() == [True, False] and (rows["target"] == "race").all()

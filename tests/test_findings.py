@@ -337,3 +337,42 @@ def test_03_findings_of_a_profile_that_trains_one_head_say_nothing_was_compared(
     markdown = findings.cosrelu_findings(folder, "real").markdown
     assert "**From scratch** (" in markdown and "no head pair of this answer was trained" in markdown
     assert "holds 0 comparisons" in markdown
+
+
+PLATEAU_HEADER = ("target,head,seeds,epochs,from epoch,accuracy then,accuracy at the end,last-quarter gain,"
+                  "largest gain of a seed,still learning")
+LONGER_HEADER = "target,head,seed,group,epochs,accuracy,longer epochs,longer accuracy,difference,beyond threshold"
+
+
+@needs_real
+def test_03_findings_say_whether_the_runs_reached_a_plateau(tmp_path):
+    """Issue 25's plateau bar in the Findings: the combinations still gaining over the last quarter, and what
+    twice the epochs did, worded from the tables (typed in here)."""
+    folder = _copy_real(tmp_path / "results", ["03_comparisons.csv", "03_frozen_comparisons.csv"])
+    _write(folder, "03_plateau.csv", PLATEAU_HEADER + """
+race,cosine_softmax,3,12,9,0.472,0.485,0.0132,0.0168,True
+race,normsoftmax,3,12,9,0.488,0.480,-0.0080,0.0010,False
+gender,cosface,3,12,9,0.801,0.806,0.0050,0.0090,False
+""")
+    _write(folder, "03_longer_run.csv", LONGER_HEADER + """
+race,cosine_softmax,0,overall,12,0.488,24,0.5012,0.0132,True
+race,cosine_softmax,0,White,12,0.61,24,0.62,0.01,False
+""")
+    text = findings.cosrelu_findings(folder, "real")
+    markdown = text.markdown
+    assert ("1 of 3 (target, head) combinations gained more than 0.01 in mean validation accuracy over the last "
+            "quarter of their 12 epochs: race `cosine_softmax` (+0.013)") in markdown
+    assert ("race `cosine_softmax` seed 0 reaches 0.501 after 24 epochs against 0.488 after 12 (+0.013): "
+            "**more training changes its accuracy by more than 0.01**") in markdown
+    assert findings.check_quotes(text.quotes, folder) == []
+    # every combination on its plateau, and twice the epochs within 0.01
+    _set_cell(folder, "03_plateau.csv", {"target": "race", "head": "cosine_softmax"}, "still learning", "False")
+    _set_cell(folder, "03_plateau.csv", {"target": "race", "head": "cosine_softmax"}, "last-quarter gain", "0.0061")
+    _set_cell(folder, "03_longer_run.csv", {"group": "overall"}, "beyond threshold", "False")
+    markdown = findings.cosrelu_findings(folder, "real").markdown
+    assert ("Every (target, head) combination gained at most 0.01 in mean validation accuracy over the last quarter "
+            "of its 12 epochs (the most: race `cosine_softmax`, +0.006)") in markdown
+    assert "more training would not change it by more than 0.01" in markdown
+    # a profile without a longer run writes the table empty: no earlier run's numbers are quoted
+    _write(folder, "03_longer_run.csv", LONGER_HEADER)
+    assert "No run was trained again with twice the epochs" in findings.cosrelu_findings(folder, "real").markdown
