@@ -569,7 +569,9 @@ def _plateau_paragraph(f: Findings) -> str | None:
                         "last-quarter gain", "difference")
 
     text = f"**Trained long enough?** (from scratch; `{PLATEAU}`) "
-    if len(learning):
+    if not (rows["last-quarter gain"] != "").any():
+        text += f"With {epochs} epoch(s) there is no earlier epoch to measure a gain from: no plateau is shown."
+    elif len(learning):
         text += (f"{len(learning)} of {len(rows)} (target, head) combinations gained more than 0.01 in mean validation "
                  f"accuracy over the last quarter of their {epochs} epochs: "
                  + ", ".join(f"{r['target']} `{r['head']}` ({gain(r)})" for r in learning.to_dict("records"))

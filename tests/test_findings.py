@@ -373,6 +373,9 @@ race,cosine_softmax,0,White,12,0.61,24,0.62,0.01,False
     assert ("Every (target, head) combination gained at most 0.01 in mean validation accuracy over the last quarter "
             "of its 12 epochs (the most: race `cosine_softmax`, +0.006)") in markdown
     assert "more training would not change it by more than 0.01" in markdown
+    # one epoch: no gain to measure, said as such (not "gained at most 0.01 ... n/a")
+    _write(folder, "03_plateau.csv", PLATEAU_HEADER + "\nrace,cosine_softmax,2,1,,,0.3,,,False\n")
+    assert "With 1 epoch(s) there is no earlier epoch" in findings.cosrelu_findings(folder, "real").markdown
     # a profile without a longer run writes the table empty: no earlier run's numbers are quoted
     _write(folder, "03_longer_run.csv", LONGER_HEADER)
     assert "No run was trained again with twice the epochs" in findings.cosrelu_findings(folder, "real").markdown
